@@ -1,0 +1,146 @@
+"""The admin API (``/admin/v1/...``), guarded by an admin key: accounts, keys, top-ups, balances, usage.
+
+Every write runs as one job of the group-commit writer, the same path the CLI runs directly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from suanli.errors import BadRequest, Unauthorized
+from suanli.gateway import accounts as ops
+from suanli.gateway.auth import bearer_token
+from suanli.gateway.platform import Platform
+from suanli.gateway.requests import parse_json_object
+from suanli.money import MoneyFormatError, cny_to_nano
+from suanli.store.accounts import find_account, is_admin_key, list_accounts, list_keys
+
+T = TypeVar("T")
+USAGE_DEFAULT_ROWS = 50
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status, media_type="application/json")
+
+
+def _admin(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    raw = bearer_token(request.headers.get("authorization"))
+    if not raw or not is_admin_key(platform.reader, raw):
+        raise Unauthorized("This needs the admin key: 'Authorization: Bearer sk-admin-...'.")
+    return platform
+
+
+async def _write(platform: Platform, job: Callable[[sqlite3.Connection], T]) -> T:
+    return await platform.writer.run(job)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    return parse_json_object(await request.body())
+
+
+def _string(body: dict[str, Any], name: str, default: str | None = None) -> str:
+    value = body.get(name, default)
+    if not isinstance(value, str):
+        raise BadRequest(f"'{name}' is required and must be a string.", param=name)
+    return value
+
+
+async def create_account(request: Request) -> Response:
+    platform = _admin(request)
+    body = await _body(request)
+    account = await _write(platform, ops.create_account_job(_string(body, "name"), _string(body, "tier")))
+    return _json(ops.account_view(platform.reader, account.id), 201)
+
+
+async def get_accounts(request: Request) -> Response:
+    platform = _admin(request)
+    return _json({"data": [ops.account_dict(a) for a in list_accounts(platform.reader)]})
+
+
+async def get_account(request: Request) -> Response:
+    platform = _admin(request)
+    return _json(ops.account_view(platform.reader, request.path_params["account"]))
+
+
+def _expiry(body: dict[str, Any]) -> int | None:
+    value = body.get("expires_at")
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise BadRequest("'expires_at' must be an ISO 8601 time.", param="expires_at") from None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def _models(body: dict[str, Any]) -> list[str] | None:
+    models = body.get("models")
+    if models is None:
+        return None
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
+        raise BadRequest("'models' must be a non-empty array of model names.", param="models")
+    return models
+
+
+async def create_key(request: Request) -> Response:
+    platform = _admin(request)
+    body = await _body(request)
+    job = ops.create_key_job(request.path_params["account"], _string(body, "name", ""), _models(body), _expiry(body))
+    key, raw = await _write(platform, job)
+    return _json({**ops.key_dict(key), "key": raw}, 201)
+
+
+async def get_keys(request: Request) -> Response:
+    platform = _admin(request)
+    account = find_account(platform.reader, request.path_params["account"])
+    return _json({"data": [ops.key_dict(k) for k in list_keys(platform.reader, account.id)]})
+
+
+async def revoke_key(request: Request) -> Response:
+    platform = _admin(request)
+    key = await _write(platform, ops.revoke_key_job(request.path_params["key_id"]))
+    platform.keys.forget(key.id)
+    return _json(ops.key_dict(key))
+
+
+async def topup(request: Request) -> Response:
+    platform = _admin(request)
+    body = await _body(request)
+    try:
+        amount_nano = cny_to_nano(_string(body, "amount"))
+    except MoneyFormatError as exc:
+        raise BadRequest(f"'amount' must be CNY as a decimal string: {exc}", param="amount") from None
+    job = ops.topup_job(request.path_params["account"], amount_nano, request.headers.get("idempotency-key"))
+    account, balance = await _write(platform, job)
+    return _json({"account": ops.account_dict(account), "wallet": ops.balance_dict(balance)})
+
+
+async def usage(request: Request) -> Response:
+    platform = _admin(request)
+    limit_text = request.query_params.get("limit", str(USAGE_DEFAULT_ROWS))
+    if not limit_text.isdigit():
+        raise BadRequest("'limit' must be a whole number.", param="limit")
+    events = ops.usage_view(platform.reader, request.path_params["account"], int(limit_text))
+    return _json({"data": [ops.usage_dict(e) for e in events]})
+
+
+routes = [
+    Route("/admin/v1/accounts", create_account, methods=["POST"]),
+    Route("/admin/v1/accounts", get_accounts, methods=["GET"]),
+    Route("/admin/v1/accounts/{account}", get_account, methods=["GET"]),
+    Route("/admin/v1/accounts/{account}/balance", get_account, methods=["GET"]),
+    Route("/admin/v1/accounts/{account}/keys", create_key, methods=["POST"]),
+    Route("/admin/v1/accounts/{account}/keys", get_keys, methods=["GET"]),
+    Route("/admin/v1/accounts/{account}/topup", topup, methods=["POST"]),
+    Route("/admin/v1/accounts/{account}/usage", usage, methods=["GET"]),
+    Route("/admin/v1/keys/{key_id}/revoke", revoke_key, methods=["POST"]),
+]

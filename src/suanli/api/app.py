@@ -1,0 +1,54 @@
+"""The ASGI application: routes, middleware, error handlers, and the lifespan that owns the Platform."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import orjson
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from suanli.api import admin, openai_compat
+from suanli.api.errors import handle_suanli_error, handle_unexpected
+from suanli.api.middleware.body_limit import BodyLimitMiddleware
+from suanli.api.middleware.request_id import RequestIdMiddleware
+from suanli.errors import NotFound, SuanliError
+from suanli.gateway.platform import Platform, Settings
+
+log = logging.getLogger("suanli")
+
+
+async def healthz(request: Request) -> Response:
+    return Response(orjson.dumps({"status": "ok"}), media_type="application/json")
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    return await handle_suanli_error(request, NotFound(f"No route {request.method} {request.url.path}."))
+
+
+def build_app(settings: Settings, platform: Platform | None = None) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        running = platform or Platform(settings)
+        report = await running.start()
+        if report.posted or report.voided:
+            log.warning("recovered reservations: %d posted, %d voided", report.posted, report.voided)
+        if running.admin_key_created:
+            log.warning("created the admin key (shown once): %s", running.admin_key_created)
+        app.state.platform = running
+        try:
+            yield
+        finally:
+            await running.stop()
+
+    return Starlette(
+        routes=[*openai_compat.routes, *admin.routes, Route("/healthz", healthz, methods=["GET"])],
+        middleware=[Middleware(RequestIdMiddleware), Middleware(BodyLimitMiddleware)],
+        exception_handlers={SuanliError: handle_suanli_error, 404: not_found, Exception: handle_unexpected},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,62 @@
+"""The OpenAI-compatible surface: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+
+Thin by design: authenticate, hand the raw body to the gateway, shape its answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from suanli.gateway.auth import Caller, bearer_token
+from suanli.gateway.chat import chat_completion
+from suanli.gateway.platform import Platform
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+MODEL_CREATED_S = 1_767_225_600  # 2026-01-01: the catalog's models carry no creation date of their own
+
+
+def _platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def authenticate(request: Request) -> Caller:
+    raw_key = bearer_token(request.headers.get("authorization")) or request.headers.get("x-api-key")
+    return _platform(request).keys.authenticate(raw_key)
+
+
+async def chat_completions(request: Request) -> Response:
+    platform = _platform(request)
+    caller = authenticate(request)
+    answer = await chat_completion(platform, caller, await request.body(), request.state.request_id)
+    if answer.stream is not None:
+        return StreamingResponse(
+            answer.stream, media_type="text/event-stream", headers={**SSE_HEADERS, **answer.headers}
+        )
+    return Response(answer.body, answer.status, headers=answer.headers, media_type="application/json")
+
+
+async def list_models(request: Request) -> Response:
+    platform = _platform(request)
+    caller = authenticate(request)
+    data: list[dict[str, Any]] = []
+    for name, model in platform.catalog.models.items():
+        offers = [o for o in platform.catalog.offers_for(name) if caller.account.tier in o.tiers]
+        if not offers or (caller.key.models is not None and name not in caller.key.models):
+            continue
+        data.append({
+            "id": name, "object": "model", "created": MODEL_CREATED_S, "owned_by": "suanli",
+            "description": model.description, "operators": sorted({o.operator for o in offers}),
+        })  # fmt: skip
+    return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+
+
+routes = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+]

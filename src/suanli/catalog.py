@@ -1,0 +1,216 @@
+"""The catalog: operators, models and offers, read from a TOML file (documented in docs/catalog.md).
+
+Prices are written as people write them, in CNY per million tokens, and converted once, exactly, to
+nano-CNY per token. Operator credentials are never in the file: an operator names the environment
+variable that holds its key (``api_key_env``). ``${NAME}`` and ``${NAME:-default}`` in a base URL are
+read from the environment, so one file serves the demo and a deployment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from suanli.errors import ConfigError
+from suanli.limits import (
+    UPSTREAM_CONNECT_TIMEOUT_S,
+    UPSTREAM_FIRST_BYTE_TIMEOUT_S,
+    UPSTREAM_IDLE_TIMEOUT_S,
+    UPSTREAM_TOTAL_TIMEOUT_S,
+)
+from suanli.money import MoneyFormatError, price_per_mtok_to_nano_per_token
+
+TIERS = ("enterprise", "household")
+PROTOCOLS = ("openai",)
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """nano-CNY per token, by token class."""
+
+    input_nano: int
+    cached_input_nano: int
+    output_nano: int
+    reasoning_nano: int
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long to wait on an operator, in seconds; the defaults are the named limits."""
+
+    connect_s: float = UPSTREAM_CONNECT_TIMEOUT_S
+    first_byte_s: float = UPSTREAM_FIRST_BYTE_TIMEOUT_S
+    idle_s: float = UPSTREAM_IDLE_TIMEOUT_S
+    total_s: float = UPSTREAM_TOTAL_TIMEOUT_S
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    name: str
+    base_url: str
+    protocol: str
+    api_key: str | None = field(repr=False)
+    region: str
+    timeouts: Timeouts
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    id: str
+    operator: str
+    model: str
+    upstream_model: str
+    prices: Prices
+    context_window_tokens: int
+    max_output_tokens: int
+    tiers: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    name: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    operators: Mapping[str, Operator]
+    models: Mapping[str, Model]
+    offers: tuple[Offer, ...]
+
+    def offers_for(self, model: str) -> tuple[Offer, ...]:
+        return tuple(offer for offer in self.offers if offer.model == model)
+
+
+def load_catalog(path: str | Path, environ: Mapping[str, str] | None = None) -> Catalog:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read catalog {path}: {exc}") from exc
+    return parse_catalog(data, os.environ if environ is None else environ)
+
+
+def parse_catalog(data: Mapping[str, Any], environ: Mapping[str, str]) -> Catalog:
+    operators = {
+        name: _operator(name, _table(spec, f"operators.{name}"), environ)
+        for name, spec in _table(data.get("operators", {}), "operators").items()
+    }
+    models = {
+        name: Model(_name(name, "model"), str(_table(spec, f"models.{name}").get("description", "")))
+        for name, spec in _table(data.get("models", {}), "models").items()
+    }
+    offers = tuple(_offer(_table(spec, "offers[]"), operators, models) for spec in data.get("offers", []))
+    ids = [offer.id for offer in offers]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("two offers share an id; give each offer a unique `id`")
+    if not offers:
+        raise ConfigError("the catalog has no offers")
+    return Catalog(operators, models, offers)
+
+
+def _table(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"`{where}` must be a table")
+    return value
+
+
+def _name(name: str, what: str) -> str:
+    if not _NAME_PATTERN.match(name):
+        raise ConfigError(f"{what} name {name!r} must be lowercase letters, digits, '.', '_' or '-'")
+    return name
+
+
+def _expand(text: str, environ: Mapping[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is None:
+            raise ConfigError(f"environment variable {name} is not set (used in the catalog)")
+        return default
+
+    return _ENV_PATTERN.sub(replace, text)
+
+
+def _operator(name: str, spec: Mapping[str, Any], environ: Mapping[str, str]) -> Operator:
+    protocol = str(spec.get("protocol", "openai"))
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"operator {name}: protocol must be one of {', '.join(PROTOCOLS)}")
+    base_url = _expand(str(spec.get("base_url", "")), environ).rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"operator {name}: base_url must be an http(s) URL")
+    if "api_key" in spec:
+        raise ConfigError(f"operator {name}: credentials never go in the catalog; use api_key_env")
+    key_env = spec.get("api_key_env")
+    api_key = environ.get(str(key_env)) if key_env else None
+    region = str(spec.get("region", ""))
+    return Operator(_name(name, "operator"), base_url, protocol, api_key, region, _timeouts(name, spec))
+
+
+def _timeouts(name: str, spec: Mapping[str, Any]) -> Timeouts:
+    values: dict[str, float] = {}
+    for field_name in ("connect_s", "first_byte_s", "idle_s", "total_s"):
+        value = spec.get(f"{field_name.removesuffix('_s')}_timeout_s")
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+            raise ConfigError(f"operator {name}: {field_name.removesuffix('_s')}_timeout_s must be 0..3600 s")
+        values[field_name] = float(value)
+    return Timeouts(**values)
+
+
+def _offer(spec: Mapping[str, Any], operators: Mapping[str, Operator], models: Mapping[str, Model]) -> Offer:
+    operator, model = str(spec.get("operator", "")), str(spec.get("model", ""))
+    where = f"offer {operator}/{model}"
+    if operator not in operators:
+        raise ConfigError(f"{where}: unknown operator {operator!r}")
+    if model not in models:
+        raise ConfigError(f"{where}: unknown model {model!r}")
+    tiers = frozenset(spec.get("tiers", TIERS))
+    if not tiers or not tiers <= set(TIERS):
+        raise ConfigError(f"{where}: tiers must be a non-empty subset of {', '.join(TIERS)}")
+    return Offer(
+        id=str(spec.get("id", f"{operator}/{model}")),
+        operator=operator,
+        model=model,
+        upstream_model=str(spec.get("upstream_model", model)),
+        prices=_prices(_table(spec.get("price", {}), f"{where}.price"), where),
+        context_window_tokens=_positive(spec, "context_window", where),
+        max_output_tokens=_positive(spec, "max_output_tokens", where),
+        tiers=tiers,
+    )
+
+
+def _positive(spec: Mapping[str, Any], key: str, where: str) -> int:
+    value = spec.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{where}: `{key}` must be a positive integer")
+    return value
+
+
+def _prices(spec: Mapping[str, Any], where: str) -> Prices:
+    def price(key: str, fallback: str | None = None) -> int:
+        text = spec.get(key, spec.get(fallback) if fallback else None)
+        if text is None:
+            raise ConfigError(f"{where}: price.{key} is required (CNY per million tokens)")
+        if isinstance(text, float):
+            raise ConfigError(f'{where}: write price.{key} as a string, e.g. "2.5", so it stays exact')
+        try:
+            return price_per_mtok_to_nano_per_token(text)
+        except MoneyFormatError as exc:
+            raise ConfigError(f"{where}: price.{key}: {exc}") from exc
+
+    return Prices(
+        input_nano=price("input"),
+        cached_input_nano=price("cached_input", "input"),
+        output_nano=price("output"),
+        reasoning_nano=price("reasoning", "output"),
+    )

@@ -1,0 +1,71 @@
+"""The ``suanli`` command: run the platform and the simulator, and administer accounts, keys and money.
+
+Administration commands work on the database directly (the same jobs the admin API runs), so they work
+whether or not a server is running. Every command takes ``--json`` for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from suanli import cli_admin, cli_run
+from suanli.errors import ConfigError, SuanliError
+from suanli.gateway.platform import DEFAULT_DATABASE_PATH, Settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    database = getattr(args, "database", None)
+    catalog = getattr(args, "catalog", None)
+    return Settings(
+        database_path=Path(database) if database else settings.database_path,
+        catalog_path=Path(catalog) if catalog else settings.catalog_path,
+        admin_key=settings.admin_key,
+    )
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database", help=f"SQLite file (default: $SUANLI_DATABASE or {DEFAULT_DATABASE_PATH})")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="suanli", description="Suanli: a metered token exchange for AI.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cli_run.add_commands(commands, _common)
+    cli_admin.add_commands(commands, _common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args, _settings(args))
+    except SuanliError as exc:
+        return _fail(args, exc.message, exc.code, 2 if exc.status < 500 else 1)
+    except ConfigError as exc:
+        return _fail(args, str(exc), "config_error", 2)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(args: argparse.Namespace, message: str, code: str, status: int) -> int:
+    if getattr(args, "json", False):
+        error: dict[str, Any] = {"error": {"message": message, "code": code}}
+        sys.stdout.write(orjson.dumps(error).decode() + "\n")
+    else:
+        sys.stderr.write(f"error: {message}\n")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

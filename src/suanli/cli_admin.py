@@ -1,0 +1,190 @@
+"""CLI commands that administer accounts, keys, wallets and usage (``suanli account|key|wallet|...``)."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+
+from suanli.catalog import TIERS
+from suanli.errors import BadRequest
+from suanli.gateway import accounts as ops
+from suanli.gateway.platform import Settings
+from suanli.ledger.sqlite import verify
+from suanli.money import MoneyFormatError, cny_to_nano, nano_to_cny
+from suanli.store.accounts import find_account, list_accounts, list_keys
+from suanli.store.db import open_database, run_in_transaction
+
+T = TypeVar("T")
+Common = Callable[[argparse.ArgumentParser], None]
+
+
+def _connect(settings: Settings) -> sqlite3.Connection:
+    return open_database(settings.database_path)
+
+
+def _run(settings: Settings, job: Callable[[sqlite3.Connection], T]) -> T:
+    conn = _connect(settings)
+    try:
+        return run_in_transaction(conn, job)
+    finally:
+        conn.close()
+
+
+def _read(settings: Settings, query: Callable[[sqlite3.Connection], T]) -> T:
+    conn = _connect(settings)
+    try:
+        return query(conn)
+    finally:
+        conn.close()
+
+
+def emit(args: argparse.Namespace, data: Any, text: str) -> int:
+    sys.stdout.write((orjson.dumps(data).decode() if args.json else text) + "\n")
+    return 0
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [headers, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
+
+
+def account_create(args: argparse.Namespace, settings: Settings) -> int:
+    account = _run(settings, ops.create_account_job(args.name, args.tier))
+    view = _read(settings, lambda c: ops.account_view(c, account.id))
+    return emit(args, view, f"created account {account.name} ({account.id}, {account.tier})")
+
+
+def account_list(args: argparse.Namespace, settings: Settings) -> int:
+    accounts = _read(settings, list_accounts)
+    data = [ops.account_dict(a) for a in accounts]
+    rows = [[a.id, a.name, a.tier] for a in accounts]
+    return emit(args, {"data": data}, table(["ID", "NAME", "TIER"], rows))
+
+
+def _expiry_ms(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"--expires must be an ISO 8601 time, not {text!r}") from None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def key_create(args: argparse.Namespace, settings: Settings) -> int:
+    models = [m for part in args.models or [] for m in part.split(",") if m] or None
+    job = ops.create_key_job(args.account, args.name, models, _expiry_ms(args.expires))
+    key, raw = _run(settings, job)
+    text = f"created key {key.id} for {args.account}; it is shown only this once:\n{raw}"
+    return emit(args, {**ops.key_dict(key), "key": raw}, text)
+
+
+def key_list(args: argparse.Namespace, settings: Settings) -> int:
+    keys = _read(settings, lambda c: list_keys(c, find_account(c, args.account).id))
+    rows = [[k.id, k.prefix + "…", k.name, ",".join(k.models or ["*"]), "revoked" if k.revoked_at_ms else "active"]
+            for k in keys]  # fmt: skip
+    return emit(args, {"data": [ops.key_dict(k) for k in keys]},
+                table(["ID", "PREFIX", "NAME", "MODELS", "STATE"], rows))  # fmt: skip
+
+
+def key_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    key = _run(settings, ops.revoke_key_job(args.key_id))
+    return emit(args, ops.key_dict(key), f"revoked key {key.id}")
+
+
+def wallet_topup(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        amount_nano = cny_to_nano(args.amount)
+    except MoneyFormatError as exc:
+        raise BadRequest(f"AMOUNT_CNY must be a decimal amount in CNY: {exc}") from None
+    account, balance = _run(settings, ops.topup_job(args.account, amount_nano, args.idempotency_key))
+    view = {"account": ops.account_dict(account), "wallet": ops.balance_dict(balance)}
+    return emit(args, view, f"topped up {account.name}; available ¥{view['wallet']['available']}")
+
+
+def balance(args: argparse.Namespace, settings: Settings) -> int:
+    view = _read(settings, lambda c: ops.account_view(c, args.account))
+    w = view["wallet"]
+    text = f"{view['account']['name']}: balance ¥{w['balance']}, reserved ¥{w['reserved']}, available ¥{w['available']}"
+    return emit(args, view, text)
+
+
+def usage(args: argparse.Namespace, settings: Settings) -> int:
+    events = _read(settings, lambda c: ops.usage_view(c, args.account, args.limit))
+    rows = [[datetime.fromtimestamp(e.created_at_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S"), e.request_id,
+             e.model, e.operator, e.input_tokens + e.cached_input_tokens, e.cached_input_tokens,
+             e.output_tokens + e.reasoning_tokens, ("~" if e.estimated else "") + nano_to_cny(e.cost_nano),
+             e.outcome] for e in events]  # fmt: skip
+    headers = ["TIME (UTC)", "REQUEST", "MODEL", "OPERATOR", "IN", "CACHED", "OUT", "COST ¥", "OUTCOME"]
+    total = sum(e.cost_nano for e in events)
+    text = table(headers, rows) + f"\n{len(events)} requests, ¥{nano_to_cny(total)} (~ = estimated)"
+    return emit(args, {"data": [ops.usage_dict(e) for e in events]}, text)
+
+
+def ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
+    _read(settings, verify)
+    return emit(args, {"ok": True}, "ledger verified: every account's sums match its transfers")
+
+
+def add_commands(commands: Any, common: Common) -> None:
+    account = commands.add_parser("account", help="create and list accounts").add_subparsers(
+        dest="action", required=True, metavar="ACTION")  # fmt: skip
+    p = account.add_parser("create", help="create an account")
+    p.add_argument("name")
+    p.add_argument("--tier", required=True, choices=TIERS)
+    p.set_defaults(handler=account_create)
+    common(p)
+    p = account.add_parser("list", help="list accounts")
+    p.set_defaults(handler=account_list)
+    common(p)
+
+    key = commands.add_parser("key", help="create, list and revoke API keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION")  # fmt: skip
+    p = key.add_parser("create", help="create an API key (shown once)")
+    p.add_argument("account", help="account id or name")
+    p.add_argument("--models", nargs="+", help="allowed models (default: all)")
+    p.add_argument("--name", default="", help="a label for the key")
+    p.add_argument("--expires", help="expiry time, ISO 8601 (UTC if no zone)")
+    p.set_defaults(handler=key_create)
+    common(p)
+    p = key.add_parser("list", help="list an account's keys")
+    p.add_argument("account")
+    p.set_defaults(handler=key_list)
+    common(p)
+    p = key.add_parser("revoke", help="revoke an API key")
+    p.add_argument("key_id")
+    p.set_defaults(handler=key_revoke)
+    common(p)
+
+    wallet = commands.add_parser("wallet", help="fund wallets").add_subparsers(
+        dest="action", required=True, metavar="ACTION")  # fmt: skip
+    p = wallet.add_parser("topup", help="add money to an account's wallet")
+    p.add_argument("account")
+    p.add_argument("amount", metavar="AMOUNT_CNY")
+    p.add_argument("--idempotency-key", help="a retried top-up with the same key applies once")
+    p.set_defaults(handler=wallet_topup)
+    common(p)
+
+    p = commands.add_parser("balance", help="show an account's wallet")
+    p.add_argument("account")
+    p.set_defaults(handler=balance)
+    common(p)
+
+    p = commands.add_parser("usage", help="show an account's recent requests and costs")
+    p.add_argument("account")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(handler=usage)
+    common(p)
+
+    ledger = commands.add_parser("ledger", help="check the ledger").add_subparsers(
+        dest="action", required=True, metavar="ACTION")  # fmt: skip
+    p = ledger.add_parser("verify", help="recompute every balance from transfers and check invariants")
+    p.set_defaults(handler=ledger_verify)
+    common(p)

@@ -1,0 +1,163 @@
+"""CLI commands that run things: ``suanli serve``, ``suanli simulate`` and ``suanli demo``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+
+from suanli.api.app import build_app
+from suanli.gateway import accounts as ops
+from suanli.gateway.platform import Settings, ensure_admin_key
+from suanli.money import cny_to_nano
+from suanli.providers.simulator import SimProfile, run
+from suanli.store.accounts import find_account
+from suanli.store.db import open_database, run_in_transaction, transaction
+
+Common = Callable[[argparse.ArgumentParser], None]
+DEMO_OPERATORS = ("telecom", "mobile", "unicom")
+DEMO_ACCOUNT = "demo"
+DEMO_TOPUP_CNY = "100"
+SIMULATOR_START_TIMEOUT_S = 30.0
+KEEP_ALIVE_TIMEOUT_S = 75  # longer than common load balancers' idle timeout, so they close first
+
+
+def serve_gateway(settings: Settings, host: str, port: int, log_level: str = "warning") -> None:
+    uvicorn.run(
+        build_app(settings), host=host, port=port, loop="uvloop", http="httptools", log_level=log_level,
+        access_log=False, timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S, server_header=False, date_header=False,
+    )  # fmt: skip
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    serve_gateway(settings, args.host, args.port, args.log_level)
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> SimProfile:
+    return SimProfile(
+        ttft_ms=args.ttft_ms, tokens_per_s=args.tokens_per_s, error_rate_percent=args.error_rate,
+        error_status=args.error_status, hang=args.hang, drop_after_chunks=args.drop_after_chunks,
+    )  # fmt: skip
+
+
+def simulate(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        profile = _profile(args)
+    except ValueError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    operators = [name for part in args.operators for name in part.split(",") if name]
+    run(args.host, args.port, {name: profile for name in operators})
+    return 0
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + SIMULATOR_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("the simulator exited during start-up")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"the simulator did not answer at {url}")
+
+
+def _demo_key(settings: Settings) -> tuple[str, str | None]:
+    """Make sure the demo account exists and is funded; return a fresh demo key and a new admin key."""
+    conn = open_database(settings.database_path)
+    try:
+        admin_key = ensure_admin_key(conn, settings.admin_key)
+        with transaction(conn):
+            exists = conn.execute("SELECT 1 FROM accounts WHERE name = ?", (DEMO_ACCOUNT,)).fetchone()
+        if not exists:
+            run_in_transaction(conn, ops.create_account_job(DEMO_ACCOUNT, "enterprise"))
+            run_in_transaction(conn, ops.topup_job(DEMO_ACCOUNT, cny_to_nano(DEMO_TOPUP_CNY), "demo-initial"))
+        account = find_account(conn, DEMO_ACCOUNT)
+        _, raw = run_in_transaction(conn, ops.create_key_job(account.id, "demo", None, None))
+        return raw, admin_key
+    finally:
+        conn.close()
+
+
+def demo_instructions(base: str, key: str, admin_key: str | None) -> str:
+    admin = (f"Admin key (shown once, keep it): {admin_key}\n" if admin_key
+             else "Admin key: the one set in SUANLI_ADMIN_KEY or shown at first start.\n")  # fmt: skip
+    return f"""
+Suanli is running on the embedded default (SQLite, simulated operators telecom, mobile, unicom).
+
+Gateway:  {base}/v1   (OpenAI-compatible)
+Demo key: {key}   (account "{DEMO_ACCOUNT}", ¥{DEMO_TOPUP_CNY} on first start)
+{admin}
+Try it:
+  curl -s {base}/v1/chat/completions -H "Authorization: Bearer {key}" \\
+    -H "Content-Type: application/json" \\
+    -d '{{"model": "deepseek-v3.2", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+
+  python3 - <<'PY'
+  from openai import OpenAI
+  client = OpenAI(base_url="{base}/v1", api_key="{key}")
+  reply = client.chat.completions.create(model="glm-5", messages=[{{"role": "user", "content": "Hi"}}])
+  print(reply.choices[0].message.content, reply.usage)
+  PY
+
+See what it cost:  .venv/bin/suanli usage {DEMO_ACCOUNT}     Balance: .venv/bin/suanli balance {DEMO_ACCOUNT}
+Stop with Ctrl-C.
+"""
+
+
+def demo(args: argparse.Namespace, settings: Settings) -> int:
+    simulator_url = f"http://127.0.0.1:{args.simulator_port}"
+    os.environ.setdefault("SUANLI_SIMULATOR_URL", simulator_url)
+    command = [sys.executable, "-m", "suanli.cli", "simulate", "--port", str(args.simulator_port)]
+    simulator = subprocess.Popen(command)
+    try:
+        _wait_until_up(f"{simulator_url}/v1/models", simulator)
+        key, admin_key = _demo_key(settings)
+        sys.stdout.write(demo_instructions(f"http://{args.host}:{args.port}", key, admin_key))
+        sys.stdout.flush()
+        serve_gateway(settings, args.host, args.port)
+    finally:
+        simulator.terminate()
+        simulator.wait()
+    return 0
+
+
+def add_commands(commands: Any, common: Common) -> None:
+    p = commands.add_parser("serve", help="run the gateway")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--catalog", help="catalog TOML (default: $SUANLI_CATALOG or the demo catalog)")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(handler=serve)
+    common(p)
+
+    p = commands.add_parser("simulate", help="run the simulated operators (a real HTTP server)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9100)
+    p.add_argument("--operators", nargs="+", default=list(DEMO_OPERATORS), help="operator names")
+    p.add_argument("--ttft-ms", type=int, default=0, help="time to first token")
+    p.add_argument("--tokens-per-s", type=float, default=0.0, help="stream pace (0: as fast as possible)")
+    p.add_argument("--error-rate", type=int, default=0, help="percent of requests answered with an error")
+    p.add_argument("--error-status", type=int, default=500)
+    p.add_argument("--hang", action="store_true", help="accept requests and never answer")
+    p.add_argument("--drop-after-chunks", type=int, default=None, help="cut streams after N chunks")
+    p.set_defaults(handler=simulate)
+    common(p)
+
+    p = commands.add_parser("demo", help="run the simulator and the gateway with a funded demo account")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--simulator-port", type=int, default=9100)
+    p.add_argument("--catalog", help="catalog TOML (default: the demo catalog)")
+    p.set_defaults(handler=demo)
+    common(p)

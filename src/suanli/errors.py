@@ -1,0 +1,125 @@
+"""Every error the platform can answer with, in one tree.
+
+Each error carries the HTTP status, the OpenAI-style ``type`` and a stable ``code``. The API layer turns
+them into the error body of the protocol the client speaks; nothing else builds error bodies. The tree:
+
+    SuanliError
+    ├── BadRequest (400)            invalid_request_error / invalid_json, missing_field, invalid_field
+    ├── Unauthorized (401)          authentication_error / invalid_api_key, key_revoked, key_expired
+    ├── PaymentRequired (402)       insufficient_quota / insufficient_balance
+    ├── Forbidden (403)             permission_error / model_not_allowed
+    ├── NotFound (404)              not_found_error / model_not_found, account_not_found, key_not_found
+    ├── PayloadTooLarge (413)       invalid_request_error / body_too_large
+    ├── Conflict (409)              invalid_request_error / already_exists
+    ├── UpstreamError (502)         upstream_error / upstream_error, upstream_bad_response
+    ├── UpstreamTimeout (504)       upstream_error / upstream_timeout
+    └── ServiceUnavailable (503)    service_unavailable / no_offer_available
+
+Messages are written for the person reading them; they never contain a credential or a stack trace.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class SuanliError(Exception):
+    """Base of every error the platform reports to a client or an operator of the CLI."""
+
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.param = param
+
+
+class BadRequest(SuanliError):
+    status = 400
+    type = "invalid_request_error"
+    default_code = "invalid_request"
+
+
+class Unauthorized(SuanliError):
+    status = 401
+    type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PaymentRequired(SuanliError):
+    status = 402
+    type = "insufficient_quota"
+    default_code = "insufficient_balance"
+
+
+class Forbidden(SuanliError):
+    status = 403
+    type = "permission_error"
+    default_code = "model_not_allowed"
+
+
+class NotFound(SuanliError):
+    status = 404
+    type = "not_found_error"
+    default_code = "not_found"
+
+
+class Conflict(SuanliError):
+    status = 409
+    type = "invalid_request_error"
+    default_code = "already_exists"
+
+
+class PayloadTooLarge(SuanliError):
+    status = 413
+    type = "invalid_request_error"
+    default_code = "body_too_large"
+
+
+class UpstreamError(SuanliError):
+    status = 502
+    type = "upstream_error"
+    default_code = "upstream_error"
+
+
+class UpstreamTimeout(SuanliError):
+    status = 504
+    type = "upstream_error"
+    default_code = "upstream_timeout"
+
+
+class ServiceUnavailable(SuanliError):
+    status = 503
+    type = "service_unavailable"
+    default_code = "service_unavailable"
+
+
+class ConfigError(Exception):
+    """The catalog or settings are wrong; raised at start-up, never while serving a request."""
+
+
+class InvariantViolation(Exception):
+    """A condition the code relies on does not hold: a bug, never a client's fault."""
+
+
+def invariant(condition: bool, message: str) -> None:
+    """Raise when ``condition`` is false. Unlike ``assert``, this survives ``python -O``."""
+    if not condition:
+        raise InvariantViolation(message)
+
+
+ALL_ERRORS: tuple[type[SuanliError], ...] = (
+    BadRequest,
+    Unauthorized,
+    PaymentRequired,
+    Forbidden,
+    NotFound,
+    Conflict,
+    PayloadTooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+    ServiceUnavailable,
+)

@@ -1,0 +1,155 @@
+"""Chat completions through the gateway: admit, call the operator, relay, settle.
+
+The API layer hands over the raw body and gets back a ``ChatAnswer`` to send: a whole JSON body, or an
+event stream whose status and headers are known before its first byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from suanli.errors import BadRequest, SuanliError, UpstreamError, UpstreamTimeout
+from suanli.gateway.auth import Caller
+from suanli.gateway.lifecycle import Call, Settlement, admit, settle
+from suanli.gateway.platform import Platform
+from suanli.gateway.relay import StreamRelay
+from suanli.gateway.requests import parse_chat_request
+from suanli.metering import estimate_usage, usage_from_openai
+from suanli.money import nano_to_cny
+from suanli.pricing import TokenUsage
+from suanli.providers.base import UpstreamResponse
+
+UPSTREAM_CHAT_PATH = "/chat/completions"
+UPSTREAM_ERROR_MESSAGE_CHARS_MAX = 500
+
+
+@dataclass(slots=True)
+class ChatAnswer:
+    headers: dict[str, str]
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+    status: int = 200
+
+
+async def chat_completion(platform: Platform, caller: Caller, raw_body: bytes, request_id: str) -> ChatAnswer:
+    request = parse_chat_request(raw_body)
+    call = await admit(platform, caller, request, request_id)
+    try:
+        response = await platform.upstreams[call.offer.operator].send(UPSTREAM_CHAT_PATH, _upstream_body(call))
+        if response.status != 200:
+            raise await _upstream_failure(call, response)
+        if request.stream:
+            headers = _headers(call)
+            headers["x-suanli-reserved"] = nano_to_cny(call.quote.reserved_nano)
+            return ChatAnswer(headers, stream=StreamRelay(platform, call, response).events())
+        return await _complete(platform, call, response)
+    except BaseException as exc:
+        await _release(platform, call, exc)
+        raise
+
+
+def _upstream_body(call: Call) -> bytes:
+    body = dict(call.request.body)
+    body["model"] = call.offer.upstream_model
+    if call.request.stream:  # the gateway always asks for usage; the relay hides it if the client didn't
+        options = body.get("stream_options") or {}
+        body["stream_options"] = {**options, "include_usage": True}
+    return orjson.dumps(body)
+
+
+def _headers(call: Call) -> dict[str, str]:
+    return {"x-suanli-operator": call.offer.operator, "x-suanli-offer": call.offer.id}
+
+
+async def _upstream_failure(call: Call, response: UpstreamResponse) -> SuanliError:
+    """An error answer from the operator, turned into the client's error (no credential, no trace)."""
+    try:
+        raw = await response.read()
+    except SuanliError as exc:
+        return exc
+    detail = _error_message(raw)
+    operator, status = call.offer.operator, response.status
+    if status in (400, 404, 413, 422):
+        return BadRequest(f"Operator {operator} rejected the request: {detail}", code="upstream_rejected")
+    if status == 429:
+        return UpstreamError(f"Operator {operator} is rate limiting the platform.", code="upstream_rate_limited")
+    if status in (408, 504):
+        return UpstreamTimeout(f"Operator {operator} timed out (HTTP {status}).")
+    return UpstreamError(f"Operator {operator} failed (HTTP {status}).", code="upstream_error")
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        data = orjson.loads(raw)
+        message = data["error"]["message"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return "no details given"
+    return str(message)[:UPSTREAM_ERROR_MESSAGE_CHARS_MAX]
+
+
+async def _complete(platform: Platform, call: Call, response: UpstreamResponse) -> ChatAnswer:
+    raw = await response.read()
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise UpstreamError(f"Operator {call.offer.operator} sent an answer that is not a chat completion.",
+                            code="upstream_bad_response")  # fmt: skip
+    usage, estimated = _usage_of(call, data)
+    settlement = await settle(platform, call, usage, estimated=estimated,
+                              outcome="ok_estimated" if estimated else "ok", http_status=200)  # fmt: skip
+    _annotate(call, data, usage, settlement, estimated)
+    headers = _headers(call)
+    headers["x-suanli-cost"] = nano_to_cny(settlement.charge.cost_nano)
+    if settlement.balance is not None:
+        headers["x-suanli-balance"] = nano_to_cny(settlement.balance.available)
+    return ChatAnswer(headers, body=orjson.dumps(data))
+
+
+def _usage_of(call: Call, data: dict[str, Any]) -> tuple[TokenUsage, bool]:
+    reported = data.get("usage")
+    if isinstance(reported, dict):
+        return usage_from_openai(reported), False
+    text = "".join(
+        str((choice.get("message") or {}).get("content") or "")
+        for choice in data["choices"]
+        if isinstance(choice, dict)
+    )
+    return estimate_usage(call.prompt_tokens, text), True
+
+
+def _annotate(call: Call, data: dict[str, Any], tokens: TokenUsage, settlement: Settlement, estimated: bool) -> None:
+    usage = data.get("usage")
+    if not isinstance(usage, dict):  # give the client the shape it expects, from the local count
+        usage = data["usage"] = {
+            "prompt_tokens": call.prompt_tokens,
+            "completion_tokens": tokens.output,
+            "total_tokens": call.prompt_tokens + tokens.output,
+        }
+    usage["cost"] = nano_to_cny(settlement.charge.cost_nano)
+    if estimated:
+        usage["estimated"] = True
+    data["provider"] = call.offer.operator
+
+
+async def _release(platform: Platform, call: Call, exc: BaseException) -> None:
+    """The call failed before the client got an answer: release the reservation, record why."""
+    if call.settled:
+        return
+    if isinstance(exc, SuanliError):
+        outcome = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_error"
+        status, code = exc.status, exc.code
+    else:
+        outcome, status, code = "internal_error", 500, type(exc).__name__
+    job = settle(platform, call, TokenUsage(), estimated=False, outcome=outcome, http_status=status,
+                 error_code=code)  # fmt: skip
+    if isinstance(exc, asyncio.CancelledError):
+        platform.spawn(job)
+    else:
+        await job

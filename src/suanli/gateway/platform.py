@@ -1,0 +1,99 @@
+"""The platform object: every long-lived service, built once at start-up and passed to whoever needs it.
+
+There are no module globals: the ASGI app's lifespan builds a ``Platform``, starts it, and stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from suanli.catalog import Catalog, load_catalog
+from suanli.gateway.auth import KeyCache
+from suanli.gateway.recovery import RecoveryReport, recover
+from suanli.ledger import ASSET_CNY, SqliteLedger
+from suanli.ledger import names as ledger_names
+from suanli.providers.openai_compat import OpenAICompatUpstream
+from suanli.store.accounts import add_admin_key, has_admin_key, new_raw_key
+from suanli.store.db import open_database, transaction
+from suanli.store.writer import GroupCommitWriter
+
+DEFAULT_DATABASE_PATH = Path("suanli-data") / "suanli.db"
+
+
+def demo_catalog_path() -> Path:
+    return Path(str(files("suanli") / "demo" / "catalog.toml"))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Where the platform keeps its state and reads its catalog (docs/configuration.md)."""
+
+    database_path: Path
+    catalog_path: Path
+    admin_key: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls(
+            database_path=Path(env.get("SUANLI_DATABASE", str(DEFAULT_DATABASE_PATH))),
+            catalog_path=Path(env.get("SUANLI_CATALOG", str(demo_catalog_path()))),
+            admin_key=env.get("SUANLI_ADMIN_KEY") or None,
+        )
+
+
+class Platform:
+    def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog or load_catalog(settings.catalog_path)
+        self.reader: sqlite3.Connection = open_database(settings.database_path)
+        self.writer = GroupCommitWriter(settings.database_path)
+        self.ledger = SqliteLedger(self.writer, self.reader)
+        self.keys = KeyCache(self.reader)
+        self.upstreams = {name: OpenAICompatUpstream(op) for name, op in self.catalog.operators.items()}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.admin_key_created: str | None = None  # shown once, when the platform made it
+
+    async def start(self) -> RecoveryReport:
+        """Resolve what a previous process left reserved, then open for business."""
+        report = recover(self.reader)
+        self.admin_key_created = ensure_admin_key(self.reader, self.settings.admin_key)
+        self.writer.start()
+        await self.ledger.open_account(ledger_names.TOPUP_SOURCE, ASSET_CNY, None)
+        for operator in self.catalog.operators:
+            await self.ledger.open_account(ledger_names.sales(operator), ASSET_CNY, None)
+        return report
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Run work that must finish even if the request that started it is cancelled (settlement)."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for upstream in self.upstreams.values():
+            await upstream.close()
+        self.writer.close()
+        self.reader.close()
+
+
+def ensure_admin_key(conn: sqlite3.Connection, configured: str | None) -> str | None:
+    """Register the configured admin key, or make one on first start; returns a key it made."""
+    with transaction(conn):
+        if configured:
+            add_admin_key(conn, configured)
+            return None
+        if has_admin_key(conn):
+            return None
+        raw = "sk-admin-" + new_raw_key().removeprefix("sk-")
+        add_admin_key(conn, raw)
+        return raw

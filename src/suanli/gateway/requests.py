@@ -1,0 +1,89 @@
+"""Reading a client's chat request: parse the JSON once, check only what the gateway relies on.
+
+The body is parsed with orjson into plain dicts and forwarded with its unknown fields intact; a heavy
+validation layer would cost more than the rest of the hot path, and the upstream validates the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from suanli.errors import BadRequest
+from suanli.limits import MAX_TOKENS_DEFAULT_CAP, MESSAGES_COUNT_MAX
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    body: dict[str, Any]  # the client's request; forwarded with only model and stream options changed
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool
+    include_usage: bool  # the client asked for the usage chunk at the end of a stream
+    max_output_tokens: int | None
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise BadRequest("The request body is empty; send a JSON object.", code="invalid_json")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def parse_chat_request(raw: bytes) -> ChatRequest:
+    body = parse_json_object(raw)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("'model' is required and must be a string.", code="missing_field", param="model")
+    messages = _messages(body.get("messages"))
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("'stream' must be true or false.", code="invalid_field", param="stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise BadRequest("'stream_options' must be an object.", code="invalid_field", param="stream_options")
+    include_usage = bool(stream and options and options.get("include_usage") is True)
+    return ChatRequest(body, model, messages, stream, include_usage, _max_output(body))
+
+
+def _messages(messages: Any) -> list[dict[str, Any]]:
+    if messages is None:
+        raise BadRequest("'messages' is required.", code="missing_field", param="messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty array.", code="invalid_field", param="messages")
+    if len(messages) > MESSAGES_COUNT_MAX:
+        raise BadRequest(
+            f"'messages' holds more than {MESSAGES_COUNT_MAX} messages.",
+            code="invalid_field",
+            param="messages",
+        )
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise BadRequest(
+                f"messages[{index}] must be an object with a 'role'.",
+                code="invalid_field",
+                param=f"messages[{index}]",
+            )
+    return messages
+
+
+def _max_output(body: dict[str, Any]) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_TOKENS_DEFAULT_CAP:
+            raise BadRequest(
+                f"'{name}' must be an integer from 1 to {MAX_TOKENS_DEFAULT_CAP}.",
+                code="invalid_field",
+                param=name,
+            )
+        return value
+    return None

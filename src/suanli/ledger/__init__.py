@@ -1,0 +1,15 @@
+"""Double-entry, two-phase, integer ledger. Public surface:"""
+
+from suanli.ledger.model import ASSET_CNY, Balance, Kind, LedgerRejected, Rejection, Transfer
+from suanli.ledger.service import Ledger, SqliteLedger
+
+__all__ = [
+    "ASSET_CNY",
+    "Balance",
+    "Kind",
+    "Ledger",
+    "LedgerRejected",
+    "Rejection",
+    "SqliteLedger",
+    "Transfer",
+]

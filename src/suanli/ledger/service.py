@@ -1,0 +1,63 @@
+"""The ledger as the rest of the platform sees it: one small async interface, one implementation now.
+
+``Ledger`` is the seam: SQLite (``SqliteLedger``, the embedded default) implements it today, and a
+PostgreSQL implementation will implement the same methods. Every write goes through the group-commit
+writer, so a reservation or settlement returns only once it is durable.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from functools import partial
+from typing import Protocol
+
+from suanli.ledger.model import Balance, Transfer
+from suanli.ledger.sqlite import apply_entry, open_account, read_balance
+from suanli.store.usage import UsageEvent, insert_usage_event
+from suanli.store.writer import GroupCommitWriter
+
+
+class Ledger(Protocol):
+    async def open_account(self, account_id: str, asset: str, floor: int | None) -> None: ...
+
+    async def submit(self, transfers: Sequence[Transfer], request_id: str = "") -> None:
+        """Apply the transfers all together or not at all; raises ``LedgerRejected``."""
+
+    async def settle(self, transfers: Sequence[Transfer], usage: UsageEvent, balance_of: str) -> Balance | None:
+        """Apply the settlement transfers and record the usage event in one durable step; return the
+        balance of ``balance_of`` after it."""
+
+    def balance(self, account_id: str) -> Balance | None: ...
+
+
+def _settle_job(
+    conn: sqlite3.Connection, transfers: Sequence[Transfer], usage: UsageEvent, balance_of: str
+) -> Balance | None:
+    apply_entry(conn, transfers, usage.request_id)
+    insert_usage_event(conn, usage)
+    return read_balance(conn, balance_of)
+
+
+def _open_job(conn: sqlite3.Connection, account_id: str, asset: str, floor: int | None) -> None:
+    open_account(conn, account_id, asset, floor)
+
+
+class SqliteLedger:
+    def __init__(self, writer: GroupCommitWriter, reader: sqlite3.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+
+    async def open_account(self, account_id: str, asset: str, floor: int | None) -> None:
+        await self._writer.run(partial(_open_job, account_id=account_id, asset=asset, floor=floor))
+
+    async def submit(self, transfers: Sequence[Transfer], request_id: str = "") -> None:
+        await self._writer.run(partial(apply_entry, transfers=transfers, request_id=request_id))
+
+    async def settle(self, transfers: Sequence[Transfer], usage: UsageEvent, balance_of: str) -> Balance | None:
+        job = partial(_settle_job, transfers=transfers, usage=usage, balance_of=balance_of)
+        result: Balance | None = await self._writer.run(job)
+        return result
+
+    def balance(self, account_id: str) -> Balance | None:
+        return read_balance(self._reader, account_id)

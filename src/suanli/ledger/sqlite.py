@@ -1,0 +1,229 @@
+"""Applying transfers to the SQLite store: the ledger's rules, checked inside the writing transaction.
+
+Every function here runs on the writer's connection inside a transaction (see ``store.writer``); a
+rejection raises ``LedgerRejected`` and the caller's savepoint rolls back the whole entry, so an entry's
+transfers apply all together or not at all. The balance check is a conditional UPDATE, so it holds for
+any number of processes writing the same file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from suanli.errors import invariant
+from suanli.ledger.model import Balance, Kind, LedgerRejected, Rejection, Transfer
+from suanli.store.db import now_ms
+
+_DEBIT_COLUMN = {Kind.POSTED: "debits_posted", Kind.PENDING: "debits_pending"}
+_CREDIT_COLUMN = {Kind.POSTED: "credits_posted", Kind.PENDING: "credits_pending"}
+
+
+def open_account(conn: sqlite3.Connection, account_id: str, asset: str, floor: int | None) -> None:
+    """Create a ledger account if it is not there yet (idempotent; an existing one is left as is)."""
+    conn.execute(
+        "INSERT OR IGNORE INTO ledger_accounts (id, asset, floor, created_at_ms) VALUES (?, ?, ?, ?)",
+        (account_id, asset, floor, now_ms()),
+    )
+
+
+def read_balance(conn: sqlite3.Connection, account_id: str) -> Balance | None:
+    row = conn.execute(
+        "SELECT id, asset, floor, debits_pending, debits_posted, credits_pending, credits_posted "
+        "FROM ledger_accounts WHERE id = ?",
+        (account_id,),
+    ).fetchone()
+    return None if row is None else Balance(*row)
+
+
+def apply_entry(conn: sqlite3.Connection, transfers: Sequence[Transfer], request_id: str = "") -> None:
+    """Apply ``transfers`` in order; raise ``LedgerRejected`` on the first one the rules refuse."""
+    for transfer in transfers:
+        if _already_applied(conn, transfer):
+            continue
+        if transfer.kind in (Kind.POSTED, Kind.PENDING):
+            _apply_single(conn, transfer, request_id)
+        else:
+            _apply_resolution(conn, transfer)
+
+
+def _already_applied(conn: sqlite3.Connection, t: Transfer) -> bool:
+    """Idempotency by transfer id: the same transfer twice is applied once."""
+    row = conn.execute(
+        "SELECT kind, debit_account, credit_account, asset, amount, pending_id FROM transfers WHERE id = ?",
+        (t.id,),
+    ).fetchone()
+    if row is None:
+        return False
+    same = tuple(row) == (
+        t.kind.value,
+        t.debit_account,
+        t.credit_account,
+        t.asset,
+        t.amount,
+        t.pending_id,
+    )
+    if not same:
+        raise LedgerRejected(Rejection.EXISTS_WITH_DIFFERENT_FIELDS, t.id)
+    return True
+
+
+def _check_accounts(conn: sqlite3.Connection, t: Transfer) -> None:
+    if t.amount < 0:
+        raise LedgerRejected(Rejection.NEGATIVE_AMOUNT, t.id)
+    if t.debit_account == t.credit_account:
+        raise LedgerRejected(Rejection.SAME_ACCOUNT, t.id)
+    for account_id in (t.debit_account, t.credit_account):
+        row = conn.execute("SELECT asset FROM ledger_accounts WHERE id = ?", (account_id,)).fetchone()
+        if row is None:
+            raise LedgerRejected(Rejection.ACCOUNT_NOT_FOUND, t.id)
+        if row[0] != t.asset:
+            raise LedgerRejected(Rejection.ASSET_MISMATCH, t.id)
+
+
+def _apply_single(conn: sqlite3.Connection, t: Transfer, request_id: str) -> None:
+    if t.amount < 0 or t.debit_account == t.credit_account:
+        _check_accounts(conn, t)
+    debit_column, credit_column = _DEBIT_COLUMN[t.kind], _CREDIT_COLUMN[t.kind]
+    # The floor check and the debit are one statement: no other writer can slip between them.
+    cursor = conn.execute(
+        f"UPDATE ledger_accounts SET {debit_column} = {debit_column} + ?1 "
+        "WHERE id = ?2 AND asset = ?3 AND ?1 >= 0 AND "
+        "(floor IS NULL OR credits_posted - debits_posted - debits_pending - ?1 >= floor)",
+        (t.amount, t.debit_account, t.asset),
+    )
+    if cursor.rowcount != 1:
+        _check_accounts(conn, t)  # names the precise reason: unknown account, asset, or amount
+        raise LedgerRejected(Rejection.EXCEEDS_FLOOR, t.id)
+    cursor = conn.execute(
+        f"UPDATE ledger_accounts SET {credit_column} = {credit_column} + ? WHERE id = ? AND asset = ?",
+        (t.amount, t.credit_account, t.asset),
+    )
+    if cursor.rowcount != 1:
+        _check_accounts(conn, t)
+    _insert(conn, t)
+    if t.kind is Kind.PENDING:
+        conn.execute(
+            "INSERT INTO open_pending (transfer_id, request_id, created_at_ms) VALUES (?, ?, ?)",
+            (t.id, request_id, now_ms()),
+        )
+
+
+def _apply_resolution(conn: sqlite3.Connection, t: Transfer) -> None:
+    pending = _load_pending(conn, t)
+    amount = t.amount if t.kind is Kind.POST else 0
+    if amount > pending.amount or amount < 0:
+        raise LedgerRejected(Rejection.EXCEEDS_PENDING, t.id)
+    conn.execute(
+        "UPDATE ledger_accounts SET debits_pending = debits_pending - ?, debits_posted = debits_posted + ? "
+        "WHERE id = ?",
+        (pending.amount, amount, pending.debit_account),
+    )
+    conn.execute(
+        "UPDATE ledger_accounts SET credits_pending = credits_pending - ?, "
+        "credits_posted = credits_posted + ? WHERE id = ?",
+        (pending.amount, amount, pending.credit_account),
+    )
+    _insert(conn, t)
+    conn.execute("DELETE FROM open_pending WHERE transfer_id = ?", (pending.id,))
+
+
+def _load_pending(conn: sqlite3.Connection, t: Transfer) -> Transfer:
+    row = conn.execute(
+        "SELECT id, kind, debit_account, credit_account, asset, amount FROM transfers "
+        "WHERE id = ? AND kind = 'pending'",
+        (t.pending_id,),
+    ).fetchone()
+    if row is None:
+        raise LedgerRejected(Rejection.PENDING_NOT_FOUND, t.id)
+    pending = Transfer(row[0], Kind(row[1]), row[2], row[3], row[4], row[5])
+    if (pending.debit_account, pending.credit_account, pending.asset) != (
+        t.debit_account,
+        t.credit_account,
+        t.asset,
+    ):
+        raise LedgerRejected(Rejection.EXISTS_WITH_DIFFERENT_FIELDS, t.id)
+    resolved = conn.execute("SELECT 1 FROM transfers WHERE pending_id = ?", (pending.id,)).fetchone()
+    if resolved is not None:
+        raise LedgerRejected(Rejection.PENDING_ALREADY_RESOLVED, t.id)
+    return pending
+
+
+def _insert(conn: sqlite3.Connection, t: Transfer) -> None:
+    conn.execute(
+        "INSERT INTO transfers (id, kind, debit_account, credit_account, asset, amount, pending_id, memo, "
+        "created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            t.id,
+            t.kind.value,
+            t.debit_account,
+            t.credit_account,
+            t.asset,
+            t.amount,
+            t.pending_id,
+            t.memo,
+            now_ms(),
+        ),
+    )
+
+
+def open_pending(conn: sqlite3.Connection) -> list[tuple[Transfer, str]]:
+    """Every reservation not yet posted or voided, with the request it belongs to."""
+    rows = conn.execute(
+        "SELECT t.id, t.kind, t.debit_account, t.credit_account, t.asset, t.amount, t.memo, o.request_id "
+        "FROM open_pending o JOIN transfers t ON t.id = o.transfer_id ORDER BY o.created_at_ms"
+    ).fetchall()
+    return [(Transfer(r[0], Kind(r[1]), r[2], r[3], r[4], r[5], memo=r[6]), r[7]) for r in rows]
+
+
+def verify(conn: sqlite3.Connection) -> None:
+    """Recompute every account's sums from its transfers and check them against the stored sums,
+    that each asset nets to zero, and that no account with a floor is below it."""
+    stored = {
+        row[0]: Balance(*row)
+        for row in conn.execute(
+            "SELECT id, asset, floor, debits_pending, debits_posted, credits_pending, credits_posted "
+            "FROM ledger_accounts"
+        )
+    }
+    derived = _derive_sums(conn)
+    for account_id, balance in stored.items():
+        sums = derived.get(account_id, (0, 0, 0, 0))
+        actual = (
+            balance.debits_pending,
+            balance.debits_posted,
+            balance.credits_pending,
+            balance.credits_posted,
+        )
+        invariant(actual == sums, f"ledger account {account_id} sums {actual} != transfers {sums}")
+        invariant(
+            balance.floor is None or balance.available >= balance.floor,
+            f"ledger account {account_id} is below its floor",
+        )
+    for asset in {b.asset for b in stored.values()}:
+        of_asset = [b for b in stored.values() if b.asset == asset]
+        invariant(sum(b.posted for b in of_asset) == 0, f"asset {asset} posted sums do not net to zero")
+        invariant(
+            sum(b.credits_pending - b.debits_pending for b in of_asset) == 0,
+            f"asset {asset} pending sums do not net to zero",
+        )
+
+
+def _derive_sums(conn: sqlite3.Connection) -> dict[str, tuple[int, int, int, int]]:
+    """Per account: (debits_pending, debits_posted, credits_pending, credits_posted) from transfers."""
+    sums: dict[str, list[int]] = {}
+    rows = conn.execute(
+        "SELECT p.id, p.debit_account, p.credit_account, p.amount, r.kind, r.amount FROM transfers p "
+        "LEFT JOIN transfers r ON r.pending_id = p.id WHERE p.kind = 'pending' "
+        "UNION ALL SELECT id, debit_account, credit_account, amount, 'single', amount FROM transfers "
+        "WHERE kind = 'posted'"
+    )
+    for _id, debit, credit, amount, resolution, resolved_amount in rows:
+        d, c = sums.setdefault(debit, [0, 0, 0, 0]), sums.setdefault(credit, [0, 0, 0, 0])
+        if resolution is None:  # still pending
+            d[0] += amount
+            c[2] += amount
+        elif resolution in ("single", "post"):
+            d[1] += resolved_amount
+            c[3] += resolved_amount
+    return {k: (v[0], v[1], v[2], v[3]) for k, v in sums.items()}

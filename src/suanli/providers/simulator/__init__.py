@@ -1,0 +1,16 @@
+"""The built-in operator simulator: a real HTTP server that plays LLM operators.
+
+It speaks the OpenAI chat-completions protocol well enough for the official SDK, answers with
+deterministic text measured by the declared tokenizer, reports usage (with prefix-cached tokens) the way
+OpenAI and DeepSeek do, and injects faults on demand: slow first tokens, slow streams, error statuses,
+hangs and streams cut mid-body. One process plays several operators, each under ``/{operator}/v1``;
+``/_sim`` is a control API that changes their knobs at run time.
+"""
+
+from __future__ import annotations
+
+from suanli.providers.simulator.app import build_app
+from suanli.providers.simulator.profile import SimProfile
+from suanli.providers.simulator.server import build_server, run, serve
+
+__all__ = ["SimProfile", "build_app", "build_server", "run", "serve"]

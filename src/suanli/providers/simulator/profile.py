@@ -1,0 +1,115 @@
+"""The knobs of one simulated operator, validated wherever a profile is made.
+
+A profile is immutable: the control API changes an operator by building a new profile from the old
+one's ``to_dict()`` merged with the requested changes, so a request in flight keeps the profile it
+started with. Every knob has a bound, because a profile can arrive over HTTP from a test or a demo
+script, and an unbounded delay or completion length would turn a typo into a stuck server.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+TTFT_MS_MAX = 600_000  # ten minutes: longer than any gateway timeout we would want to test
+TOKENS_PER_S_MAX = 1_000_000.0
+ERROR_STATUS_MIN = 400
+ERROR_STATUS_MAX = 599
+COMPLETION_TOKENS_MAX = 131_072  # one answer; generating more would only measure the simulator
+DROP_AFTER_CHUNKS_MAX = 1_000_000
+CACHE_BLOCK_TOKENS_MAX = 65_536
+SEED_ABS_MAX = 2**63 - 1
+MODELS_COUNT_MAX = 256
+MODEL_NAME_CHARS_MAX = 256
+
+
+def _require_int(name: str, value: object, low: int, high: int) -> None:
+    # bool is a subclass of int, but `"hang": 1` and `"seed": true` are mistakes worth reporting.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+
+
+def _require_optional_int(name: str, value: object, low: int, high: int) -> None:
+    if value is not None:
+        _require_int(name, value, low, high)
+
+
+def _require_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {type(value).__name__}")
+
+
+def _require_rate(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or not 0 <= value <= TOKENS_PER_S_MAX:
+        raise ValueError(f"{name} must be between 0 and {TOKENS_PER_S_MAX:g}, got {value}")
+
+
+def _require_models(name: str, value: object) -> None:
+    if not isinstance(value, list):
+        raise ValueError(f"{name} must be a list of model names, got {type(value).__name__}")
+    if len(value) > MODELS_COUNT_MAX:
+        raise ValueError(f"{name} may hold at most {MODELS_COUNT_MAX} names, got {len(value)}")
+    for model in value:
+        if not isinstance(model, str) or not 0 < len(model) <= MODEL_NAME_CHARS_MAX:
+            raise ValueError(f"{name} must hold non-empty strings of at most {MODEL_NAME_CHARS_MAX} characters")
+
+
+@dataclass(frozen=True)
+class SimProfile:
+    """How one simulated operator behaves; the defaults make a fast, healthy operator."""
+
+    ttft_ms: int = 0
+    tokens_per_s: float = 0
+    error_rate_percent: int = 0
+    error_status: int = 500
+    hang: bool = False
+    drop_after_chunks: int | None = None
+    completion_tokens: int | None = None
+    report_usage: bool = True
+    seed: int = 0
+    cache_block_tokens: int = 64
+    models: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Validated here rather than only in from_mapping, so a profile built in code holds too.
+        _require_int("ttft_ms", self.ttft_ms, 0, TTFT_MS_MAX)
+        _require_rate("tokens_per_s", self.tokens_per_s)
+        _require_int("error_rate_percent", self.error_rate_percent, 0, 100)
+        _require_int("error_status", self.error_status, ERROR_STATUS_MIN, ERROR_STATUS_MAX)
+        _require_bool("hang", self.hang)
+        _require_optional_int("drop_after_chunks", self.drop_after_chunks, 0, DROP_AFTER_CHUNKS_MAX)
+        _require_optional_int("completion_tokens", self.completion_tokens, 0, COMPLETION_TOKENS_MAX)
+        _require_bool("report_usage", self.report_usage)
+        _require_int("seed", self.seed, -SEED_ABS_MAX, SEED_ABS_MAX)
+        _require_int("cache_block_tokens", self.cache_block_tokens, 1, CACHE_BLOCK_TOKENS_MAX)
+        _require_models("models", self.models)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> SimProfile:
+        """Build a profile from JSON-like data; missing knobs take their defaults.
+
+        Raises ValueError naming the knob when a key is unknown or a value has the wrong type or range.
+        """
+        if not isinstance(values, Mapping):
+            raise ValueError(f"a profile must be an object, got {type(values).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(key) for key in values if key not in known)
+        if unknown:
+            raise ValueError(f"unknown simulator knob(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        arguments: dict[str, Any] = dict(values)
+        rate = arguments.get("tokens_per_s")
+        if isinstance(rate, int) and not isinstance(rate, bool):
+            arguments["tokens_per_s"] = float(rate)
+        if isinstance(arguments.get("models"), list):
+            # A copy, so the caller's list can't change a profile after validation.
+            arguments["models"] = list(arguments["models"])
+        return cls(**arguments)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,96 @@
+"""The database schema, as an ordered list of migrations applied at open (``PRAGMA user_version``).
+
+A migration is never edited once released; a change is a new entry at the end of ``MIGRATIONS``.
+The ledger tables follow the two-phase model: a ``pending`` transfer is resolved by exactly one ``post``
+or ``void`` transfer naming it (``pending_id``, unique), and ``open_pending`` lists the pending transfers
+not yet resolved so recovery never scans history. ``ledger_accounts`` holds per-account sums of
+transfers, changed only in the transaction that inserts the transfer; ``verify`` recomputes them.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE accounts (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        tier TEXT NOT NULL CHECK (tier IN ('enterprise', 'household')),
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        hash BLOB NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        models TEXT,
+        created_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER,
+        revoked_at_ms INTEGER
+    );
+    CREATE INDEX api_keys_account ON api_keys(account_id);
+    CREATE TABLE admin_keys (
+        hash BLOB PRIMARY KEY,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE ledger_accounts (
+        id TEXT PRIMARY KEY,
+        asset TEXT NOT NULL,
+        floor INTEGER,
+        debits_pending INTEGER NOT NULL DEFAULT 0,
+        debits_posted INTEGER NOT NULL DEFAULT 0,
+        credits_pending INTEGER NOT NULL DEFAULT 0,
+        credits_posted INTEGER NOT NULL DEFAULT 0,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE transfers (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('posted', 'pending', 'post', 'void')),
+        debit_account TEXT NOT NULL REFERENCES ledger_accounts(id),
+        credit_account TEXT NOT NULL REFERENCES ledger_accounts(id),
+        asset TEXT NOT NULL,
+        amount INTEGER NOT NULL CHECK (amount >= 0),
+        pending_id TEXT REFERENCES transfers(id),
+        memo TEXT NOT NULL DEFAULT '',
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX transfers_resolution ON transfers(pending_id) WHERE pending_id IS NOT NULL;
+    CREATE INDEX transfers_debit ON transfers(debit_account);
+    CREATE INDEX transfers_credit ON transfers(credit_account);
+    CREATE TABLE open_pending (
+        transfer_id TEXT PRIMARY KEY REFERENCES transfers(id),
+        request_id TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX open_pending_request ON open_pending(request_id);
+    CREATE TABLE usage_events (
+        request_id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        offer_id TEXT NOT NULL,
+        upstream_model TEXT NOT NULL,
+        stream INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        cached_input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        reasoning_tokens INTEGER NOT NULL,
+        estimated INTEGER NOT NULL,
+        price_input_nano INTEGER NOT NULL,
+        price_cached_input_nano INTEGER NOT NULL,
+        price_output_nano INTEGER NOT NULL,
+        price_reasoning_nano INTEGER NOT NULL,
+        reserved_nano INTEGER NOT NULL,
+        cost_nano INTEGER NOT NULL,
+        uncharged_nano INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        http_status INTEGER NOT NULL,
+        error_code TEXT NOT NULL DEFAULT '',
+        latency_ms INTEGER NOT NULL,
+        ttft_ms INTEGER,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX usage_events_account ON usage_events(account_id, created_at_ms);
+    """,
+)

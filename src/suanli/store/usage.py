@@ -1,0 +1,66 @@
+"""Usage events: the immutable record of one request, written in the transaction that settles it."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import astuple, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    request_id: str
+    account_id: str
+    key_id: str
+    model: str
+    operator: str
+    offer_id: str
+    upstream_model: str
+    stream: bool
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    estimated: bool  # counted locally because the upstream reported no usage
+    price_input_nano: int
+    price_cached_input_nano: int
+    price_output_nano: int
+    price_reasoning_nano: int
+    reserved_nano: int
+    cost_nano: int  # what was charged
+    uncharged_nano: int  # priced usage beyond the reservation, absorbed by the platform
+    outcome: str  # ok | cut_short | upstream_error | upstream_timeout | client_gone | recovered
+    http_status: int
+    error_code: str
+    latency_ms: int
+    ttft_ms: int | None
+    created_at_ms: int
+
+
+_COLUMNS = tuple(f.name for f in fields(UsageEvent))
+_INSERT = f"INSERT INTO usage_events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
+
+
+def insert_usage_event(conn: sqlite3.Connection, event: UsageEvent) -> None:
+    conn.execute(_INSERT, astuple(event))
+
+
+def _row_to_event(row: sqlite3.Row) -> UsageEvent:
+    values: dict[str, Any] = dict(row)
+    values["stream"] = bool(values["stream"])
+    values["estimated"] = bool(values["estimated"])
+    return UsageEvent(**values)
+
+
+def usage_event(conn: sqlite3.Connection, request_id: str) -> UsageEvent | None:
+    row = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM usage_events WHERE request_id = ?", (request_id,)).fetchone()
+    return None if row is None else _row_to_event(row)
+
+
+def usage_events(conn: sqlite3.Connection, account_id: str, limit: int, since_ms: int = 0) -> list[UsageEvent]:
+    rows = conn.execute(
+        f"SELECT {', '.join(_COLUMNS)} FROM usage_events WHERE account_id = ? AND created_at_ms >= ? "
+        "ORDER BY created_at_ms DESC, request_id DESC LIMIT ?",
+        (account_id, since_ms, limit),
+    ).fetchall()
+    return [_row_to_event(row) for row in rows]

@@ -1,0 +1,149 @@
+"""Group commit: one writer thread runs the jobs of many requests in one transaction, one fsync a batch.
+
+A request hands its job (a function of the connection) to ``GroupCommitWriter.run`` and awaits it.
+The thread takes every job waiting (up to ``LEDGER_BATCH_OPS_MAX``), runs each inside its own SAVEPOINT
+so one job's failure rolls back only that job, commits once, and then wakes all the waiting requests in
+one call into their event loop. A job's result is delivered only after the commit that made it durable.
+The sqlite3 module releases the GIL while SQLite works and syncs, so the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from suanli.errors import ServiceUnavailable
+from suanli.limits import LEDGER_BATCH_OPS_MAX, LEDGER_QUEUE_DEPTH_MAX
+from suanli.store.db import connect
+
+T = TypeVar("T")
+Job = Callable[[sqlite3.Connection], Any]
+
+
+@dataclass(slots=True)
+class _Pending:
+    job: Job
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    outcome: tuple[bool, Any] = field(default=(False, None))
+
+
+def _deliver(batch: list[_Pending]) -> None:
+    """Runs in the event loop: hand each job's outcome to its awaiting request."""
+    for item in batch:
+        if item.future.done():  # the request was cancelled; its job still ran and committed
+            continue
+        ok, value = item.outcome
+        if ok:
+            item.future.set_result(value)
+        else:
+            item.future.set_exception(value)
+
+
+class GroupCommitWriter:
+    """The single writer of one SQLite database file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = str(path)
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._depth = 0
+        self._depth_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="suanli-writer", daemon=True)
+        self._started = False
+        self.batches_committed = 0
+        self.jobs_committed = 0
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``job`` in the next group commit and return its result once durable."""
+        with self._depth_lock:
+            if self._depth >= LEDGER_QUEUE_DEPTH_MAX:
+                raise ServiceUnavailable("The platform is at its write capacity; retry shortly.", code="overloaded")
+            self._depth += 1
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Pending(job, future, loop))
+        return await future
+
+    def close(self) -> None:
+        """Finish every queued job, then stop the thread."""
+        if self._started:
+            self._queue.put(None)
+            self._thread.join()
+            self._started = False
+
+    def _loop(self) -> None:
+        conn = connect(self._path)
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = self._drain(batch)
+                self._commit(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _drain(self, batch: list[_Pending]) -> bool:
+        while len(batch) < LEDGER_BATCH_OPS_MAX:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is None:
+                return True
+            batch.append(item)
+        return False
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for item in batch:
+                item.outcome = _run_in_savepoint(conn, item.job)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = ServiceUnavailable("The store could not commit; nothing was charged.", code="store_error")
+            failure.__cause__ = exc
+            for item in batch:
+                item.outcome = (False, failure)
+        self.batches_committed += 1
+        self.jobs_committed += len(batch)
+        with self._depth_lock:
+            self._depth -= len(batch)
+        self._hand_back(batch)
+
+    @staticmethod
+    def _hand_back(batch: list[_Pending]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        for item in batch:
+            by_loop.setdefault(item.loop, []).append(item)
+        for loop, items in by_loop.items():
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_deliver, items)
+
+
+def _run_in_savepoint(conn: sqlite3.Connection, job: Job) -> tuple[bool, Any]:
+    conn.execute("SAVEPOINT job")
+    try:
+        value = job(conn)
+    except Exception as exc:  # the job's own failure: undo it alone and report it to its caller
+        conn.execute("ROLLBACK TO job")
+        conn.execute("RELEASE job")
+        return (False, exc)
+    conn.execute("RELEASE job")
+    return (True, value)

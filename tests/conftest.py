@@ -1,0 +1,194 @@
+"""Shared fixtures: real servers on real sockets.
+
+The simulator and the gateway run as subprocesses (``suanli simulate`` and ``suanli serve``), exactly as
+an operator of the platform runs them; tests reach them over HTTP with the official SDKs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from suanli.cli import main as cli_main
+
+START_TIMEOUT_S = 30.0
+ADMIN_KEY = "sk-admin-test-0123456789"
+
+TEST_CATALOG = """
+[operators.alpha]
+base_url = "${SIM_URL}/alpha/v1"
+api_key_env = "ALPHA_KEY"
+[operators.beta]
+base_url = "${SIM_URL}/beta/v1"
+[operators.faulty]
+base_url = "${SIM_URL}/faulty/v1"
+first_byte_timeout_s = 1
+[operators.nowhere]
+base_url = "http://127.0.0.1:9/v1"
+
+[models."deepseek-v3.2"]
+[models."glm-5"]
+[models."faulty-model"]
+[models."dead-model"]
+[models."household-only"]
+
+[[offers]]
+operator = "alpha"
+model = "deepseek-v3.2"
+upstream_model = "deepseek-chat"
+context_window = 128000
+max_output_tokens = 8192
+price = { input = "2", cached_input = "0.2", output = "3" }
+
+[[offers]]
+operator = "beta"
+model = "glm-5"
+context_window = 200000
+max_output_tokens = 16384
+price = { input = "4", cached_input = "1", output = "18" }
+
+[[offers]]
+operator = "faulty"
+model = "faulty-model"
+context_window = 1000
+max_output_tokens = 100
+price = { input = "1", output = "2" }
+
+[[offers]]
+operator = "nowhere"
+model = "dead-model"
+context_window = 1000
+max_output_tokens = 100
+price = { input = "1", output = "2" }
+
+[[offers]]
+operator = "alpha"
+model = "household-only"
+tiers = ["household"]
+context_window = 1000
+max_output_tokens = 100
+price = { input = "1", output = "2" }
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before answering {url}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing answered at {url}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class Simulator:
+    url: str
+
+    def set(self, operator: str, **knobs: object) -> None:
+        httpx.put(f"{self.url}/_sim/operators/{operator}", json=knobs).raise_for_status()
+
+    def reset(self, operator: str) -> None:
+        httpx.post(f"{self.url}/_sim/operators/{operator}/reset").raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[Simulator]:
+    port = free_port()
+    command = [sys.executable, "-m", "suanli.cli", "simulate", "--port", str(port),
+               "--operators", "alpha", "beta", "faulty"]  # fmt: skip
+    process = subprocess.Popen(command)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/v1/models", process)
+        yield Simulator(url)
+    finally:
+        stop(process)
+
+
+@dataclass
+class Gateway:
+    url: str
+    database: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+
+    def cli(self, *args: str) -> int:
+        return cli_main([*args, "--database", str(self.database)])
+
+    def account(self, name: str, tier: str = "enterprise", topup_cny: str | None = "10") -> str:
+        """Create an account (funded if asked) and return a fresh API key for it."""
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        response = httpx.post(f"{self.url}/admin/v1/accounts", json={"name": name, "tier": tier}, headers=headers)
+        response.raise_for_status()
+        if topup_cny is not None:
+            httpx.post(f"{self.url}/admin/v1/accounts/{name}/topup", json={"amount": topup_cny},
+                       headers=headers).raise_for_status()  # fmt: skip
+        key = httpx.post(f"{self.url}/admin/v1/accounts/{name}/keys", json={}, headers=headers)
+        key.raise_for_status()
+        return str(key.json()["key"])
+
+    def admin(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        return httpx.request(method, f"{self.url}{path}", headers=headers, **kwargs)  # type: ignore[arg-type]
+
+
+def start_gateway(tmp: Path, simulator: Simulator, database: Path | None = None) -> Gateway:
+    catalog = tmp / "catalog.toml"
+    catalog.write_text(TEST_CATALOG)
+    port = free_port()
+    database = database or tmp / "suanli.db"
+    env = {**os.environ, "SIM_URL": simulator.url, "ALPHA_KEY": "sk-upstream-alpha-secret",
+           "SUANLI_ADMIN_KEY": ADMIN_KEY, "SUANLI_CATALOG": str(catalog), "SUANLI_DATABASE": str(database)}  # fmt: skip
+    command = [sys.executable, "-m", "suanli.cli", "serve", "--port", str(port)]
+    process = subprocess.Popen(command, env=env)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/healthz", process)
+    return Gateway(url, database, env, process)
+
+
+@pytest.fixture(scope="session")
+def gateway(simulator: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    running = start_gateway(tmp_path_factory.mktemp("gateway"), simulator)
+    try:
+        yield running
+    finally:
+        stop(running.process)
+
+
+_names = iter(range(1_000_000))
+
+
+@pytest.fixture
+def unique() -> str:
+    """A name no other test in this session uses."""
+    return f"t{os.getpid()}-{next(_names)}"
