@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     settings = Settings.from_env()
     database = getattr(args, "database", None)
     catalog = getattr(args, "catalog", None)
-    return Settings(
+    return replace(
+        settings,
         database_path=Path(database) if database else settings.database_path,
         catalog_path=Path(catalog) if catalog else settings.catalog_path,
-        admin_key=settings.admin_key,
     )
 
 

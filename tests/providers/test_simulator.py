@@ -62,6 +62,12 @@ class Sim:
         return [event.removeprefix("data: ") for event in events]
 
 
+def _no_delay_transport() -> httpx.HTTPTransport:
+    # httpx writes a POST's headers and body separately; with Nagle's algorithm on, the body then waits
+    # for the server's delayed ACK (tens of ms per request), which would make this file slow.
+    return httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+
+
 def _start_thread(sock: socket.socket) -> tuple[Any, threading.Thread]:
     server = build_server("127.0.0.1", sock.getsockname()[1], PROFILES)
     thread = threading.Thread(target=asyncio.run, args=(server.serve(sockets=[sock]),), daemon=True)
@@ -75,12 +81,14 @@ def _start_thread(sock: socket.socket) -> tuple[Any, threading.Thread]:
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Sim]:
-    sock = socket.socket()
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP,
+    # and without it every answer's body waits ~40 ms behind its headers.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     server, thread = _start_thread(sock)
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     try:
-        with httpx.Client(base_url=base_url) as http:
+        with httpx.Client(base_url=base_url, transport=_no_delay_transport()) as http:
             yield Sim(base_url, http)
     finally:
         server.should_exit = True

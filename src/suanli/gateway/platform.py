@@ -22,7 +22,7 @@ from suanli.ledger import names as ledger_names
 from suanli.providers.openai_compat import OpenAICompatUpstream
 from suanli.store.accounts import add_admin_key, has_admin_key, new_raw_key
 from suanli.store.db import open_database, transaction
-from suanli.store.writer import GroupCommitWriter
+from suanli.store.writer import GroupCommitWriter, Writer
 
 DEFAULT_DATABASE_PATH = Path("suanli-data") / "suanli.db"
 
@@ -54,7 +54,7 @@ class Platform:
         self.settings = settings
         self.catalog = catalog or load_catalog(settings.catalog_path)
         self.reader: sqlite3.Connection = open_database(settings.database_path)
-        self.writer = GroupCommitWriter(settings.database_path)
+        self.writer: Writer = GroupCommitWriter(settings.database_path)
         self.ledger = SqliteLedger(self.writer, self.reader)
         self.keys = KeyCache(self.reader)
         self.upstreams = {name: OpenAICompatUpstream(op) for name, op in self.catalog.operators.items()}

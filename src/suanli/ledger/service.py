@@ -12,17 +12,18 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Protocol
 
-from suanli.ledger.model import Balance, Transfer
+from suanli.ledger.model import Balance, Kind, Transfer
 from suanli.ledger.sqlite import apply_entry, open_account, read_balance
 from suanli.store.usage import UsageEvent, insert_usage_event
-from suanli.store.writer import GroupCommitWriter
+from suanli.store.writer import Writer
 
 
 class Ledger(Protocol):
     async def open_account(self, account_id: str, asset: str, floor: int | None) -> None: ...
 
     async def submit(self, transfers: Sequence[Transfer], request_id: str = "") -> None:
-        """Apply the transfers all together or not at all; raises ``LedgerRejected``."""
+        """Apply the transfers all together or not at all; raises ``LedgerRejected``. Durable before it
+        returns unless every transfer is a reservation (see ``store.writer`` on why that is safe)."""
 
     async def settle(self, transfers: Sequence[Transfer], usage: UsageEvent, balance_of: str) -> Balance | None:
         """Apply the settlement transfers and record the usage event in one durable step; return the
@@ -44,7 +45,7 @@ def _open_job(conn: sqlite3.Connection, account_id: str, asset: str, floor: int 
 
 
 class SqliteLedger:
-    def __init__(self, writer: GroupCommitWriter, reader: sqlite3.Connection) -> None:
+    def __init__(self, writer: Writer, reader: sqlite3.Connection) -> None:
         self._writer = writer
         self._reader = reader
 
@@ -52,7 +53,8 @@ class SqliteLedger:
         await self._writer.run(partial(_open_job, account_id=account_id, asset=asset, floor=floor))
 
     async def submit(self, transfers: Sequence[Transfer], request_id: str = "") -> None:
-        await self._writer.run(partial(apply_entry, transfers=transfers, request_id=request_id))
+        durable = any(t.kind is not Kind.PENDING for t in transfers)
+        await self._writer.run(partial(apply_entry, transfers=transfers, request_id=request_id), durable=durable)
 
     async def settle(self, transfers: Sequence[Transfer], usage: UsageEvent, balance_of: str) -> Balance | None:
         job = partial(_settle_job, transfers=transfers, usage=usage, balance_of=balance_of)

@@ -39,40 +39,52 @@ def read_balance(conn: sqlite3.Connection, account_id: str) -> Balance | None:
 def apply_entry(conn: sqlite3.Connection, transfers: Sequence[Transfer], request_id: str = "") -> None:
     """Apply ``transfers`` in order; raise ``LedgerRejected`` on the first one the rules refuse."""
     for transfer in transfers:
-        if _already_applied(conn, transfer):
-            continue
+        _check_shape(transfer)
+        if not _insert_new(conn, transfer):
+            continue  # the same transfer was applied before: idempotent
         if transfer.kind in (Kind.POSTED, Kind.PENDING):
             _apply_single(conn, transfer, request_id)
         else:
             _apply_resolution(conn, transfer)
 
 
-def _already_applied(conn: sqlite3.Connection, t: Transfer) -> bool:
-    """Idempotency by transfer id: the same transfer twice is applied once."""
-    row = conn.execute(
-        "SELECT kind, debit_account, credit_account, asset, amount, pending_id FROM transfers WHERE id = ?",
-        (t.id,),
-    ).fetchone()
-    if row is None:
-        return False
-    same = tuple(row) == (
-        t.kind.value,
-        t.debit_account,
-        t.credit_account,
-        t.asset,
-        t.amount,
-        t.pending_id,
-    )
-    if not same:
-        raise LedgerRejected(Rejection.EXISTS_WITH_DIFFERENT_FIELDS, t.id)
-    return True
-
-
-def _check_accounts(conn: sqlite3.Connection, t: Transfer) -> None:
+def _check_shape(t: Transfer) -> None:
     if t.amount < 0:
         raise LedgerRejected(Rejection.NEGATIVE_AMOUNT, t.id)
     if t.debit_account == t.credit_account:
         raise LedgerRejected(Rejection.SAME_ACCOUNT, t.id)
+
+
+def _insert_new(conn: sqlite3.Connection, t: Transfer) -> bool:
+    """Insert the transfer row first: the primary key makes a replay idempotent, the unique index on
+    ``pending_id`` refuses a second resolution, and foreign keys refuse unknown accounts, each without a
+    look-up of its own. The caller's savepoint removes the row again if a later check refuses it."""
+    try:
+        _insert(conn, t)
+    except sqlite3.IntegrityError as exc:
+        reason = str(exc)
+        if "transfers.id" in reason:
+            _check_same(conn, t)
+            return False
+        if "transfers.pending_id" in reason:
+            raise LedgerRejected(Rejection.PENDING_ALREADY_RESOLVED, t.id) from None
+        if t.pending_id is not None and _find_pending(conn, t.pending_id) is None:
+            raise LedgerRejected(Rejection.PENDING_NOT_FOUND, t.id) from None
+        _check_accounts(conn, t)
+        raise
+    return True
+
+
+def _check_same(conn: sqlite3.Connection, t: Transfer) -> None:
+    row = conn.execute(
+        "SELECT kind, debit_account, credit_account, asset, amount, pending_id FROM transfers WHERE id = ?",
+        (t.id,),
+    ).fetchone()
+    if tuple(row) != (t.kind.value, t.debit_account, t.credit_account, t.asset, t.amount, t.pending_id):
+        raise LedgerRejected(Rejection.EXISTS_WITH_DIFFERENT_FIELDS, t.id)
+
+
+def _check_accounts(conn: sqlite3.Connection, t: Transfer) -> None:
     for account_id in (t.debit_account, t.credit_account):
         row = conn.execute("SELECT asset FROM ledger_accounts WHERE id = ?", (account_id,)).fetchone()
         if row is None:
@@ -82,26 +94,23 @@ def _check_accounts(conn: sqlite3.Connection, t: Transfer) -> None:
 
 
 def _apply_single(conn: sqlite3.Connection, t: Transfer, request_id: str) -> None:
-    if t.amount < 0 or t.debit_account == t.credit_account:
-        _check_accounts(conn, t)
     debit_column, credit_column = _DEBIT_COLUMN[t.kind], _CREDIT_COLUMN[t.kind]
     # The floor check and the debit are one statement: no other writer can slip between them.
     cursor = conn.execute(
         f"UPDATE ledger_accounts SET {debit_column} = {debit_column} + ?1 "
-        "WHERE id = ?2 AND asset = ?3 AND ?1 >= 0 AND "
+        "WHERE id = ?2 AND asset = ?3 AND "
         "(floor IS NULL OR credits_posted - debits_posted - debits_pending - ?1 >= floor)",
         (t.amount, t.debit_account, t.asset),
     )
     if cursor.rowcount != 1:
-        _check_accounts(conn, t)  # names the precise reason: unknown account, asset, or amount
+        _check_accounts(conn, t)  # names the precise reason if it is not the floor
         raise LedgerRejected(Rejection.EXCEEDS_FLOOR, t.id)
     cursor = conn.execute(
         f"UPDATE ledger_accounts SET {credit_column} = {credit_column} + ? WHERE id = ? AND asset = ?",
         (t.amount, t.credit_account, t.asset),
     )
     if cursor.rowcount != 1:
-        _check_accounts(conn, t)
-    _insert(conn, t)
+        raise LedgerRejected(Rejection.ASSET_MISMATCH, t.id)
     if t.kind is Kind.PENDING:
         conn.execute(
             "INSERT INTO open_pending (transfer_id, request_id, created_at_ms) VALUES (?, ?, ?)",
@@ -110,9 +119,13 @@ def _apply_single(conn: sqlite3.Connection, t: Transfer, request_id: str) -> Non
 
 
 def _apply_resolution(conn: sqlite3.Connection, t: Transfer) -> None:
-    pending = _load_pending(conn, t)
+    pending = _find_pending(conn, t.pending_id or "")
+    if pending is None:
+        raise LedgerRejected(Rejection.PENDING_NOT_FOUND, t.id)
+    if (pending.debit_account, pending.credit_account, pending.asset) != (t.debit_account, t.credit_account, t.asset):
+        raise LedgerRejected(Rejection.EXISTS_WITH_DIFFERENT_FIELDS, t.id)
     amount = t.amount if t.kind is Kind.POST else 0
-    if amount > pending.amount or amount < 0:
+    if amount > pending.amount:
         raise LedgerRejected(Rejection.EXCEEDS_PENDING, t.id)
     conn.execute(
         "UPDATE ledger_accounts SET debits_pending = debits_pending - ?, debits_posted = debits_posted + ? "
@@ -124,29 +137,16 @@ def _apply_resolution(conn: sqlite3.Connection, t: Transfer) -> None:
         "credits_posted = credits_posted + ? WHERE id = ?",
         (pending.amount, amount, pending.credit_account),
     )
-    _insert(conn, t)
     conn.execute("DELETE FROM open_pending WHERE transfer_id = ?", (pending.id,))
 
 
-def _load_pending(conn: sqlite3.Connection, t: Transfer) -> Transfer:
+def _find_pending(conn: sqlite3.Connection, pending_id: str) -> Transfer | None:
     row = conn.execute(
         "SELECT id, kind, debit_account, credit_account, asset, amount FROM transfers "
         "WHERE id = ? AND kind = 'pending'",
-        (t.pending_id,),
+        (pending_id,),
     ).fetchone()
-    if row is None:
-        raise LedgerRejected(Rejection.PENDING_NOT_FOUND, t.id)
-    pending = Transfer(row[0], Kind(row[1]), row[2], row[3], row[4], row[5])
-    if (pending.debit_account, pending.credit_account, pending.asset) != (
-        t.debit_account,
-        t.credit_account,
-        t.asset,
-    ):
-        raise LedgerRejected(Rejection.EXISTS_WITH_DIFFERENT_FIELDS, t.id)
-    resolved = conn.execute("SELECT 1 FROM transfers WHERE pending_id = ?", (pending.id,)).fetchone()
-    if resolved is not None:
-        raise LedgerRejected(Rejection.PENDING_ALREADY_RESOLVED, t.id)
-    return pending
+    return None if row is None else Transfer(row[0], Kind(row[1]), row[2], row[3], row[4], row[5])
 
 
 def _insert(conn: sqlite3.Connection, t: Transfer) -> None:

@@ -5,6 +5,13 @@ The thread takes every job waiting (up to ``LEDGER_BATCH_OPS_MAX``), runs each i
 so one job's failure rolls back only that job, commits once, and then wakes all the waiting requests in
 one call into their event loop. A job's result is delivered only after the commit that made it durable.
 The sqlite3 module releases the GIL while SQLite works and syncs, so the event loop keeps serving.
+
+Durability is per job. A job that records money spent or received (a settlement, a top-up) is
+``durable``: its batch commits with ``synchronous=FULL`` and returns only after the fsync. A reservation
+is not: its batch commits with ``synchronous=NORMAL`` (atomic and consistent; in WAL mode it survives
+the process dying, and may only be lost if the machine loses power). A reservation lost that way is the
+same as a voided one: the request it guarded died with the machine and charged nothing. The next
+durable commit syncs every earlier commit too, since the WAL is written in order.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from suanli.errors import ServiceUnavailable
 from suanli.limits import LEDGER_BATCH_OPS_MAX, LEDGER_QUEUE_DEPTH_MAX
@@ -26,9 +33,20 @@ T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 
 
+class Writer(Protocol):
+    """What the ledger and the admin API need of a writer: run a job in a group commit."""
+
+    def start(self) -> None: ...
+
+    async def run(self, job: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(slots=True)
 class _Pending:
     job: Job
+    durable: bool
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     outcome: tuple[bool, Any] = field(default=(False, None))
@@ -56,6 +74,7 @@ class GroupCommitWriter:
         self._depth_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="suanli-writer", daemon=True)
         self._started = False
+        self._synchronous = _Synchronous()
         self.batches_committed = 0
         self.jobs_committed = 0
 
@@ -64,15 +83,16 @@ class GroupCommitWriter:
             self._started = True
             self._thread.start()
 
-    async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``job`` in the next group commit and return its result once durable."""
+    async def run(self, job: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run ``job`` in the next group commit and return its result once committed (and, if
+        ``durable``, synced to disk)."""
         with self._depth_lock:
             if self._depth >= LEDGER_QUEUE_DEPTH_MAX:
                 raise ServiceUnavailable("The platform is at its write capacity; retry shortly.", code="overloaded")
             self._depth += 1
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Pending(job, future, loop))
+        self._queue.put(_Pending(job, durable, future, loop))
         return await future
 
     def close(self) -> None:
@@ -109,18 +129,7 @@ class GroupCommitWriter:
         return False
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for item in batch:
-                item.outcome = _run_in_savepoint(conn, item.job)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            failure = ServiceUnavailable("The store could not commit; nothing was charged.", code="store_error")
-            failure.__cause__ = exc
-            for item in batch:
-                item.outcome = (False, failure)
+        commit_batch(conn, batch, self._synchronous)
         self.batches_committed += 1
         self.jobs_committed += len(batch)
         with self._depth_lock:
@@ -135,6 +144,35 @@ class GroupCommitWriter:
         for loop, items in by_loop.items():
             if not loop.is_closed():
                 loop.call_soon_threadsafe(_deliver, items)
+
+
+class _Synchronous:
+    """The connection's current ``PRAGMA synchronous``, changed only when a batch needs another."""
+
+    def __init__(self) -> None:
+        self.level = "FULL"  # what store.db.connect sets
+
+    def set(self, conn: sqlite3.Connection, level: str) -> None:
+        if level != self.level:
+            conn.execute(f"PRAGMA synchronous={level}")
+            self.level = level
+
+
+def commit_batch(conn: sqlite3.Connection, batch: list[_Pending], synchronous: _Synchronous) -> None:
+    """Run every job of the batch in its own savepoint inside one transaction, and commit once."""
+    try:
+        synchronous.set(conn, "FULL" if any(item.durable for item in batch) else "NORMAL")
+        conn.execute("BEGIN IMMEDIATE")
+        for item in batch:
+            item.outcome = _run_in_savepoint(conn, item.job)
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        failure = ServiceUnavailable("The store could not commit; nothing was charged.", code="store_error")
+        failure.__cause__ = exc
+        for item in batch:
+            item.outcome = (False, failure)
 
 
 def _run_in_savepoint(conn: sqlite3.Connection, job: Job) -> tuple[bool, Any]:
