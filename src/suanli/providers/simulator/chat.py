@@ -18,7 +18,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from suanli.errors import invariant
+from suanli.errors import InvariantViolation
 from suanli.metering.tokenizer import count_messages, encode, message_text
 from suanli.providers.simulator.completion import Completion, plan_completion
 from suanli.providers.simulator.errors import (
@@ -54,8 +54,9 @@ class BodyTooLarge(Exception):
 
 def sim_state(request: Request) -> SimState:
     state = request.app.state.sim
-    invariant(isinstance(state, SimState), "the simulator app must carry a SimState in app.state.sim")
-    return state  # type: ignore[no-any-return]
+    if not isinstance(state, SimState):
+        raise InvariantViolation("the simulator app must carry a SimState in app.state.sim")
+    return state
 
 
 def resolve_operator(request: Request) -> OperatorState | Response:

@@ -62,10 +62,26 @@ def _require_models(name: str, value: object) -> None:
 
 @dataclass(frozen=True)
 class SimProfile:
-    """How one simulated operator behaves; the defaults make a fast, healthy operator."""
+    """How one simulated operator behaves; the defaults make a fast, healthy operator.
+
+    - ``ttft_ms``: delay before a non-streamed answer, or before a stream's headers and first chunk.
+    - ``tokens_per_s``: pace of a stream's content chunks (a non-streamed answer waits as long);
+      0 answers as fast as possible.
+    - ``error_rate_percent`` / ``error_status``: share of requests (0-100) answered with this HTTP status
+      in the OpenAI error shape; a 429 carries ``Retry-After``. Draws come from ``random.Random(seed)``.
+    - ``hang``: accept the request and never answer, until the client goes away.
+    - ``drop_after_chunks``: close a stream's connection mid-body after this many content chunks (no
+      finish chunk, usage or ``[DONE]``); it never applies to non-streamed answers.
+    - ``completion_tokens``: fixed answer length in tokens; by default a length of 8-64 derived from the
+      request's hash. ``max_tokens`` always caps it. An ``echo:`` answer has its own length.
+    - ``report_usage``: False leaves ``usage`` out of answers, like an upstream that reports none.
+    - ``seed``: changes every generated answer and the error sequence.
+    - ``cache_block_tokens``: prefix-cache granularity for ``cached_tokens``, as DeepSeek's 64.
+    - ``models``: names ``/v1/models`` lists (besides those served); empty lists ``sim-model``.
+    """
 
     ttft_ms: int = 0
-    tokens_per_s: float = 0
+    tokens_per_s: float = 0.0
     error_rate_percent: int = 0
     error_status: int = 500
     hang: bool = False

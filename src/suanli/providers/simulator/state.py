@@ -38,6 +38,8 @@ def check_operator_name(name: str) -> None:
 
 @dataclass
 class OperatorStats:
+    """Counts since start or reset; ``requests`` counts every parsed chat request, failed ones too."""
+
     requests: int = 0
     errors_injected: int = 0
     hangs: int = 0
