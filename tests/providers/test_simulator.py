@@ -19,9 +19,13 @@ import httpx
 import openai
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from suanli.metering.tokenizer import count_messages
+from suanli.metering.tokenizer import count_messages, decode, encode
 from suanli.providers.simulator import SimProfile, build_app, build_server, serve
+from suanli.providers.simulator.completion import Completion
+from suanli.providers.simulator.prefix_cache import PrefixCache
 
 SERVER_START_TIMEOUT_S = 5.0
 THREAD_JOIN_TIMEOUT_S = 10.0
@@ -364,7 +368,7 @@ def test_control_api_creates_new_operators(sim: Sim) -> None:
         answer = client.chat.completions.create(model=MODEL, messages=HELLO)
     assert answer.usage is not None
     assert answer.usage.completion_tokens == 7
-    assert sim.put("bad name!", ttft_ms=1).status_code in {400, 404}
+    assert sim.put("bad name!", ttft_ms=1).status_code == 400
 
 
 @pytest.mark.parametrize(
@@ -387,6 +391,13 @@ def test_bad_requests_get_an_openai_400(sim: Sim, body: bytes, param: str | None
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param
     assert error["message"]
+
+
+def test_oversized_body_gets_413(sim: Sim) -> None:
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "' + b"x" * (9 * 1024 * 1024) + b'"}]}'
+    response = sim.http.post("/v1/chat/completions", content=body)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
 
 
 def test_unknown_operator_and_path_get_an_openai_404(sim: Sim) -> None:
@@ -450,3 +461,39 @@ def test_serve_runs_until_cancelled() -> None:
     assert asyncio.run(_serve_then_cancel(port)) == 200
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/v1/models")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=40))
+def test_stream_deltas_join_to_the_decoded_text(text: str) -> None:
+    tokens = encode(text)
+    for count in {len(tokens), len(tokens) // 2}:
+        completion = Completion(tuple(tokens[:count]), "stop")
+        deltas = completion.delta_texts()
+        assert len(deltas) == count
+        assert "".join(deltas) == completion.text() == decode(tokens[:count])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 100_000), max_size=300),
+    st.lists(st.integers(0, 100_000), max_size=300),
+    st.integers(1, 80),
+)
+def test_prefix_cache_finds_the_longest_shared_block_prefix(
+    first: list[int], second: list[int], block_tokens: int
+) -> None:
+    cache = PrefixCache()
+    assert cache.lookup_and_record("m", first, block_tokens) == 0
+    shared = 0
+    while shared < min(len(first), len(second)) and first[shared] == second[shared]:
+        shared += 1
+    assert cache.lookup_and_record("m", second, block_tokens) == shared - shared % block_tokens
+    assert cache.lookup_and_record("other-model", second, block_tokens) == 0
+
+
+def test_prefix_cache_forgets_the_least_recently_used() -> None:
+    cache = PrefixCache(entries_max=2)
+    cache.lookup_and_record("m", [1, 2, 3], 1)
+    assert len(cache) == 2
+    assert cache.lookup_and_record("m", [1], 1) == 0
