@@ -1,4 +1,4 @@
-"""The operator simulator over a real socket, driven by the official openai SDK, httpx and aiohttp.
+"""The operator simulator over a real socket, driven by the official openai SDK, httpx and the gateway's client.
 
 One server runs for the module in a background thread; every test leaves the operators as it found them
 (an autouse fixture resets them), so tests can inject faults through the control API freely.
@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import httpx
 import openai
 import orjson
@@ -22,7 +21,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from suanli.catalog import parse_catalog
+from suanli.errors import UpstreamError
 from suanli.metering.tokenizer import count_messages, decode, encode
+from suanli.providers.http1 import Http1Upstream
 from suanli.providers.simulator import SimProfile, build_app, build_server, serve
 from suanli.providers.simulator.completion import Completion
 from suanli.providers.simulator.prefix_cache import PrefixCache
@@ -314,16 +316,27 @@ def test_dropped_stream_is_a_protocol_error_for_httpx(sim: Sim) -> None:
         response.read()
 
 
-async def _read_with_aiohttp(url: str, body: bytes) -> bytes:
-    async with aiohttp.ClientSession() as session, session.post(url, data=body) as response:
+async def _read_with_gateway_client(base_url: str, body: bytes) -> bytes:
+    upstream = Http1Upstream(parse_catalog(_catalog(base_url), {}).operators["alpha"])
+    try:
+        response = await upstream.send("/chat/completions", body)
         return await response.read()
+    finally:
+        await upstream.close()
 
 
-def test_dropped_stream_is_a_payload_error_for_aiohttp(sim: Sim) -> None:
+def _catalog(base_url: str) -> dict[str, Any]:
+    offer = {"operator": "alpha", "model": "m", "context_window": 10, "max_output_tokens": 10,
+             "price": {"input": "1", "output": "1"}}  # fmt: skip
+    return {"operators": {"alpha": {"base_url": f"{base_url}/alpha/v1"}}, "models": {"m": {}}, "offers": [offer]}
+
+
+def test_dropped_stream_is_a_stream_cut_for_the_gateway_client(sim: Sim) -> None:
     sim.put("alpha", drop_after_chunks=2)
     body = orjson.dumps({"model": MODEL, "messages": HELLO, "stream": True})
-    with pytest.raises(aiohttp.ClientPayloadError):
-        asyncio.run(_read_with_aiohttp(f"{sim.base_url}/alpha/v1/chat/completions", body))
+    with pytest.raises(UpstreamError) as caught:
+        asyncio.run(_read_with_gateway_client(sim.base_url, body))
+    assert caught.value.code == "stream_cut"
 
 
 def test_hanging_operator_makes_the_client_time_out(sim: Sim) -> None:

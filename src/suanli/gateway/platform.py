@@ -19,7 +19,7 @@ from suanli.gateway.auth import KeyCache
 from suanli.gateway.recovery import RecoveryReport, recover
 from suanli.ledger import ASSET_CNY, SqliteLedger
 from suanli.ledger import names as ledger_names
-from suanli.providers.openai_compat import OpenAICompatUpstream
+from suanli.providers.http1 import Http1Upstream
 from suanli.store.accounts import add_admin_key, has_admin_key, new_raw_key
 from suanli.store.db import open_database, transaction
 from suanli.store.writer import GroupCommitWriter, Writer
@@ -57,7 +57,7 @@ class Platform:
         self.writer: Writer = GroupCommitWriter(settings.database_path)
         self.ledger = SqliteLedger(self.writer, self.reader)
         self.keys = KeyCache(self.reader)
-        self.upstreams = {name: OpenAICompatUpstream(op) for name, op in self.catalog.operators.items()}
+        self.upstreams = {name: Http1Upstream(op) for name, op in self.catalog.operators.items()}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.admin_key_created: str | None = None  # shown once, when the platform made it
 

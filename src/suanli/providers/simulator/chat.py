@@ -183,7 +183,7 @@ async def chat_completions(request: Request) -> Response:
         return chat
     operator.stats.requests += 1
     operator.note_model(chat.model)
-    profile = operator.profile  # the knobs as they are now, even if the control API changes them
+    profile = operator.profile  # this request keeps these knobs if the control API changes them later
     if operator.draw_error():
         operator.stats.errors_injected += 1
         return injected_error_response(profile.error_status)

@@ -1,0 +1,341 @@
+"""A small HTTP/1.1 client for the hot path: pooled keep-alive connections, httptools for parsing.
+
+Why not aiohttp or httpx: measured on one core against the benchmark upstream, a request through
+aiohttp costs about 300 µs sequentially and 95 µs at 32 in flight; the same request over an asyncio
+protocol with httptools (the parser uvicorn already uses) costs about 125 µs and 60 µs. The gateway
+makes one such call per client request, so this is the largest single saving on its hot path. The client
+does only what an operator call needs: POST a JSON body, read the answer whole or as it arrives.
+
+Each connection carries one request at a time. A response's body is buffered by the connection (reading
+is paused past ``STREAM_BUFFER_BYTES_MAX`` so a slow client slows the upstream instead of filling
+memory); a connection goes back to the pool as soon as its response is complete. A reused connection
+that the server had closed while idle fails before any byte of the answer; that request is sent once
+more on a new connection, as browsers and other clients do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import httptools
+
+from suanli.catalog import Operator, Timeouts
+from suanli.errors import UpstreamError, UpstreamTimeout
+from suanli.limits import UPSTREAM_BODY_BYTES_MAX, UPSTREAM_CONNECTIONS_PER_OPERATOR_MAX
+
+STREAM_BUFFER_BYTES_MAX = 256 * 1024  # past this much unread body, stop reading from the upstream
+STREAM_BUFFER_BYTES_RESUME = 64 * 1024
+
+
+class _ConnectionLost(Exception):
+    """The connection closed before the response was complete."""
+
+
+class Http1Response:
+    """One response, fed by its connection; implements ``providers.base.UpstreamResponse``."""
+
+    def __init__(self, connection: _Connection, timeouts: Timeouts, deadline: float) -> None:
+        self._connection = connection
+        self._loop = asyncio.get_running_loop()
+        self._timeouts = timeouts
+        self._deadline = deadline
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.head: asyncio.Future[None] = self._loop.create_future()
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._done = False
+        self._error: BaseException | None = None
+        self.received_any = False
+
+    # Fed by the connection.
+    def _headers_complete(self, status: int, headers: dict[str, str]) -> None:
+        self.status, self.headers = status, headers
+        if not self.head.done():
+            self.head.set_result(None)
+
+    def _feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > STREAM_BUFFER_BYTES_MAX:
+            self._connection.pause_reading()
+        self._wake()
+
+    def _complete(self) -> None:
+        self._done = True
+        self._wake()
+
+    def _fail(self, error: BaseException) -> None:
+        if self._done:
+            return
+        self._error = error
+        if not self.head.done():
+            self.head.set_exception(error)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # Read by the gateway.
+    async def _next(self) -> bytes | None:
+        """The next piece of body, or None at its end."""
+        while True:
+            if self._chunks:
+                chunk = self._chunks.popleft()
+                self._buffered -= len(chunk)
+                if not self._done and self._buffered < STREAM_BUFFER_BYTES_RESUME:
+                    self._connection.resume_reading()
+                return chunk
+            if self._error is not None:
+                raise self._stream_error()
+            if self._done:
+                return None
+            await self._wait()
+
+    async def _wait(self) -> None:
+        self._waiter = self._loop.create_future()
+        wait_s = min(self._timeouts.idle_s, self._deadline - self._loop.time())
+        try:
+            async with asyncio.timeout(max(wait_s, 0)):
+                await self._waiter
+        except TimeoutError:
+            self.close()
+            raise UpstreamTimeout(f"operator {self._connection.operator} went quiet mid-answer") from None
+        finally:
+            self._waiter = None
+
+    def _stream_error(self) -> UpstreamError:
+        return UpstreamError(f"operator {self._connection.operator} broke off its answer", code="stream_cut")
+
+    async def read(self) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        while (chunk := await self._next()) is not None:
+            size += len(chunk)
+            if size > UPSTREAM_BODY_BYTES_MAX:
+                self.close()
+                raise UpstreamError(f"operator {self._connection.operator} sent an answer larger than allowed")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while (chunk := await self._next()) is not None:
+            yield chunk
+
+    def close(self) -> None:
+        """Stop reading; an unfinished response takes its connection down with it (cancelling the call)."""
+        if not self._done:
+            self._connection.abort()
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection to an operator; httptools calls the ``on_*`` methods."""
+
+    def __init__(self, pool: Http1Pool) -> None:
+        self.operator = pool.operator
+        self._pool = pool
+        self._parser = httptools.HttpResponseParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._response: Http1Response | None = None
+        self._header_list: list[tuple[bytes, bytes]] = []
+        self._paused = False
+        self.closed = False
+        self.uses = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self._response is not None:
+            self._response.received_any = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._lose(UpstreamError(f"operator {self.operator} sent a malformed HTTP answer"))
+            self.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._lose(_ConnectionLost())
+        self._pool.forget(self)
+
+    def _lose(self, error: BaseException) -> None:
+        response, self._response = self._response, None
+        if response is not None:
+            response._fail(error)
+
+    def on_message_begin(self) -> None:
+        self._header_list = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_list.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self._response is not None:
+            headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self._header_list}
+            self._response._headers_complete(self._parser.get_status_code(), headers)
+
+    def on_body(self, body: bytes) -> None:
+        if self._response is not None:
+            self._response._feed(body)
+
+    def on_message_complete(self) -> None:
+        response, self._response = self._response, None
+        if response is None:
+            return
+        response._complete()
+        self.resume_reading()  # the whole body is buffered in the response; the next one may flow
+        if self._parser.should_keep_alive() and not self.closed:
+            self._pool.release(self)
+        else:
+            self.abort()
+
+    def send(self, request: bytes, timeouts: Timeouts, deadline: float) -> Http1Response:
+        if self._transport is None or self.closed:
+            raise _ConnectionLost()
+        self.uses += 1
+        self._response = Http1Response(self, timeouts, deadline)
+        self._transport.write(request)
+        return self._response
+
+    def pause_reading(self) -> None:
+        if not self._paused and self._transport is not None and not self.closed:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._paused and self._transport is not None and not self.closed:
+            self._paused = False
+            self._transport.resume_reading()
+
+    def abort(self) -> None:
+        if self._transport is not None and not self.closed:
+            self.closed = True
+            self._transport.abort()
+            self._pool.forget(self)
+
+
+class Http1Pool:
+    """Keep-alive connections to one operator, at most ``limit`` open; the most recently used first."""
+
+    def __init__(self, operator: str, host: str, port: int, tls: ssl.SSLContext | None, limit: int) -> None:
+        self.operator = operator
+        self._host, self._port, self._tls = host, port, tls
+        self._limit = limit
+        self._idle: list[_Connection] = []
+        self._open: set[_Connection] = set()
+        self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
+
+    async def acquire(self, connect_timeout_s: float) -> _Connection:
+        while True:
+            while self._idle:
+                connection = self._idle.pop()
+                if not connection.closed:
+                    return connection
+            if len(self._open) < self._limit:
+                return await self._connect(connect_timeout_s)
+            waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            handed = await waiter  # a released connection, or None: room to connect
+            if handed is not None and not handed.closed:
+                return handed
+
+    async def _connect(self, timeout_s: float) -> _Connection:
+        loop = asyncio.get_running_loop()
+        connection = _Connection(self)
+        self._open.add(connection)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await loop.create_connection(
+                    lambda: connection, self._host, self._port, ssl=self._tls,
+                    server_hostname=self._host if self._tls else None,
+                )  # fmt: skip
+        except TimeoutError:
+            self._open.discard(connection)
+            self._wake_one(None)
+            raise UpstreamTimeout(f"operator {self.operator} did not accept a connection in time") from None
+        except OSError:
+            self._open.discard(connection)
+            self._wake_one(None)
+            raise UpstreamError(f"operator {self.operator} is unreachable", code="upstream_unreachable") from None
+        return connection
+
+    def release(self, connection: _Connection) -> None:
+        if connection.closed:
+            return
+        if not self._wake_one(connection):
+            self._idle.append(connection)
+
+    def forget(self, connection: _Connection) -> None:
+        if connection in self._open:
+            self._open.discard(connection)
+            self._wake_one(None)
+
+    def _wake_one(self, connection: _Connection | None) -> bool:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return True
+        return False
+
+    def close(self) -> None:
+        for connection in list(self._open):
+            connection.abort()
+        self._idle.clear()
+
+
+class Http1Upstream:
+    """An OpenAI-compatible operator reached over HTTP/1.1; implements ``providers.base.Upstream``."""
+
+    def __init__(self, operator: Operator) -> None:
+        self.operator = operator.name
+        url = urlsplit(operator.base_url)
+        tls = ssl.create_default_context() if url.scheme == "https" else None
+        port = url.port or (443 if tls else 80)
+        self._base_path = url.path.rstrip("/")
+        self._timeouts = operator.timeouts
+        host_header = url.hostname if url.port is None else f"{url.hostname}:{url.port}"
+        lines = [f"Host: {host_header}", "Content-Type: application/json", "Accept-Encoding: identity",
+                 "User-Agent: suanli"]  # fmt: skip
+        if operator.api_key:
+            lines.append(f"Authorization: Bearer {operator.api_key}")
+        self._header_block = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+        self._pool = Http1Pool(operator.name, url.hostname or "", port, tls, UPSTREAM_CONNECTIONS_PER_OPERATOR_MAX)
+
+    def _request(self, path: str, body: bytes) -> bytes:
+        start = f"POST {self._base_path}{path} HTTP/1.1\r\n".encode("latin-1")
+        return b"%b%bContent-Length: %d\r\n\r\n%b" % (start, self._header_block, len(body), body)
+
+    async def send(self, path: str, body: bytes) -> Http1Response:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeouts.total_s
+        request = self._request(path, body)
+        for attempt in (1, 2):
+            connection = await self._pool.acquire(self._timeouts.connect_s)
+            reused = connection.uses > 0
+            try:
+                response = connection.send(request, self._timeouts, deadline)
+                async with asyncio.timeout(min(self._timeouts.first_byte_s, self._timeouts.total_s)):
+                    await response.head
+                return response
+            except _ConnectionLost:
+                if reused and attempt == 1:
+                    continue  # the server had closed this idle connection: try a fresh one
+                raise UpstreamError(f"operator {self.operator} closed the connection", code="upstream_error") from None
+            except TimeoutError:
+                connection.abort()
+                raise UpstreamTimeout(f"operator {self.operator} did not answer in time") from None
+            except BaseException:
+                connection.abort()  # cancelled mid-call: the connection's state is unknown
+                raise
+        raise UpstreamError(f"operator {self.operator} closed the connection", code="upstream_error")
+
+    async def close(self) -> None:
+        self._pool.close()
