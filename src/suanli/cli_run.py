@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import subprocess
 import sys
@@ -30,6 +31,7 @@ KEEP_ALIVE_TIMEOUT_S = 75  # longer than common load balancers' idle timeout, so
 
 
 def serve_gateway(settings: Settings, host: str, port: int, log_level: str = "warning") -> None:
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(
         build_app(settings), host=host, port=port, loop="uvloop", http="httptools", log_level=log_level,
         access_log=False, timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S, server_header=False, date_header=False,
