@@ -100,17 +100,20 @@ Suanli is running on the embedded default (SQLite, simulated operators telecom, 
 Gateway:  {base}/v1   (OpenAI-compatible)
 Demo key: {key}   (account "{DEMO_ACCOUNT}", ¥{DEMO_TOPUP_CNY} on first start)
 {admin}
-Try it:
-  curl -s {base}/v1/chat/completions -H "Authorization: Bearer {key}" \\
-    -H "Content-Type: application/json" \\
-    -d '{{"model": "deepseek-v3.2", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+Try it with curl:
 
-  python3 - <<'PY'
-  from openai import OpenAI
-  client = OpenAI(base_url="{base}/v1", api_key="{key}")
-  reply = client.chat.completions.create(model="glm-5", messages=[{{"role": "user", "content": "Hi"}}])
-  print(reply.choices[0].message.content, reply.usage)
-  PY
+curl -s {base}/v1/chat/completions -H "Authorization: Bearer {key}" \\
+  -H "Content-Type: application/json" \\
+  -d '{{"model": "deepseek-v3.2", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+
+or with the openai SDK (pip install openai):
+
+python3 - <<'PY'
+from openai import OpenAI
+client = OpenAI(base_url="{base}/v1", api_key="{key}")
+reply = client.chat.completions.create(model="glm-5", messages=[{{"role": "user", "content": "Hi"}}])
+print(reply.choices[0].message.content, reply.usage)
+PY
 
 See what it cost:  .venv/bin/suanli usage {DEMO_ACCOUNT}     Balance: .venv/bin/suanli balance {DEMO_ACCOUNT}
 Stop with Ctrl-C.

@@ -1,6 +1,6 @@
 """Accounts and API keys. A key is shown once, stored only as its SHA-256 hash.
 
-Keys carry 240 bits of randomness, so a fast hash is the right one (a slow password hash protects
+Keys carry 192 bits of randomness, so a fast hash is the right one (a slow password hash protects
 guessable secrets; these are not). Look-up is by hash; the found hash is compared again in constant time.
 """
 
@@ -20,7 +20,7 @@ from suanli.errors import BadRequest, Conflict, NotFound
 from suanli.store.db import now_ms
 
 KEY_PREFIX = "sk-"
-KEY_RANDOM_BYTES = 30
+KEY_RANDOM_BYTES = 24  # 192 bits, written as 48 hex digits
 KEY_SHOWN_PREFIX_CHARS = 10
 ACCOUNT_NAME_CHARS_MAX = 64
 
@@ -55,7 +55,7 @@ def keys_match(stored_hash: bytes, raw_key: str) -> bool:
 
 
 def new_raw_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(KEY_RANDOM_BYTES)
+    return KEY_PREFIX + secrets.token_hex(KEY_RANDOM_BYTES)
 
 
 def _account(row: sqlite3.Row) -> Account:
