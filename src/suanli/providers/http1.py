@@ -285,6 +285,10 @@ class Http1Pool:
                 return True
         return False
 
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
     def close(self) -> None:
         for connection in list(self._open):
             connection.abort()
@@ -294,7 +298,7 @@ class Http1Pool:
 class Http1Upstream:
     """An OpenAI-compatible operator reached over HTTP/1.1; implements ``providers.base.Upstream``."""
 
-    def __init__(self, operator: Operator) -> None:
+    def __init__(self, operator: Operator, connections_max: int = UPSTREAM_CONNECTIONS_PER_OPERATOR_MAX) -> None:
         self.operator = operator.name
         url = urlsplit(operator.base_url)
         tls = ssl.create_default_context() if url.scheme == "https" else None
@@ -307,7 +311,7 @@ class Http1Upstream:
         if operator.api_key:
             lines.append(f"Authorization: Bearer {operator.api_key}")
         self._header_block = ("\r\n".join(lines) + "\r\n").encode("latin-1")
-        self._pool = Http1Pool(operator.name, url.hostname or "", port, tls, UPSTREAM_CONNECTIONS_PER_OPERATOR_MAX)
+        self._pool = Http1Pool(operator.name, url.hostname or "", port, tls, connections_max)
 
     def _request(self, path: str, body: bytes) -> bytes:
         start = f"POST {self._base_path}{path} HTTP/1.1\r\n".encode("latin-1")
@@ -336,6 +340,10 @@ class Http1Upstream:
                 connection.abort()  # cancelled mid-call: the connection's state is unknown
                 raise
         raise UpstreamError(f"operator {self.operator} closed the connection", code="upstream_error")
+
+    @property
+    def connections_open(self) -> int:
+        return self._pool.open_count
 
     async def close(self) -> None:
         self._pool.close()
