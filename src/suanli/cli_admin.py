@@ -68,19 +68,9 @@ def account_list(args: argparse.Namespace, settings: Settings) -> int:
     return emit(args, {"data": data}, table(["ID", "NAME", "TIER"], rows))
 
 
-def _expiry_ms(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise BadRequest(f"--expires must be an ISO 8601 time, not {text!r}") from None
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
-
-
 def key_create(args: argparse.Namespace, settings: Settings) -> int:
     models = [m for part in args.models or [] for m in part.split(",") if m] or None
-    job = ops.create_key_job(args.account, args.name, models, _expiry_ms(args.expires))
+    job = ops.create_key_job(args.account, args.name, models, ops.parse_expiry_ms(args.expires, "--expires"))
     key, raw = _run(settings, job)
     text = f"created key {key.id} for {args.account}; it is shown only this once:\n{raw}"
     return emit(args, {**ops.key_dict(key), "key": raw}, text)

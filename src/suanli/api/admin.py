@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -71,15 +70,8 @@ async def get_account(request: Request) -> Response:
     return _json(ops.account_view(platform.reader, request.path_params["account"]))
 
 
-def _expiry(body: dict[str, Any]) -> int | None:
-    value = body.get("expires_at")
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise BadRequest("'expires_at' must be an ISO 8601 time.", param="expires_at") from None
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+def _expiry(value: Any) -> int | None:
+    return ops.parse_expiry_ms(None if value is None else str(value), "expires_at")
 
 
 def _models(body: dict[str, Any]) -> list[str] | None:
@@ -94,7 +86,9 @@ def _models(body: dict[str, Any]) -> list[str] | None:
 async def create_key(request: Request) -> Response:
     platform = _admin(request)
     body = await _body(request)
-    job = ops.create_key_job(request.path_params["account"], _string(body, "name", ""), _models(body), _expiry(body))
+    job = ops.create_key_job(
+        request.path_params["account"], _string(body, "name", ""), _models(body), _expiry(body.get("expires_at"))
+    )
     key, raw = await _write(platform, job)
     return _json({**ops.key_dict(key), "key": raw}, 201)
 

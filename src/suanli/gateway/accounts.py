@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from suanli.errors import BadRequest, NotFound
@@ -21,6 +22,17 @@ from suanli.store.usage import UsageEvent, usage_events
 
 TOPUP_NANO_MAX = 10**9 * 10**9  # one billion CNY in one top-up
 USAGE_ROWS_MAX = 10_000
+
+
+def parse_expiry_ms(text: str | None, name: str) -> int | None:
+    """An ISO 8601 time (UTC when it names no zone) as epoch milliseconds; None when not given."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"{name} must be an ISO 8601 time, not {text!r}.", param=name) from None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 def create_account_job(name: str, tier: str) -> Callable[[sqlite3.Connection], Account]:
