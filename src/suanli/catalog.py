@@ -18,6 +18,7 @@ from typing import Any
 
 from suanli.errors import ConfigError
 from suanli.limits import (
+    OFFER_CAPACITY_DEFAULT,
     UPSTREAM_CONNECT_TIMEOUT_S,
     UPSTREAM_FIRST_BYTE_TIMEOUT_S,
     UPSTREAM_IDLE_TIMEOUT_S,
@@ -71,6 +72,7 @@ class Offer:
     context_window_tokens: int
     max_output_tokens: int
     tiers: frozenset[str]
+    capacity: int = OFFER_CAPACITY_DEFAULT  # calls in flight before other offers are preferred
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +188,7 @@ def _offer(spec: Mapping[str, Any], operators: Mapping[str, Operator], models: M
         context_window_tokens=_positive(spec, "context_window", where),
         max_output_tokens=_positive(spec, "max_output_tokens", where),
         tiers=tiers,
+        capacity=_positive(spec, "capacity", where) if "capacity" in spec else OFFER_CAPACITY_DEFAULT,
     )
 
 

@@ -35,3 +35,21 @@ KEY_CACHE_ENTRIES_MAX = 100_000
 INPUT_ESTIMATE_MARGIN_PERCENT = 10
 TOKENS_PER_MESSAGE_OVERHEAD = 4
 TOKENS_PER_REQUEST_OVERHEAD = 3
+
+# Routing and failover.
+ROUTE_ATTEMPTS_MAX = 3  # offers tried for one request before the client gets the error
+ROUTE_DEADLINE_S = 90.0  # no new attempt starts after this long since the request arrived
+OFFER_CAPACITY_DEFAULT = 256  # calls in flight an offer takes before others are preferred (catalog: capacity)
+
+# Health: a circuit breaker per offer, fed by every call and by probes.
+HEALTH_WINDOW_S = 60.0  # the sliding window the error rate is computed over
+HEALTH_WINDOW_CALLS_MAX = 500  # outcomes kept in the window
+HEALTH_LATENCY_SAMPLES_MAX = 500  # latencies kept for the percentiles shown to admins
+BREAKER_MIN_CALLS = 10  # calls in the window before the error rate can open the breaker
+BREAKER_ERROR_RATE_PERCENT = 50  # error rate that opens the breaker
+BREAKER_CONSECUTIVE_FAILURES = 5  # failures in a row that open it whatever the rate
+BREAKER_OPEN_S = 5.0  # first wait before an open breaker lets a trial call through
+BREAKER_OPEN_MAX_S = 60.0  # the wait doubles on each failed trial, up to this
+HEALTH_PROBE_INTERVAL_S = 2.0  # how often operators with a breaker not closed are probed
+HEALTH_PROBE_TIMEOUT_S = 2.0
+RETRY_AFTER_MAX_S = 300.0  # an upstream's Retry-After is honoured up to this

@@ -1,7 +1,8 @@
-"""Chat completions through the gateway: admit, call the operator, relay, settle.
+"""Chat completions through the gateway: route, admit, call the operators in turn, relay, settle.
 
 The API layer hands over the raw body and gets back a ``ChatAnswer`` to send: a whole JSON body, or an
-event stream whose status and headers are known before its first byte.
+event stream whose status and headers are known before its first byte. Failover happens only before the
+first byte reaches the client (see ``failover.py``); after it, a broken stream ends with an error event.
 """
 
 from __future__ import annotations
@@ -13,19 +14,18 @@ from typing import Any
 
 import orjson
 
-from suanli.errors import BadRequest, SuanliError, UpstreamError, UpstreamTimeout
+from suanli.errors import SuanliError, UpstreamError, UpstreamTimeout
 from suanli.gateway.auth import Caller
+from suanli.gateway.failover import first_answer
 from suanli.gateway.lifecycle import Call, Settlement, admit, settle
 from suanli.gateway.platform import Platform
 from suanli.gateway.relay import StreamRelay
 from suanli.gateway.requests import parse_chat_request
+from suanli.gateway.routing import parse_preferences, plan_route
 from suanli.metering import estimate_usage, usage_from_openai
 from suanli.money import nano_to_cny
 from suanli.pricing import TokenUsage
 from suanli.providers.base import UpstreamResponse
-
-UPSTREAM_CHAT_PATH = "/chat/completions"
-UPSTREAM_ERROR_MESSAGE_CHARS_MAX = 500
 
 
 @dataclass(slots=True)
@@ -38,14 +38,15 @@ class ChatAnswer:
 
 async def chat_completion(platform: Platform, caller: Caller, raw_body: bytes, request_id: str) -> ChatAnswer:
     request = parse_chat_request(raw_body)
-    call = await admit(platform, caller, request, request_id)
+    prefs = parse_preferences(request.body, request.model)
+    plan = plan_route(platform.catalog, model=request.model, tier=caller.account.tier, key_models=caller.key.models,
+                      prefs=prefs, state_of=platform.health.state_of)  # fmt: skip
+    call = await admit(platform, caller, request, request_id, plan)
     try:
-        response = await platform.upstreams[call.offer.operator].send(UPSTREAM_CHAT_PATH, _upstream_body(call))
-        if response.status != 200:
-            raise await _upstream_failure(call, response)
+        response = await first_answer(platform, call)
         if request.stream:
             headers = _headers(call)
-            headers["x-suanli-reserved"] = nano_to_cny(call.quote.reserved_nano)
+            headers["x-suanli-reserved"] = nano_to_cny(call.reservation.amount)
             return ChatAnswer(headers, stream=StreamRelay(platform, call, response).events())
         return await _complete(platform, call, response)
     except BaseException as exc:
@@ -53,47 +54,19 @@ async def chat_completion(platform: Platform, caller: Caller, raw_body: bytes, r
         raise
 
 
-def _upstream_body(call: Call) -> bytes:
-    body = dict(call.request.body)
-    body["model"] = call.offer.upstream_model
-    if call.request.stream:  # the gateway always asks for usage; the relay hides it if the client didn't
-        options = body.get("stream_options") or {}
-        body["stream_options"] = {**options, "include_usage": True}
-    return orjson.dumps(body)
-
-
 def _headers(call: Call) -> dict[str, str]:
-    return {"x-suanli-operator": call.offer.operator, "x-suanli-offer": call.offer.id}
-
-
-async def _upstream_failure(call: Call, response: UpstreamResponse) -> SuanliError:
-    """An error answer from the operator, turned into the client's error (no credential, no trace)."""
-    try:
-        raw = await response.read()
-    except SuanliError as exc:
-        return exc
-    detail = _error_message(raw)
-    operator, status = call.offer.operator, response.status
-    if status in (400, 404, 413, 422):
-        return BadRequest(f"Operator {operator} rejected the request: {detail}", code="upstream_rejected")
-    if status == 429:
-        return UpstreamError(f"Operator {operator} is rate limiting the platform.", code="upstream_rate_limited")
-    if status in (408, 504):
-        return UpstreamTimeout(f"Operator {operator} timed out (HTTP {status}).")
-    return UpstreamError(f"Operator {operator} failed (HTTP {status}).", code="upstream_error")
-
-
-def _error_message(raw: bytes) -> str:
-    try:
-        data = orjson.loads(raw)
-        message = data["error"]["message"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return "no details given"
-    return str(message)[:UPSTREAM_ERROR_MESSAGE_CHARS_MAX]
+    return {
+        "x-suanli-operator": call.offer.operator,
+        "x-suanli-offer": call.offer.id,
+        "x-suanli-attempts": str(len(call.attempts)),
+    }
 
 
 async def _complete(platform: Platform, call: Call, response: UpstreamResponse) -> ChatAnswer:
-    raw = await response.read()
+    try:
+        raw = await response.read()
+    finally:
+        platform.health.of(call.offer).finish()
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -136,6 +109,7 @@ def _annotate(call: Call, data: dict[str, Any], tokens: TokenUsage, settlement: 
     if estimated:
         usage["estimated"] = True
     data["provider"] = call.offer.operator
+    data["attempts"] = len(call.attempts)
 
 
 async def _release(platform: Platform, call: Call, exc: BaseException) -> None:

@@ -1,47 +1,56 @@
-"""One request's money: choose the offer, quote and reserve, then settle exactly once.
+"""One request's money: quote every offer it may be routed to, reserve once, settle exactly once.
 
 Every endpoint that calls an upstream goes through ``admit`` before it and ``settle`` after it; there is
-no other billing code. A reservation is a pending ledger transfer for the most the call can cost; the
-settlement posts what the call actually cost (never more than reserved) and releases the rest, in the
-same durable step that records the usage event.
+no other billing code. The reservation is one pending transfer from the customer's wallet to the
+platform's escrow, for the most the call can cost on the dearest offer it may be sent to, so a failover
+never needs a second reservation. The settlement, in one durable step with the usage event, posts what
+the call cost at the prices quoted for the offer that served it (never more than reserved), pays that
+from escrow to the operator, and releases the rest. Failed attempts cost the customer nothing.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
 
 from suanli.catalog import Offer
-from suanli.errors import BadRequest, Forbidden, NotFound, PaymentRequired
+from suanli.errors import BadRequest, PaymentRequired
 from suanli.gateway.auth import Caller
 from suanli.gateway.platform import Platform
 from suanli.gateway.requests import ChatRequest
-from suanli.ledger import ASSET_CNY, Balance, Kind, LedgerRejected, Rejection, Transfer
+from suanli.ledger import Balance, LedgerRejected, Rejection, Transfer, entries
 from suanli.ledger import names as ledger_names
-from suanli.limits import INPUT_ESTIMATE_MARGIN_PERCENT
+from suanli.limits import INPUT_ESTIMATE_MARGIN_PERCENT, ROUTE_ATTEMPTS_MAX
 from suanli.metering import count_messages
 from suanli.money import nano_to_cny
 from suanli.pricing import Charge, Quote, TokenUsage, charge, quote
 from suanli.store.db import now_ms
-from suanli.store.usage import UsageEvent
+from suanli.store.usage import Attempt, UsageEvent
 
 
 @dataclass(slots=True)
 class Call:
-    """An admitted request: what was reserved for it, and against which offer."""
+    """An admitted request: its candidates with their quotes, the reservation, and what happened."""
 
     request_id: str
     caller: Caller
     request: ChatRequest
-    offer: Offer
-    quote: Quote
+    plan: list[Offer]  # the offers it may be sent to, in order, at most ROUTE_ATTEMPTS_MAX
+    quotes: dict[str, Quote]  # by offer id, fixed at admission
     prompt_tokens: int  # the local count, used only where the upstream reports no usage
     reservation: Transfer
+    offer: Offer  # the offer being tried, then the one that served
+    attempts: list[Attempt] = field(default_factory=list)
     started_ns: int = field(default_factory=time.perf_counter_ns)
     first_byte_ns: int | None = None
     settled: bool = False
+
+    @property
+    def quote(self) -> Quote:
+        return self.quotes[self.offer.id]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,59 +59,54 @@ class Settlement:
     balance: Balance | None
 
 
-def choose_offer(platform: Platform, caller: Caller, model: str) -> Offer:
-    """The cheapest offer of the model that the caller's tier may buy (routing grows in a later issue)."""
-    if caller.key.models is not None and model not in caller.key.models:
-        raise Forbidden(f"This API key may not use the model '{model}'.", param="model")
-    offers = platform.catalog.offers_for(model)
-    if not offers:
-        raise NotFound(f"The model '{model}' does not exist.", code="model_not_found", param="model")
-    allowed = [offer for offer in offers if caller.account.tier in offer.tiers]
-    if not allowed:
-        raise Forbidden(
-            f"The model '{model}' is not offered to {caller.account.tier} accounts.",
-            code="model_not_offered_to_tier",
-            param="model",
-        )
-    return min(allowed, key=lambda o: (o.prices.input_nano + o.prices.output_nano, o.id))
-
-
 def _input_bound(prompt_tokens: int) -> int:
     return prompt_tokens + (prompt_tokens * INPUT_ESTIMATE_MARGIN_PERCENT + 99) // 100
 
 
-async def admit(platform: Platform, caller: Caller, request: ChatRequest, request_id: str) -> Call:
-    offer = choose_offer(platform, caller, request.model)
-    prompt_tokens = count_messages(request.messages)
+def _quotes(plan: Sequence[Offer], request: ChatRequest, prompt_tokens: int) -> dict[str, Quote]:
     input_max = _input_bound(prompt_tokens)
-    if input_max > offer.context_window_tokens:
+    quotes = {}
+    for offer in plan:
+        output_max = min(request.max_output_tokens or offer.max_output_tokens, offer.max_output_tokens)
+        quotes[offer.id] = quote(offer, input_max, output_max)
+    return quotes
+
+
+def _fitting(plan: Sequence[Offer], prompt_tokens: int) -> list[Offer]:
+    fitting = [o for o in plan if _input_bound(prompt_tokens) <= o.context_window_tokens]
+    if not fitting:
         raise BadRequest(
-            f"The messages take about {prompt_tokens} tokens; the model's context window is "
-            f"{offer.context_window_tokens}.",
-            code="context_length_exceeded",
-            param="messages",
-        )
-    output_max = min(request.max_output_tokens or offer.max_output_tokens, offer.max_output_tokens)
-    q = quote(offer, input_max, output_max)
-    reservation = Transfer(
-        id=f"{request_id}.reserve",
-        kind=Kind.PENDING,
-        debit_account=ledger_names.wallet(caller.account.id),
-        credit_account=ledger_names.sales(offer.operator),
-        asset=ASSET_CNY,
-        amount=q.reserved_nano,
-        memo=orjson.dumps({"key": caller.key.id, "model": request.model, "offer": offer.id}).decode(),
-    )
-    try:
-        await platform.ledger.submit([reservation], request_id)
-    except LedgerRejected as exc:
-        raise _refusal(platform, caller, q, exc) from None
-    return Call(request_id, caller, request, offer, q, prompt_tokens, reservation)
+            f"The messages take about {prompt_tokens} tokens; the largest context window on offer is "
+            f"{max(o.context_window_tokens for o in plan)}.",
+            code="context_length_exceeded", param="messages",
+        )  # fmt: skip
+    return fitting[:ROUTE_ATTEMPTS_MAX]
 
 
-def _refusal(platform: Platform, caller: Caller, q: Quote, exc: LedgerRejected) -> PaymentRequired:
-    if exc.rejection not in (Rejection.EXCEEDS_FLOOR, Rejection.ACCOUNT_NOT_FOUND):
-        raise exc
+async def admit(
+    platform: Platform, caller: Caller, request: ChatRequest, request_id: str, plan: Sequence[Offer]
+) -> Call:
+    """Quote the candidates and reserve the dearest quote; if the wallet can't cover that, reserve for
+    the first candidate alone and drop the dearer ones; if not even that, 402 and nothing written."""
+    prompt_tokens = count_messages(request.messages)
+    candidates = _fitting(plan, prompt_tokens)
+    quotes = _quotes(candidates, request, prompt_tokens)
+    memo = orjson.dumps({"key": caller.key.id, "model": request.model}).decode()
+    first = quotes[candidates[0].id].reserved_nano
+    for amount in sorted({max(q.reserved_nano for q in quotes.values()), first}, reverse=True):
+        reservation = entries.reservation(request_id, caller.account.id, amount, memo)
+        try:
+            await platform.ledger.submit([reservation], request_id)
+        except LedgerRejected as exc:
+            if exc.rejection not in (Rejection.EXCEEDS_FLOOR, Rejection.ACCOUNT_NOT_FOUND):
+                raise
+            continue
+        covered = [o for o in candidates if quotes[o.id].reserved_nano <= amount]
+        return Call(request_id, caller, request, covered, quotes, prompt_tokens, reservation, covered[0])
+    raise _refusal(platform, caller, quotes[candidates[0].id])
+
+
+def _refusal(platform: Platform, caller: Caller, q: Quote) -> PaymentRequired:
     balance = platform.ledger.balance(ledger_names.wallet(caller.account.id))
     available = balance.available if balance else 0
     return PaymentRequired(
@@ -122,20 +126,14 @@ async def settle(
     http_status: int,
     error_code: str = "",
 ) -> Settlement:
-    """Post what ``usage`` costs at the quoted prices (or void when it costs nothing) and record the
-    usage event, in one durable step. A second call for the same request is refused by the ledger."""
+    """Charge ``usage`` at the serving offer's quoted prices and record the usage event, in one durable
+    step. A second call for the same request is refused by the ledger."""
     call.settled = True
     result = charge(call.quote, usage)
-    pending = call.reservation
-    if result.cost_nano > 0:
-        resolution = Transfer(f"{call.request_id}.settle", Kind.POST, pending.debit_account,
-                              pending.credit_account, ASSET_CNY, result.cost_nano, pending.id)  # fmt: skip
-    else:
-        resolution = Transfer(f"{call.request_id}.settle", Kind.VOID, pending.debit_account,
-                              pending.credit_account, ASSET_CNY, 0, pending.id)  # fmt: skip
     event = usage_event(call, usage, result, estimated=estimated, outcome=outcome,
                         http_status=http_status, error_code=error_code)  # fmt: skip
-    balance = await platform.ledger.settle([resolution], event, pending.debit_account)
+    transfers = entries.settlement(call.request_id, call.reservation, call.offer.operator, result.cost_nano)
+    balance = await platform.ledger.settle(transfers, event, call.attempts, call.reservation.debit_account)
     return Settlement(result, balance)
 
 
@@ -153,15 +151,15 @@ def usage_event(
     prices = call.quote.prices
     return UsageEvent(
         request_id=call.request_id, account_id=call.caller.account.id, key_id=call.caller.key.id,
-        model=call.request.model, operator=call.offer.operator, offer_id=call.offer.id,
+        model=call.offer.model, operator=call.offer.operator, offer_id=call.offer.id,
         upstream_model=call.offer.upstream_model, stream=call.request.stream,
         input_tokens=usage.input, cached_input_tokens=usage.cached_input, output_tokens=usage.output,
         reasoning_tokens=usage.reasoning, estimated=estimated,
         price_input_nano=prices.input_nano, price_cached_input_nano=prices.cached_input_nano,
         price_output_nano=prices.output_nano, price_reasoning_nano=prices.reasoning_nano,
-        reserved_nano=call.quote.reserved_nano, cost_nano=result.cost_nano,
+        reserved_nano=call.reservation.amount, cost_nano=result.cost_nano,
         uncharged_nano=result.uncharged_nano, outcome=outcome, http_status=http_status,
         error_code=error_code, latency_ms=(now_ns - call.started_ns) // 1_000_000,
         ttft_ms=None if call.first_byte_ns is None else (call.first_byte_ns - call.started_ns) // 1_000_000,
-        created_at_ms=now_ms(),
+        created_at_ms=now_ms(), attempts=len(call.attempts),
     )  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any
 
 from suanli.catalog import Catalog, load_catalog
 from suanli.gateway.auth import KeyCache
+from suanli.gateway.health import HealthRegistry
 from suanli.gateway.recovery import RecoveryReport, recover
 from suanli.ledger import ASSET_CNY, SqliteLedger
 from suanli.ledger import names as ledger_names
@@ -57,6 +58,7 @@ class Platform:
         self.writer: Writer = GroupCommitWriter(settings.database_path)
         self.ledger = SqliteLedger(self.writer, self.reader)
         self.keys = KeyCache(self.reader)
+        self.health = HealthRegistry(self.catalog.offers)
         self.upstreams = {name: Http1Upstream(op) for name, op in self.catalog.operators.items()}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.admin_key_created: str | None = None  # shown once, when the platform made it
@@ -67,6 +69,7 @@ class Platform:
         self.admin_key_created = ensure_admin_key(self.reader, self.settings.admin_key)
         self.writer.start()
         await self.ledger.open_account(ledger_names.TOPUP_SOURCE, ASSET_CNY, None)
+        await self.ledger.open_account(ledger_names.ESCROW, ASSET_CNY, ledger_names.ESCROW_FLOOR_NANO)
         for operator in self.catalog.operators:
             await self.ledger.open_account(ledger_names.sales(operator), ASSET_CNY, None)
         return report

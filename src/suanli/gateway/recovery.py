@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import orjson
 
 from suanli.errors import invariant
-from suanli.ledger import Kind, Transfer
+from suanli.ledger import Transfer, entries
 from suanli.ledger.sqlite import apply_entry, open_pending
 from suanli.store.db import now_ms, transaction
 from suanli.store.usage import UsageEvent, insert_usage_event, usage_event
@@ -35,10 +35,10 @@ def recover(conn: sqlite3.Connection) -> RecoveryReport:
             event = usage_event(conn, request_id)
             if event is not None and event.cost_nano > 0:
                 amount = min(event.cost_nano, pending.amount)
-                apply_entry(conn, [_resolution(pending, request_id, Kind.POST, amount)], request_id)
+                apply_entry(conn, entries.settlement(request_id, pending, event.operator, amount), request_id)
                 posted += 1
             else:
-                apply_entry(conn, [_resolution(pending, request_id, Kind.VOID, 0)], request_id)
+                apply_entry(conn, entries.settlement(request_id, pending, "", 0), request_id)
                 if event is None:
                     insert_usage_event(conn, _recovered_event(pending, request_id))
                 voided += 1
@@ -46,22 +46,17 @@ def recover(conn: sqlite3.Connection) -> RecoveryReport:
     return RecoveryReport(posted, voided)
 
 
-def _resolution(pending: Transfer, request_id: str, kind: Kind, amount: int) -> Transfer:
-    return Transfer(f"{request_id}.settle", kind, pending.debit_account, pending.credit_account,
-                    pending.asset, amount, pending.id, memo="recovered at start-up")  # fmt: skip
-
-
 def _recovered_event(pending: Transfer, request_id: str) -> UsageEvent:
     memo = _memo(pending)
     return UsageEvent(
         request_id=request_id, account_id=pending.debit_account.removeprefix("wallet:"),
         key_id=memo.get("key", ""), model=memo.get("model", ""),
-        operator=pending.credit_account.removeprefix("sales:"), offer_id=memo.get("offer", ""),
+        operator="", offer_id="",
         upstream_model="", stream=False, input_tokens=0, cached_input_tokens=0, output_tokens=0,
         reasoning_tokens=0, estimated=False, price_input_nano=0, price_cached_input_nano=0,
         price_output_nano=0, price_reasoning_nano=0, reserved_nano=pending.amount, cost_nano=0,
         uncharged_nano=0, outcome="recovered", http_status=0, error_code="process_died",
-        latency_ms=0, ttft_ms=None, created_at_ms=now_ms(),
+        latency_ms=0, ttft_ms=None, created_at_ms=now_ms(), attempts=0,
     )  # fmt: skip
 
 

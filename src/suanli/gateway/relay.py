@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from suanli.errors import SuanliError, UpstreamError
+from suanli.gateway.health import Outcome
 from suanli.gateway.lifecycle import Call, settle
 from suanli.gateway.platform import Platform
 from suanli.limits import STREAM_DELIVERED_BYTES_KEPT_MAX, STREAM_EVENT_BYTES_MAX
@@ -60,11 +61,18 @@ class StreamRelay:
             self._error = exc
         finally:
             self._response.close()
+            self._end_health()
             if not self._call.settled and self._error is None:
                 self._platform.spawn(self._settle("client_gone", 499))  # we are being cancelled
         if self._error is not None and not self._call.settled:
             await self._settle("cut_short", 502, self._error.code)
             yield error_event(self._error)
+
+    def _end_health(self) -> None:
+        health = self._platform.health.of(self._call.offer)
+        health.finish()
+        if self._error is not None:  # the operator broke its stream: a failure for its breaker
+            health.record(Outcome(ok=False, reason=self._error.code))
 
     def _feed(self, chunk: bytes) -> list[bytes]:
         """Split what arrived into whole events; return what to forward now."""

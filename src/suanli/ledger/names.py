@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 TOPUP_SOURCE = "platform:topup"  # money arriving from outside (payments); no floor, goes negative
+ESCROW = "platform:escrow"  # reservations land here, and settlements pay on from here to the operator
+ESCROW_FLOOR_NANO = 0  # escrow only ever passes money on: its posted balance is always back to zero
 WALLET_FLOOR_NANO = 0  # a pay-as-you-go wallet may never go below zero
 
 

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from suanli.ledger.model import Balance, Kind, Transfer
 from suanli.ledger.sqlite import apply_entry, open_account, read_balance
-from suanli.store.usage import UsageEvent, insert_usage_event
+from suanli.store.usage import Attempt, UsageEvent, insert_attempts, insert_usage_event
 from suanli.store.writer import Writer
 
 
@@ -25,18 +25,25 @@ class Ledger(Protocol):
         """Apply the transfers all together or not at all; raises ``LedgerRejected``. Durable before it
         returns unless every transfer is a reservation (see ``store.writer`` on why that is safe)."""
 
-    async def settle(self, transfers: Sequence[Transfer], usage: UsageEvent, balance_of: str) -> Balance | None:
-        """Apply the settlement transfers and record the usage event in one durable step; return the
-        balance of ``balance_of`` after it."""
+    async def settle(
+        self, transfers: Sequence[Transfer], usage: UsageEvent, attempts: Sequence[Attempt], balance_of: str
+    ) -> Balance | None:
+        """Apply the settlement transfers and record the usage event and upstream attempts in one durable
+        step; return the balance of ``balance_of`` after it."""
 
     def balance(self, account_id: str) -> Balance | None: ...
 
 
 def _settle_job(
-    conn: sqlite3.Connection, transfers: Sequence[Transfer], usage: UsageEvent, balance_of: str
+    conn: sqlite3.Connection,
+    transfers: Sequence[Transfer],
+    usage: UsageEvent,
+    attempts: Sequence[Attempt],
+    balance_of: str,
 ) -> Balance | None:
     apply_entry(conn, transfers, usage.request_id)
     insert_usage_event(conn, usage)
+    insert_attempts(conn, usage.request_id, attempts)
     return read_balance(conn, balance_of)
 
 
@@ -56,8 +63,10 @@ class SqliteLedger:
         durable = any(t.kind is not Kind.PENDING for t in transfers)
         await self._writer.run(partial(apply_entry, transfers=transfers, request_id=request_id), durable=durable)
 
-    async def settle(self, transfers: Sequence[Transfer], usage: UsageEvent, balance_of: str) -> Balance | None:
-        job = partial(_settle_job, transfers=transfers, usage=usage, balance_of=balance_of)
+    async def settle(
+        self, transfers: Sequence[Transfer], usage: UsageEvent, attempts: Sequence[Attempt], balance_of: str
+    ) -> Balance | None:
+        job = partial(_settle_job, transfers=transfers, usage=usage, attempts=attempts, balance_of=balance_of)
         result: Balance | None = await self._writer.run(job)
         return result
 

@@ -93,4 +93,19 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX usage_events_account ON usage_events(account_id, created_at_ms);
     """,
+    """
+    ALTER TABLE usage_events ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE upstream_attempts (
+        request_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        operator TEXT NOT NULL,
+        offer_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        http_status INTEGER NOT NULL,
+        latency_ms INTEGER NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (request_id, attempt)
+    );
+    CREATE INDEX upstream_attempts_operator ON upstream_attempts(operator, created_at_ms);
+    """,
 )

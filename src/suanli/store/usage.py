@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
+
+from suanli.store.db import now_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,18 @@ class UsageEvent:
     latency_ms: int
     ttft_ms: int | None
     created_at_ms: int
+    attempts: int = 1  # upstream calls made for the request, the serving one included
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One upstream call made for a request: kept for the operators' reliability statistics."""
+
+    operator: str
+    offer_id: str
+    outcome: str  # ok | the error code of the failure
+    http_status: int  # 0 when no HTTP answer came
+    latency_ms: int
 
 
 _COLUMNS = tuple(f.name for f in fields(UsageEvent))
@@ -44,6 +59,24 @@ _INSERT = f"INSERT INTO usage_events ({', '.join(_COLUMNS)}) VALUES ({', '.join(
 def insert_usage_event(conn: sqlite3.Connection, event: UsageEvent) -> None:
     # A flat tuple by attribute: dataclasses.astuple deep-copies and costs several times more.
     conn.execute(_INSERT, tuple(getattr(event, name) for name in _COLUMNS))
+
+
+def insert_attempts(conn: sqlite3.Connection, request_id: str, attempts: Sequence[Attempt]) -> None:
+    conn.executemany(
+        "INSERT INTO upstream_attempts (request_id, attempt, operator, offer_id, outcome, http_status, latency_ms, "
+        "created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(request_id, n, a.operator, a.offer_id, a.outcome, a.http_status, a.latency_ms, now_ms())
+         for n, a in enumerate(attempts, start=1)],
+    )  # fmt: skip
+
+
+def attempts_of(conn: sqlite3.Connection, request_id: str) -> list[Attempt]:
+    rows = conn.execute(
+        "SELECT operator, offer_id, outcome, http_status, latency_ms FROM upstream_attempts WHERE request_id = ? "
+        "ORDER BY attempt",
+        (request_id,),
+    )
+    return [Attempt(*row) for row in rows]
 
 
 def _row_to_event(row: sqlite3.Row) -> UsageEvent:
