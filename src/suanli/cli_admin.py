@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -12,7 +14,7 @@ from typing import Any, TypeVar
 import orjson
 
 from suanli.catalog import TIERS
-from suanli.errors import BadRequest
+from suanli.errors import BadRequest, ServiceUnavailable
 from suanli.gateway import accounts as ops
 from suanli.gateway.platform import Settings
 from suanli.ledger.sqlite import verify
@@ -21,6 +23,7 @@ from suanli.store.accounts import find_account, list_accounts, list_keys
 from suanli.store.db import open_database, run_in_transaction
 
 T = TypeVar("T")
+ADMIN_HTTP_TIMEOUT_S = 10.0
 Common = Callable[[argparse.ArgumentParser], None]
 
 
@@ -118,6 +121,34 @@ def usage(args: argparse.Namespace, settings: Settings) -> int:
     return emit(args, {"data": [ops.usage_dict(e) for e in events]}, text)
 
 
+def _admin_get(args: argparse.Namespace, settings: Settings, path: str) -> Any:
+    """GET an admin endpoint of a running gateway (health lives in the gateway's memory, not the database)."""
+    key = args.admin_key or settings.admin_key
+    if not key:
+        raise BadRequest("give --admin-key or set SUANLI_ADMIN_KEY")
+    request = urllib.request.Request(args.url.rstrip("/") + path, headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=ADMIN_HTTP_TIMEOUT_S) as response:
+            return orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise ServiceUnavailable(f"the gateway at {args.url} answered HTTP {exc.code}", code="gateway_error") from None
+    except OSError as exc:
+        raise ServiceUnavailable(f"no gateway answers at {args.url}: {exc}", code="gateway_unreachable") from None
+
+
+def operators(args: argparse.Namespace, settings: Settings) -> int:
+    data = _admin_get(args, settings, "/admin/v1/operators")
+    rows = [[o["operator"], o["model"], o["state"], f"{o['window_error_rate_percent']}%", _ms(o["latency_p50_ms"]),
+             _ms(o["latency_p95_ms"]), f"{o['in_flight']}/{o['capacity']}", o["reason"]]
+            for op in data["data"] for o in op["offers"]]  # fmt: skip
+    headers = ["OPERATOR", "MODEL", "STATE", "ERRORS", "P50", "P95", "IN FLIGHT", "WHY"]
+    return emit(args, data, table(headers, rows))
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
 def ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
     _read(settings, verify)
     return emit(args, {"ok": True}, "ledger verified: every account's sums match its transfers")
@@ -171,6 +202,12 @@ def add_commands(commands: Any, common: Common) -> None:
     p.add_argument("account")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(handler=usage)
+    common(p)
+
+    p = commands.add_parser("operators", help="health of every operator's offers, from a running gateway")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default: %(default)s)")
+    p.add_argument("--admin-key", help="the admin key (default: $SUANLI_ADMIN_KEY)")
+    p.set_defaults(handler=operators)
     common(p)
 
     ledger = commands.add_parser("ledger", help="check the ledger").add_subparsers(

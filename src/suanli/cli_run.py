@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -120,10 +121,17 @@ Stop with Ctrl-C.
 """
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # uvicorn re-raises the signal that stopped it once it is done; exiting through SystemExit (rather than
+    # dying of the signal) lets ``demo`` stop the simulator it started.
+    raise SystemExit(128 + signum)
+
+
 def demo(args: argparse.Namespace, settings: Settings) -> int:
     simulator_url = f"http://127.0.0.1:{args.simulator_port}"
     os.environ.setdefault("SUANLI_SIMULATOR_URL", simulator_url)
     command = [sys.executable, "-m", "suanli.cli", "simulate", "--port", str(args.simulator_port)]
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     simulator = subprocess.Popen(command)
     try:
         _wait_until_up(f"{simulator_url}/v1/models", simulator)

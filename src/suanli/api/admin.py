@@ -17,6 +17,7 @@ from starlette.routing import Route
 from suanli.errors import BadRequest, Unauthorized
 from suanli.gateway import accounts as ops
 from suanli.gateway.auth import bearer_token
+from suanli.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from suanli.gateway.platform import Platform
 from suanli.gateway.requests import parse_json_object
 from suanli.money import MoneyFormatError, cny_to_nano
@@ -127,7 +128,25 @@ async def usage(request: Request) -> Response:
     return _json({"data": [ops.usage_dict(e) for e in events]})
 
 
+async def operators(request: Request) -> Response:
+    platform = _admin(request)
+    offers = platform.health.snapshot()
+    data = [
+        {"operator": name, "region": op.region, "base_url": op.base_url,
+         "offers": [o for o in offers if o["operator"] == name]}
+        for name, op in platform.catalog.operators.items()
+    ]  # fmt: skip
+    return _json({"data": data})
+
+
+async def metrics(request: Request) -> Response:
+    platform = _admin(request)
+    return Response(platform.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+
 routes = [
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/admin/v1/operators", operators, methods=["GET"]),
     Route("/admin/v1/accounts", create_account, methods=["POST"]),
     Route("/admin/v1/accounts", get_accounts, methods=["GET"]),
     Route("/admin/v1/accounts/{account}", get_account, methods=["GET"]),

@@ -30,6 +30,9 @@ def error_response(exc: SuanliError, request_id: str | None = None) -> Response:
 async def handle_suanli_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, SuanliError):  # pragma: no cover - registered for SuanliError only
         raise exc
+    platform = getattr(request.app.state, "platform", None)
+    if platform is not None:
+        platform.metrics.refused(exc.status, exc.code)
     return error_response(exc)
 
 

@@ -134,6 +134,7 @@ async def settle(
                         http_status=http_status, error_code=error_code)  # fmt: skip
     transfers = entries.settlement(call.request_id, call.reservation, call.offer.operator, result.cost_nano)
     balance = await platform.ledger.settle(transfers, event, call.attempts, call.reservation.debit_account)
+    platform.metrics.observe(event, call.attempts)
     return Settlement(result, balance)
 
 

@@ -17,9 +17,11 @@ from typing import Any
 from suanli.catalog import Catalog, load_catalog
 from suanli.gateway.auth import KeyCache
 from suanli.gateway.health import HealthRegistry
+from suanli.gateway.metrics import Metrics
 from suanli.gateway.recovery import RecoveryReport, recover
 from suanli.ledger import ASSET_CNY, SqliteLedger
 from suanli.ledger import names as ledger_names
+from suanli.limits import HEALTH_PROBE_INTERVAL_S, HEALTH_PROBE_TIMEOUT_S
 from suanli.providers.http1 import Http1Upstream
 from suanli.store.accounts import add_admin_key, has_admin_key, new_raw_key
 from suanli.store.db import open_database, transaction
@@ -59,8 +61,10 @@ class Platform:
         self.ledger = SqliteLedger(self.writer, self.reader)
         self.keys = KeyCache(self.reader)
         self.health = HealthRegistry(self.catalog.offers)
+        self.metrics = Metrics(self.health)
         self.upstreams = {name: Http1Upstream(op) for name, op in self.catalog.operators.items()}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._prober: asyncio.Task[None] | None = None
         self.admin_key_created: str | None = None  # shown once, when the platform made it
 
     async def start(self) -> RecoveryReport:
@@ -68,11 +72,20 @@ class Platform:
         report = recover(self.reader)
         self.admin_key_created = ensure_admin_key(self.reader, self.settings.admin_key)
         self.writer.start()
+        self._prober = asyncio.get_running_loop().create_task(self._probe_forever())
         await self.ledger.open_account(ledger_names.TOPUP_SOURCE, ASSET_CNY, None)
         await self.ledger.open_account(ledger_names.ESCROW, ASSET_CNY, ledger_names.ESCROW_FLOOR_NANO)
         for operator in self.catalog.operators:
             await self.ledger.open_account(ledger_names.sales(operator), ASSET_CNY, None)
         return report
+
+    async def _probe_forever(self) -> None:
+        """Probe operators whose breakers are not closed, so they recover without waiting for traffic."""
+        while True:
+            await asyncio.sleep(HEALTH_PROBE_INTERVAL_S)
+            for operator in self.health.operators_to_probe():
+                ok = await self.upstreams[operator].probe("/models", HEALTH_PROBE_TIMEOUT_S)
+                self.health.probed(operator, ok, "" if ok else "no answer to GET /models")
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Run work that must finish even if the request that started it is cancelled (settlement)."""
@@ -81,6 +94,8 @@ class Platform:
         task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
+        if self._prober is not None:
+            self._prober.cancel()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         for upstream in self.upstreams.values():

@@ -313,20 +313,32 @@ class Http1Upstream:
         self._header_block = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         self._pool = Http1Pool(operator.name, url.hostname or "", port, tls, connections_max)
 
-    def _request(self, path: str, body: bytes) -> bytes:
-        start = f"POST {self._base_path}{path} HTTP/1.1\r\n".encode("latin-1")
+    def _request(self, method: str, path: str, body: bytes) -> bytes:
+        start = f"{method} {self._base_path}{path} HTTP/1.1\r\n".encode("latin-1")
         return b"%b%bContent-Length: %d\r\n\r\n%b" % (start, self._header_block, len(body), body)
 
     async def send(self, path: str, body: bytes) -> Http1Response:
+        return await self._exchange(self._request("POST", path, body), self._timeouts)
+
+    async def probe(self, path: str, timeout_s: float) -> bool:
+        """Whether the operator answers ``GET path`` with a 2xx within ``timeout_s``."""
+        timeouts = Timeouts(connect_s=timeout_s, first_byte_s=timeout_s, idle_s=timeout_s, total_s=timeout_s)
+        try:
+            response = await self._exchange(self._request("GET", path, b""), timeouts)
+            await response.read()
+        except (UpstreamError, UpstreamTimeout):
+            return False
+        return 200 <= response.status < 300
+
+    async def _exchange(self, request: bytes, timeouts: Timeouts) -> Http1Response:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeouts.total_s
-        request = self._request(path, body)
+        deadline = loop.time() + timeouts.total_s
         for attempt in (1, 2):
-            connection = await self._pool.acquire(self._timeouts.connect_s)
+            connection = await self._pool.acquire(timeouts.connect_s)
             reused = connection.uses > 0
             try:
-                response = connection.send(request, self._timeouts, deadline)
-                async with asyncio.timeout(min(self._timeouts.first_byte_s, self._timeouts.total_s)):
+                response = connection.send(request, timeouts, deadline)
+                async with asyncio.timeout(min(timeouts.first_byte_s, timeouts.total_s)):
                     await response.head
                 return response
             except _ConnectionLost:

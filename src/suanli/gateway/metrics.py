@@ -1,0 +1,85 @@
+"""Prometheus metrics (``GET /metrics``): requests, tokens by class, cost, latency and time to first
+token by operator, model and outcome; upstream attempts; breaker states; refusals by error code.
+
+Every admitted request is observed once, at settlement, from its usage event, so the metrics count what
+the ledger counts. The ledger stays the record of money: costs here are for dashboards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from suanli.gateway.health import CLOSED, HALF_OPEN, OPEN, HealthRegistry
+from suanli.store.usage import Attempt, UsageEvent
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+BREAKER_STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _HealthCollector(Collector):
+    """Breaker state, calls in flight and window error rate of every offer, read at scrape time."""
+
+    def __init__(self, health: HealthRegistry) -> None:
+        self._health = health
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["offer", "operator", "model"]
+        state = GaugeMetricFamily(
+            "suanli_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", labels=labels
+        )
+        in_flight = GaugeMetricFamily("suanli_offer_in_flight", "Upstream calls in flight", labels=labels)
+        errors = GaugeMetricFamily(
+            "suanli_offer_error_rate_percent", "Failed calls in the health window", labels=labels
+        )
+        for view in self._health.snapshot():
+            values = [view["offer"], view["operator"], view["model"]]
+            state.add_metric(values, BREAKER_STATE_VALUE[view["state"]])
+            in_flight.add_metric(values, view["in_flight"])
+            errors.add_metric(values, view["window_error_rate_percent"])
+        yield from (state, in_flight, errors)
+
+
+class Metrics:
+    def __init__(self, health: HealthRegistry) -> None:
+        self.registry = CollectorRegistry()
+        by_call = ["operator", "model", "outcome"]
+        self._requests = Counter("suanli_requests", "Requests settled", by_call, registry=self.registry)
+        self._tokens = Counter("suanli_tokens", "Tokens settled, by class", ["operator", "model", "token_class"],
+                               registry=self.registry)  # fmt: skip
+        self._cost = Counter("suanli_cost_nano_cny", "Charged to customers, nano-CNY", ["operator", "model"],
+                             registry=self.registry)  # fmt: skip
+        self._latency = Histogram("suanli_request_duration_seconds", "Request duration in the gateway", by_call,
+                                  buckets=LATENCY_BUCKETS_S, registry=self.registry)  # fmt: skip
+        self._ttft = Histogram("suanli_time_to_first_token_seconds", "Time to the operator's first byte",
+                               ["operator", "model"], buckets=LATENCY_BUCKETS_S, registry=self.registry)  # fmt: skip
+        self._attempts = Counter("suanli_upstream_attempts", "Upstream calls, by outcome", ["operator", "outcome"],
+                                 registry=self.registry)  # fmt: skip
+        self._refused = Counter("suanli_refused_requests", "Requests refused before reaching an operator",
+                                ["status", "code"], registry=self.registry)  # fmt: skip
+        self.registry.register(_HealthCollector(health))
+
+    def observe(self, event: UsageEvent, attempts: Sequence[Attempt]) -> None:
+        operator, model = event.operator, event.model
+        self._requests.labels(operator, model, event.outcome).inc()
+        self._latency.labels(operator, model, event.outcome).observe(event.latency_ms / 1000)
+        if event.ttft_ms is not None:
+            self._ttft.labels(operator, model).observe(event.ttft_ms / 1000)
+        if event.cost_nano:
+            self._cost.labels(operator, model).inc(event.cost_nano)
+        for token_class, count in (("input", event.input_tokens), ("cached_input", event.cached_input_tokens),
+                                   ("output", event.output_tokens), ("reasoning", event.reasoning_tokens)):  # fmt: skip
+            if count:
+                self._tokens.labels(operator, model, token_class).inc(count)
+        for attempt in attempts:
+            self._attempts.labels(attempt.operator, attempt.outcome).inc()
+
+    def refused(self, status: int, code: str) -> None:
+        self._refused.labels(str(status), code).inc()
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))
