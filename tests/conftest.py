@@ -41,6 +41,9 @@ base_url = "http://127.0.0.1:9/v1"
 [models."faulty-model"]
 [models."dead-model"]
 [models."household-only"]
+[models.multi]
+[models."fallback-test"]
+[models."retry-test"]
 
 [[offers]]
 operator = "alpha"
@@ -69,6 +72,49 @@ operator = "nowhere"
 model = "dead-model"
 context_window = 1000
 max_output_tokens = 100
+price = { input = "1", output = "2" }
+
+[[offers]]
+operator = "alpha"
+model = "multi"
+context_window = 100000
+max_output_tokens = 1000
+price = { input = "1", output = "2" }
+
+[[offers]]
+operator = "beta"
+model = "multi"
+upstream_model = "multi-beta"
+context_window = 100000
+max_output_tokens = 1000
+price = { input = "2", output = "4" }
+
+[[offers]]
+operator = "nowhere"
+model = "fallback-test"
+context_window = 100000
+max_output_tokens = 1000
+price = { input = "0.5", output = "1" }
+
+[[offers]]
+operator = "alpha"
+model = "fallback-test"
+context_window = 100000
+max_output_tokens = 1000
+price = { input = "1", output = "2" }
+
+[[offers]]
+operator = "faulty"
+model = "retry-test"
+context_window = 100000
+max_output_tokens = 1000
+price = { input = "0.5", output = "1" }
+
+[[offers]]
+operator = "beta"
+model = "retry-test"
+context_window = 100000
+max_output_tokens = 1000
 price = { input = "1", output = "2" }
 
 [[offers]]
@@ -162,9 +208,11 @@ class Gateway:
         return httpx.request(method, f"{self.url}{path}", headers=headers, **kwargs)  # type: ignore[arg-type]
 
 
-def start_gateway(tmp: Path, simulator: Simulator, database: Path | None = None) -> Gateway:
+def start_gateway(
+    tmp: Path, simulator: Simulator, database: Path | None = None, catalog_text: str = TEST_CATALOG
+) -> Gateway:
     catalog = tmp / "catalog.toml"
-    catalog.write_text(TEST_CATALOG)
+    catalog.write_text(catalog_text)
     port = free_port()
     database = database or tmp / "suanli.db"
     env = {**os.environ, "SIM_URL": simulator.url, "ALPHA_KEY": "sk-upstream-alpha-secret",

@@ -60,6 +60,7 @@ class OfferHealth:
         self._window: deque[tuple[float, bool]] = deque(maxlen=HEALTH_WINDOW_CALLS_MAX)
         self._latencies_ms: deque[float] = deque(maxlen=HEALTH_LATENCY_SAMPLES_MAX)
         self._latency_ewma_ms: float | None = None
+        self._tokens_per_s_ewma: float | None = None
         self._consecutive_failures = 0
         self._open_for_s = BREAKER_OPEN_S
         self._opened_at = 0.0
@@ -114,6 +115,13 @@ class OfferHealth:
         else:
             self._failed(now, outcome.reason)
 
+    def record_throughput(self, output_tokens: int, seconds: float) -> None:
+        """Output tokens per second of a finished call, for ``sort: throughput``."""
+        if output_tokens <= 0 or seconds <= 0:
+            return
+        rate, old = output_tokens / seconds, self._tokens_per_s_ewma
+        self._tokens_per_s_ewma = rate if old is None else old + EWMA_WEIGHT * (rate - old)
+
     def _succeeded(self) -> None:
         self._consecutive_failures = 0
         if self.state == HALF_OPEN:
@@ -163,6 +171,7 @@ class OfferHealth:
         return OfferState(
             available=self.available(),
             latency_p50_ms=self._latency_ewma_ms if self._latency_ewma_ms is not None else float("inf"),
+            tokens_per_s=self._tokens_per_s_ewma or 0.0,
             utilization=self.in_flight / capacity,
         )
 
@@ -176,6 +185,7 @@ class OfferHealth:
             "window_calls": calls, "window_error_rate_percent": round(100 * failed / calls, 1) if calls else 0.0,
             "latency_p50_ms": _percentile(self._latencies_ms, 50),
             "latency_p95_ms": _percentile(self._latencies_ms, 95),
+            "tokens_per_s": None if self._tokens_per_s_ewma is None else round(self._tokens_per_s_ewma, 1),
             "in_flight": self.in_flight, "capacity": self.offer.capacity,
             "retry_after_s": round(max(0.0, self._retry_after_until - now), 3),
             "calls_total": self.calls_total, "failures_total": self.failures_total,

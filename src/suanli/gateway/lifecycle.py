@@ -135,6 +135,11 @@ async def settle(
     transfers = entries.settlement(call.request_id, call.reservation, call.offer.operator, result.cost_nano)
     balance = await platform.ledger.settle(transfers, event, call.attempts, call.reservation.debit_account)
     platform.metrics.observe(event, call.attempts)
+    if call.first_byte_ns is not None and usage.output + usage.reasoning:
+        # A stream's generation runs from its first byte; a whole answer's is hidden inside the wait for it.
+        since_ns = call.first_byte_ns if call.request.stream else call.started_ns
+        seconds = (time.perf_counter_ns() - since_ns) / 1e9
+        platform.health.of(call.offer).record_throughput(usage.output + usage.reasoning, seconds)
     return Settlement(result, balance)
 
 
