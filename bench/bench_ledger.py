@@ -14,11 +14,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from suanli.ledger import ASSET_CNY, Kind, SqliteLedger, Transfer, names
+from suanli.ledger import ASSET_CNY, Kind, SqliteLedger, Transfer, entries, names
 from suanli.ledger.sqlite import verify
 from suanli.store.db import now_ms, open_database
-from suanli.store.usage import UsageEvent
+from suanli.store.usage import Attempt, UsageEvent
 from suanli.store.writer import GroupCommitWriter
+
+ATTEMPTS = [Attempt("op", "op/m", "ok", 200, 1)]
 
 
 def _event(request_id: str, cost: int) -> UsageEvent:
@@ -27,11 +29,10 @@ def _event(request_id: str, cost: int) -> UsageEvent:
 
 
 async def _one(ledger: SqliteLedger, request_id: str) -> None:
-    wallet, sales = names.wallet("acct"), names.sales("op")
-    pending = Transfer(f"{request_id}.reserve", Kind.PENDING, wallet, sales, ASSET_CNY, 300_000)
+    pending = entries.reservation(request_id, "acct", 300_000)
     await ledger.submit([pending], request_id)
-    post = Transfer(f"{request_id}.settle", Kind.POST, wallet, sales, ASSET_CNY, 260_000, pending.id)
-    await ledger.settle([post], _event(request_id, 260_000), wallet)
+    settlement = entries.settlement(request_id, pending, "op", 260_000)
+    await ledger.settle(settlement, _event(request_id, 260_000), ATTEMPTS, names.wallet("acct"))
 
 
 async def _run(requests: int, concurrency: int, directory: Path) -> float:
@@ -43,6 +44,7 @@ async def _run(requests: int, concurrency: int, directory: Path) -> float:
     await ledger.open_account(names.wallet("acct"), ASSET_CNY, 0)
     await ledger.open_account(names.sales("op"), ASSET_CNY, None)
     await ledger.open_account(names.TOPUP_SOURCE, ASSET_CNY, None)
+    await ledger.open_account(names.ESCROW, ASSET_CNY, names.ESCROW_FLOOR_NANO)
     await ledger.submit([Transfer("fund", Kind.POSTED, names.TOPUP_SOURCE, names.wallet("acct"), ASSET_CNY, 10**15)])
     queue = iter(range(requests))
 

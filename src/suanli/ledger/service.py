@@ -43,7 +43,9 @@ def _settle_job(
 ) -> Balance | None:
     apply_entry(conn, transfers, usage.request_id)
     insert_usage_event(conn, usage)
-    insert_attempts(conn, usage.request_id, attempts)
+    if len(attempts) > 1 or any(a.outcome != "ok" for a in attempts):
+        # A single successful attempt is the usage event itself; only failovers and failures need rows.
+        insert_attempts(conn, usage.request_id, attempts)
     return read_balance(conn, balance_of)
 
 
