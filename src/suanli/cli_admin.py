@@ -64,6 +64,19 @@ def account_create(args: argparse.Namespace, settings: Settings) -> int:
     return emit(args, view, f"created account {account.name} ({account.id}, {account.tier})")
 
 
+def account_routing(args: argparse.Namespace, settings: Settings) -> int:
+    provider: Any = None
+    if not args.clear:
+        if args.provider is None:
+            raise BadRequest('give the preferences as JSON, e.g. \'{"order": ["mobile"]}\', or --clear')
+        try:
+            provider = orjson.loads(args.provider)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"PROVIDER_JSON is not JSON: {exc}") from None
+    account = _run(settings, ops.set_routing_job(args.account, provider))
+    return emit(args, ops.account_dict(account), f"{account.name} routing: {orjson.dumps(account.routing).decode()}")
+
+
 def account_list(args: argparse.Namespace, settings: Settings) -> int:
     accounts = _read(settings, list_accounts)
     data = [ops.account_dict(a) for a in accounts]
@@ -139,9 +152,9 @@ def _admin_get(args: argparse.Namespace, settings: Settings, path: str) -> Any:
 def operators(args: argparse.Namespace, settings: Settings) -> int:
     data = _admin_get(args, settings, "/admin/v1/operators")
     rows = [[o["operator"], o["model"], o["state"], f"{o['window_error_rate_percent']}%", _ms(o["latency_p50_ms"]),
-             _ms(o["latency_p95_ms"]), f"{o['in_flight']}/{o['capacity']}", o["reason"]]
+             _ms(o["latency_p95_ms"]), _ms(o["ttft_p50_ms"]), f"{o['in_flight']}/{o['capacity']}", o["reason"]]
             for op in data["data"] for o in op["offers"]]  # fmt: skip
-    headers = ["OPERATOR", "MODEL", "STATE", "ERRORS", "P50", "P95", "IN FLIGHT", "WHY"]
+    headers = ["OPERATOR", "MODEL", "STATE", "ERRORS", "P50", "P95", "TTFT P50", "IN FLIGHT", "WHY"]
     return emit(args, data, table(headers, rows))
 
 
@@ -155,6 +168,13 @@ def ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def add_commands(commands: Any, common: Common) -> None:
+    _account_commands(commands, common)
+    _key_commands(commands, common)
+    _money_commands(commands, common)
+    _operations_commands(commands, common)
+
+
+def _account_commands(commands: Any, common: Common) -> None:
     account = commands.add_parser("account", help="create and list accounts").add_subparsers(
         dest="action", required=True, metavar="ACTION")  # fmt: skip
     p = account.add_parser("create", help="create an account")
@@ -162,10 +182,18 @@ def add_commands(commands: Any, common: Common) -> None:
     p.add_argument("--tier", required=True, choices=TIERS)
     p.set_defaults(handler=account_create)
     common(p)
+    p = account.add_parser("routing", help="set an account's default routing preferences (routing.md)")
+    p.add_argument("account")
+    p.add_argument("provider", nargs="?", metavar="PROVIDER_JSON", help='e.g. \'{"order": ["mobile"]}\'')
+    p.add_argument("--clear", action="store_true", help="remove the account's preferences")
+    p.set_defaults(handler=account_routing)
+    common(p)
     p = account.add_parser("list", help="list accounts")
     p.set_defaults(handler=account_list)
     common(p)
 
+
+def _key_commands(commands: Any, common: Common) -> None:
     key = commands.add_parser("key", help="create, list and revoke API keys").add_subparsers(
         dest="action", required=True, metavar="ACTION")  # fmt: skip
     p = key.add_parser("create", help="create an API key (shown once)")
@@ -184,6 +212,8 @@ def add_commands(commands: Any, common: Common) -> None:
     p.set_defaults(handler=key_revoke)
     common(p)
 
+
+def _money_commands(commands: Any, common: Common) -> None:
     wallet = commands.add_parser("wallet", help="fund wallets").add_subparsers(
         dest="action", required=True, metavar="ACTION")  # fmt: skip
     p = wallet.add_parser("topup", help="add money to an account's wallet")
@@ -204,6 +234,8 @@ def add_commands(commands: Any, common: Common) -> None:
     p.set_defaults(handler=usage)
     common(p)
 
+
+def _operations_commands(commands: Any, common: Common) -> None:
     p = commands.add_parser("operators", help="health of every operator's offers, from a running gateway")
     p.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default: %(default)s)")
     p.add_argument("--admin-key", help="the admin key (default: $SUANLI_ADMIN_KEY)")

@@ -3,12 +3,15 @@ unit-tested in test_routing.py and test_health.py)."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.conftest import Gateway, Simulator
+from suanli.cli import main
+from tests.conftest import ADMIN_KEY, Gateway, Simulator
 
 MESSAGES = [{"role": "user", "content": "Route me."}]
 WARM_UP_ROUNDS = 12  # enough for the gateway's moving averages to forget earlier tests
@@ -129,3 +132,24 @@ def test_operators_endpoint_and_metrics(gateway: Gateway, unique: str) -> None:
     assert 'suanli_requests_total{model="multi",operator="alpha",outcome="ok"}' in text
     assert "suanli_breaker_state{" in text and "suanli_time_to_first_token_seconds_bucket" in text
     assert httpx.get(f"{gateway.url}/metrics").status_code == 401
+
+
+def test_account_default_routing_and_request_override(gateway: Gateway, unique: str) -> None:
+    key = gateway.account(unique)
+    bad = gateway.admin("PUT", f"/admin/v1/accounts/{unique}/routing", json={"provider": {"sort": "fastest"}})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "provider.sort"
+    set_ = gateway.admin("PUT", f"/admin/v1/accounts/{unique}/routing", json={"provider": {"order": ["beta"]}})
+    assert set_.status_code == 200 and set_.json()["routing"] == {"order": ["beta"]}
+    assert served_by(call(gateway, key, model="multi")) == "beta"  # the account's default
+    assert served_by(call(gateway, key, model="multi", provider={"order": ["alpha"]})) == "alpha"  # request wins
+    cleared = gateway.admin("PUT", f"/admin/v1/accounts/{unique}/routing", json={"provider": None})
+    assert cleared.json()["routing"] is None
+    assert served_by(call(gateway, key, model="multi")) == "alpha"
+
+
+def test_operators_command_shows_health(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["operators", "--url", gateway.url, "--admin-key", ADMIN_KEY, "--json"])
+    data = json.loads(capsys.readouterr().out)["data"]
+    assert status == 0 and {op["operator"] for op in data} >= {"alpha", "beta", "faulty", "nowhere"}
+    assert main(["operators", "--url", gateway.url, "--admin-key", "sk-wrong"]) == 1
+    assert "HTTP 401" in capsys.readouterr().err

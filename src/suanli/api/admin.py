@@ -100,6 +100,16 @@ async def get_keys(request: Request) -> Response:
     return _json({"data": [ops.key_dict(k) for k in list_keys(platform.reader, account.id)]})
 
 
+async def set_routing(request: Request) -> Response:
+    platform = _admin(request)
+    body = await _body(request)
+    if "provider" not in body:
+        raise BadRequest('Send {"provider": {...}} (or null to clear).', param="provider")
+    account = await _write(platform, ops.set_routing_job(request.path_params["account"], body["provider"]))
+    platform.keys.forget_account(account.id)
+    return _json(ops.account_dict(account))
+
+
 async def revoke_key(request: Request) -> Response:
     platform = _admin(request)
     key = await _write(platform, ops.revoke_key_job(request.path_params["key_id"]))
@@ -154,6 +164,7 @@ routes = [
     Route("/admin/v1/accounts/{account}/keys", create_key, methods=["POST"]),
     Route("/admin/v1/accounts/{account}/keys", get_keys, methods=["GET"]),
     Route("/admin/v1/accounts/{account}/topup", topup, methods=["POST"]),
+    Route("/admin/v1/accounts/{account}/routing", set_routing, methods=["PUT"]),
     Route("/admin/v1/accounts/{account}/usage", usage, methods=["GET"]),
     Route("/admin/v1/keys/{key_id}/revoke", revoke_key, methods=["POST"]),
 ]

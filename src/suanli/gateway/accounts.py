@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from suanli.errors import BadRequest, NotFound
+from suanli.gateway.routing import parse_preferences
 from suanli.ledger import ASSET_CNY, Balance, Kind, Transfer
 from suanli.ledger import names as ledger_names
 from suanli.ledger.sqlite import apply_entry, open_account, read_balance
 from suanli.money import nano_to_cny
-from suanli.store.accounts import Account, ApiKey, create_account, create_key, find_account, revoke_key
+from suanli.store.accounts import Account, ApiKey, create_account, create_key, find_account, revoke_key, set_routing
 from suanli.store.usage import UsageEvent, usage_events
 
 TOPUP_NANO_MAX = 10**9 * 10**9  # one billion CNY in one top-up
@@ -50,6 +51,21 @@ def create_key_job(
     def job(conn: sqlite3.Connection) -> tuple[ApiKey, str]:
         owner = find_account(conn, account)
         return create_key(conn, owner.id, name=name, models=models, expires_at_ms=expires_at_ms)
+
+    return job
+
+
+def set_routing_job(account: str, provider: Any) -> Callable[[sqlite3.Connection], Account]:
+    """Set an account's default routing preferences ("provider" object, routing.md) or clear them (None)."""
+    if provider is not None:
+        parse_preferences({"provider": provider}, "")  # refuse what a request would refuse
+        if not provider:
+            provider = None
+
+    def job(conn: sqlite3.Connection) -> Account:
+        owner = find_account(conn, account)
+        set_routing(conn, owner.id, provider)
+        return find_account(conn, owner.id)
 
     return job
 
@@ -106,6 +122,7 @@ def account_dict(account: Account) -> dict[str, Any]:
         "name": account.name,
         "tier": account.tier,
         "created_at_ms": account.created_at_ms,
+        "routing": dict(account.routing) if account.routing else None,
     }
 
 

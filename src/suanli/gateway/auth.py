@@ -63,6 +63,12 @@ class KeyCache:
             self._entries.popitem(last=False)
         return caller
 
+    def forget_account(self, account_id: str) -> None:
+        """Drop an account's keys from the cache (after the account changed here)."""
+        for key_hash, (_, caller) in list(self._entries.items()):
+            if caller is not None and caller.account.id == account_id:
+                del self._entries[key_hash]
+
     def forget(self, key_id: str) -> None:
         """Drop a key from the cache (after it was revoked here)."""
         for key_hash, (_, caller) in list(self._entries.items()):

@@ -8,6 +8,7 @@ first byte reaches the client (see ``failover.py``); after it, a broken stream e
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,7 @@ class ChatAnswer:
 
 async def chat_completion(platform: Platform, caller: Caller, raw_body: bytes, request_id: str) -> ChatAnswer:
     request = parse_chat_request(raw_body)
-    prefs = parse_preferences(request.body, request.model)
+    prefs = parse_preferences(_with_account_routing(request.body, caller), request.model)
     plan = plan_route(platform.catalog, model=request.model, tier=caller.account.tier, key_models=caller.key.models,
                       prefs=prefs, state_of=platform.health.state_of)  # fmt: skip
     call = await admit(platform, caller, request, request_id, plan)
@@ -54,6 +55,16 @@ async def chat_completion(platform: Platform, caller: Caller, raw_body: bytes, r
         raise
 
 
+def _with_account_routing(body: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    """The request's routing fields over the account's defaults, field by field."""
+    default = caller.account.routing
+    if not default:
+        return body
+    provider = body.get("provider")
+    merged = {**default, **provider} if isinstance(provider, dict) else (provider if provider is not None else default)
+    return {"provider": merged, "models": body.get("models")}
+
+
 def _headers(call: Call) -> dict[str, str]:
     return {
         "x-suanli-operator": call.offer.operator,
@@ -63,10 +74,12 @@ def _headers(call: Call) -> dict[str, str]:
 
 
 async def _complete(platform: Platform, call: Call, response: UpstreamResponse) -> ChatAnswer:
+    health = platform.health.of(call.offer)
     try:
         raw = await response.read()
     finally:
-        platform.health.of(call.offer).finish()
+        health.finish()
+    health.record_ttft((time.perf_counter_ns() - call.started_ns) / 1e6)  # the whole answer is the first token
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:

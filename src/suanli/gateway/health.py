@@ -59,6 +59,7 @@ class OfferHealth:
         self.reason = ""
         self._window: deque[tuple[float, bool]] = deque(maxlen=HEALTH_WINDOW_CALLS_MAX)
         self._latencies_ms: deque[float] = deque(maxlen=HEALTH_LATENCY_SAMPLES_MAX)
+        self._ttfts_ms: deque[float] = deque(maxlen=HEALTH_LATENCY_SAMPLES_MAX)
         self._latency_ewma_ms: float | None = None
         self._tokens_per_s_ewma: float | None = None
         self._consecutive_failures = 0
@@ -114,6 +115,10 @@ class OfferHealth:
             self._succeeded()
         else:
             self._failed(now, outcome.reason)
+
+    def record_ttft(self, ttft_ms: float) -> None:
+        """Time from the request's arrival to the first token the client could see."""
+        self._ttfts_ms.append(ttft_ms)
 
     def record_throughput(self, output_tokens: int, seconds: float) -> None:
         """Output tokens per second of a finished call, for ``sort: throughput``."""
@@ -185,6 +190,8 @@ class OfferHealth:
             "window_calls": calls, "window_error_rate_percent": round(100 * failed / calls, 1) if calls else 0.0,
             "latency_p50_ms": _percentile(self._latencies_ms, 50),
             "latency_p95_ms": _percentile(self._latencies_ms, 95),
+            "ttft_p50_ms": _percentile(self._ttfts_ms, 50),
+            "ttft_p95_ms": _percentile(self._ttfts_ms, 95),
             "tokens_per_s": None if self._tokens_per_s_ewma is None else round(self._tokens_per_s_ewma, 1),
             "in_flight": self.in_flight, "capacity": self.offer.capacity,
             "retry_after_s": round(max(0.0, self._retry_after_until - now), 3),

@@ -47,6 +47,7 @@ class StreamRelay:
         self._usage: TokenUsage | None = None
         self._outcome = "client_gone"
         self._error: SuanliError | None = None
+        self._seen_first_chunk = False
 
     async def events(self) -> AsyncIterator[bytes]:
         try:
@@ -76,8 +77,10 @@ class StreamRelay:
 
     def _feed(self, chunk: bytes) -> list[bytes]:
         """Split what arrived into whole events; return what to forward now."""
-        if self._call.first_byte_ns is None:
-            self._call.first_byte_ns = time.perf_counter_ns()
+        if not self._seen_first_chunk:
+            self._seen_first_chunk = True
+            ttft_ms = (time.perf_counter_ns() - self._call.started_ns) / 1e6
+            self._platform.health.of(self._call.offer).record_ttft(ttft_ms)
         buffer = self._buffer + chunk if self._buffer else chunk
         if b"\r\n" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")

@@ -10,8 +10,9 @@ import hashlib
 import hmac
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -31,6 +32,7 @@ class Account:
     name: str
     tier: str
     created_at_ms: int
+    routing: Mapping[str, Any] | None = None  # default "provider" preferences for its requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +60,18 @@ def new_raw_key() -> str:
     return KEY_PREFIX + secrets.token_hex(KEY_RANDOM_BYTES)
 
 
+def _routing(text: str | None) -> Mapping[str, Any] | None:
+    return orjson.loads(text) if text else None
+
+
 def _account(row: sqlite3.Row) -> Account:
-    return Account(row["id"], row["name"], row["tier"], row["created_at_ms"])
+    return Account(row["id"], row["name"], row["tier"], row["created_at_ms"], _routing(row["routing"]))
+
+
+def set_routing(conn: sqlite3.Connection, account_id: str, routing: Mapping[str, Any] | None) -> None:
+    """Store an account's default routing preferences (validated by the caller), or clear them."""
+    text = orjson.dumps(routing).decode() if routing else None
+    conn.execute("UPDATE accounts SET routing = ? WHERE id = ?", (text, account_id))
 
 
 def create_account(conn: sqlite3.Connection, name: str, tier: str) -> Account:
@@ -124,13 +136,15 @@ def create_key(
 
 def find_key_by_hash(conn: sqlite3.Connection, key_hash: bytes) -> tuple[ApiKey, Account] | None:
     row = conn.execute(
-        "SELECT k.*, a.name AS account_name, a.tier AS account_tier, a.created_at_ms AS account_created "
+        "SELECT k.*, a.name AS account_name, a.tier AS account_tier, a.created_at_ms AS account_created, "
+        "a.routing AS account_routing "
         "FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = ?",
         (key_hash,),
     ).fetchone()
     if row is None:
         return None
-    account = Account(row["account_id"], row["account_name"], row["account_tier"], row["account_created"])
+    account = Account(row["account_id"], row["account_name"], row["account_tier"], row["account_created"],
+                      _routing(row["account_routing"]))  # fmt: skip
     return _api_key(row), account
 
 

@@ -114,4 +114,8 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX transfers_debit;
     DROP INDEX transfers_credit;
     """,
+    # An account's default routing preferences: a JSON object of the request field "provider".
+    """
+    ALTER TABLE accounts ADD COLUMN routing TEXT;
+    """,
 )
