@@ -8,6 +8,7 @@ the ledger counts. The ledger stays the record of money: costs here are for dash
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -18,6 +19,7 @@ from suanli.store.usage import Attempt, UsageEvent
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 BREAKER_STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+TOKEN_CLASSES = ("input", "cached_input", "output", "reasoning")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -44,6 +46,15 @@ class _HealthCollector(Collector):
         yield from (state, in_flight, errors)
 
 
+@dataclass(frozen=True, slots=True)
+class _Children:
+    requests: Counter
+    latency: Histogram
+    ttft: Histogram
+    cost: Counter
+    tokens: tuple[Counter, ...]
+
+
 class Metrics:
     def __init__(self, health: HealthRegistry) -> None:
         self.registry = CollectorRegistry()
@@ -62,19 +73,33 @@ class Metrics:
         self._refused = Counter("suanli_refused_requests", "Requests refused before reaching an operator",
                                 ["status", "code"], registry=self.registry)  # fmt: skip
         self.registry.register(_HealthCollector(health))
+        self._cache: dict[tuple[str, str, str], _Children] = {}
+
+    def _children(self, operator: str, model: str, outcome: str) -> _Children:
+        # labels() takes a lock and builds a key on every call; the set of label values is bounded by the
+        # catalog, so each combination's children are looked up once and kept.
+        key = (operator, model, outcome)
+        children = self._cache.get(key)
+        if children is None:
+            children = self._cache[key] = _Children(
+                self._requests.labels(operator, model, outcome), self._latency.labels(operator, model, outcome),
+                self._ttft.labels(operator, model), self._cost.labels(operator, model),
+                tuple(self._tokens.labels(operator, model, c) for c in TOKEN_CLASSES),
+            )  # fmt: skip
+        return children
 
     def observe(self, event: UsageEvent, attempts: Sequence[Attempt]) -> None:
-        operator, model = event.operator, event.model
-        self._requests.labels(operator, model, event.outcome).inc()
-        self._latency.labels(operator, model, event.outcome).observe(event.latency_ms / 1000)
+        children = self._children(event.operator, event.model, event.outcome)
+        children.requests.inc()
+        children.latency.observe(event.latency_ms / 1000)
         if event.ttft_ms is not None:
-            self._ttft.labels(operator, model).observe(event.ttft_ms / 1000)
+            children.ttft.observe(event.ttft_ms / 1000)
         if event.cost_nano:
-            self._cost.labels(operator, model).inc(event.cost_nano)
-        for token_class, count in (("input", event.input_tokens), ("cached_input", event.cached_input_tokens),
-                                   ("output", event.output_tokens), ("reasoning", event.reasoning_tokens)):  # fmt: skip
+            children.cost.inc(event.cost_nano)
+        counts = (event.input_tokens, event.cached_input_tokens, event.output_tokens, event.reasoning_tokens)
+        for child, count in zip(children.tokens, counts, strict=True):
             if count:
-                self._tokens.labels(operator, model, token_class).inc(count)
+                child.inc(count)
         for attempt in attempts:
             self._attempts.labels(attempt.operator, attempt.outcome).inc()
 

@@ -61,7 +61,12 @@ class _Refusals:
     unhealthy: list[Offer] = field(default_factory=list)
 
 
+DEFAULT_PREFERENCES = RoutePreferences()
+
+
 def parse_preferences(body: Mapping[str, Any], model: str) -> RoutePreferences:
+    if body.get("provider") is None and body.get("models") is None:
+        return DEFAULT_PREFERENCES  # most requests state no preference: skip the parsing
     provider = body.get("provider")
     if provider is None:
         provider = {}
