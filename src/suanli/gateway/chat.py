@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from suanli.gateway.failover import first_answer
 from suanli.gateway.lifecycle import Call, Settlement, admit, settle
 from suanli.gateway.platform import Platform
 from suanli.gateway.relay import StreamRelay
-from suanli.gateway.requests import parse_chat_request
+from suanli.gateway.requests import ChatRequest, parse_chat_request
 from suanli.gateway.routing import parse_preferences, plan_route
 from suanli.metering import estimate_usage, usage_from_openai
 from suanli.money import nano_to_cny
@@ -37,8 +37,26 @@ class ChatAnswer:
     status: int = 200
 
 
+AnswerShaper = Callable[[Call, dict[str, Any], TokenUsage, Settlement, bool], bytes]
+RelayMaker = Callable[[Platform, Call, UpstreamResponse], StreamRelay]
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How answers are shaped for the protocol the client speaks (the upstream always speaks OpenAI's)."""
+
+    answer: AnswerShaper
+    relay: RelayMaker
+
+
 async def chat_completion(platform: Platform, caller: Caller, raw_body: bytes, request_id: str) -> ChatAnswer:
-    request = parse_chat_request(raw_body)
+    return await run_chat(platform, caller, parse_chat_request(raw_body), request_id, OPENAI)
+
+
+async def run_chat(
+    platform: Platform, caller: Caller, request: ChatRequest, request_id: str, dialect: Dialect
+) -> ChatAnswer:
+    """The one path of every chat request, whatever its protocol: route, admit, call, relay, settle."""
     prefs = parse_preferences(_with_account_routing(request.body, caller), request.model)
     plan = plan_route(platform.catalog, model=request.model, tier=caller.account.tier, key_models=caller.key.models,
                       prefs=prefs, state_of=platform.health.state_of)  # fmt: skip
@@ -48,8 +66,8 @@ async def chat_completion(platform: Platform, caller: Caller, raw_body: bytes, r
         if request.stream:
             headers = _headers(call)
             headers["x-suanli-reserved"] = nano_to_cny(call.reservation.amount)
-            return ChatAnswer(headers, stream=StreamRelay(platform, call, response).events())
-        return await _complete(platform, call, response)
+            return ChatAnswer(headers, stream=dialect.relay(platform, call, response).events())
+        return await _complete(platform, call, response, dialect)
     except BaseException as exc:
         await _release(platform, call, exc)
         raise
@@ -73,7 +91,7 @@ def _headers(call: Call) -> dict[str, str]:
     }
 
 
-async def _complete(platform: Platform, call: Call, response: UpstreamResponse) -> ChatAnswer:
+async def _complete(platform: Platform, call: Call, response: UpstreamResponse, dialect: Dialect) -> ChatAnswer:
     health = platform.health.of(call.offer)
     try:
         raw = await response.read()
@@ -90,12 +108,12 @@ async def _complete(platform: Platform, call: Call, response: UpstreamResponse) 
     usage, estimated = _usage_of(call, data)
     settlement = await settle(platform, call, usage, estimated=estimated,
                               outcome="ok_estimated" if estimated else "ok", http_status=200)  # fmt: skip
-    _annotate(call, data, usage, settlement, estimated)
+    body = dialect.answer(call, data, usage, settlement, estimated)
     headers = _headers(call)
     headers["x-suanli-cost"] = nano_to_cny(settlement.charge.cost_nano)
     if settlement.balance is not None:
         headers["x-suanli-balance"] = nano_to_cny(settlement.balance.available)
-    return ChatAnswer(headers, body=orjson.dumps(data))
+    return ChatAnswer(headers, body=body)
 
 
 def _usage_of(call: Call, data: dict[str, Any]) -> tuple[TokenUsage, bool]:
@@ -110,7 +128,10 @@ def _usage_of(call: Call, data: dict[str, Any]) -> tuple[TokenUsage, bool]:
     return estimate_usage(call.prompt_tokens, text), True
 
 
-def _annotate(call: Call, data: dict[str, Any], tokens: TokenUsage, settlement: Settlement, estimated: bool) -> None:
+def _openai_answer(
+    call: Call, data: dict[str, Any], tokens: TokenUsage, settlement: Settlement, estimated: bool
+) -> bytes:
+    """The operator's answer as it came, with the cost, the serving operator and the attempts added."""
     usage = data.get("usage")
     if not isinstance(usage, dict):  # give the client the shape it expects, from the local count
         usage = data["usage"] = {
@@ -123,6 +144,10 @@ def _annotate(call: Call, data: dict[str, Any], tokens: TokenUsage, settlement: 
         usage["estimated"] = True
     data["provider"] = call.offer.operator
     data["attempts"] = len(call.attempts)
+    return orjson.dumps(data)
+
+
+OPENAI = Dialect(answer=_openai_answer, relay=StreamRelay)
 
 
 async def _release(platform: Platform, call: Call, exc: BaseException) -> None:

@@ -13,8 +13,8 @@ of the text delivered, and the usage event is marked estimated (docs/billing.md)
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol
 
 import orjson
 
@@ -48,14 +48,20 @@ class StreamRelay:
         self._outcome = "client_gone"
         self._error: SuanliError | None = None
         self._seen_first_chunk = False
+        self._final_usage = TokenUsage()
 
     async def events(self) -> AsyncIterator[bytes]:
+        opening = self._opening()
+        if opening:
+            yield opening
         try:
             async for chunk in self._response.chunks():
                 for out in self._feed(chunk):
                     if out.startswith(DONE_PREFIX):
                         await self._settle("ok", 200)
-                    yield out
+                        yield self._closing(out)
+                    else:
+                        yield out
             if not self._call.settled:  # the upstream ended without [DONE]
                 self._error = UpstreamError("The operator ended the stream early.", code="stream_cut")
         except SuanliError as exc:
@@ -67,7 +73,17 @@ class StreamRelay:
                 self._platform.spawn(self._settle("client_gone", 499))  # we are being cancelled
         if self._error is not None and not self._call.settled:
             await self._settle("cut_short", 502, self._error.code)
-            yield error_event(self._error)
+            yield self._error_event(self._error)
+
+    # The client's protocol. OpenAI clients get the operator's events as they are.
+    def _opening(self) -> bytes:
+        return b""
+
+    def _closing(self, done: bytes) -> bytes:
+        return done
+
+    def _error_event(self, error: SuanliError) -> bytes:
+        return error_event(error)
 
     def _end_health(self) -> None:
         health = self._platform.health.of(self._call.offer)
@@ -129,6 +145,7 @@ class StreamRelay:
             estimated = True
         if outcome == "ok" and estimated:
             outcome = "ok_estimated"
+        self._final_usage = usage
         await settle(self._platform, self._call, usage, estimated=estimated, outcome=outcome,
                      http_status=http_status, error_code=error_code)  # fmt: skip
 
@@ -148,3 +165,56 @@ def _coalesce(events: list[bytes]) -> list[bytes]:
     if run:
         out.append(b"".join(run))
     return out
+
+
+class StreamTranslator(Protocol):
+    """Turns an OpenAI stream into another protocol's events (e.g. ``providers.anthropic_translate``)."""
+
+    def start(self) -> bytes: ...
+
+    def feed(self, chunk: Mapping[str, Any]) -> list[bytes]: ...
+
+    def finish(self, usage: TokenUsage) -> list[bytes]: ...
+
+    def error(self, error_type: str, message: str) -> bytes: ...
+
+
+class TranslatingRelay(StreamRelay):
+    """A relay for clients of another protocol: every upstream event is parsed and re-encoded."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        call: Call,
+        response: UpstreamResponse,
+        translator: StreamTranslator,
+        error_type: Callable[[SuanliError], str],
+    ) -> None:
+        super().__init__(platform, call, response)
+        self._translator = translator
+        self._error_type = error_type
+
+    def _opening(self) -> bytes:
+        return self._translator.start()
+
+    def _closing(self, done: bytes) -> bytes:
+        return b"".join(self._translator.finish(self._final_usage))
+
+    def _error_event(self, error: SuanliError) -> bytes:
+        return self._translator.error(self._error_type(error), error.message)
+
+    def _event(self, event: bytes) -> bytes | None:
+        if event.startswith(DONE_PREFIX):
+            return event
+        try:
+            data: Any = orjson.loads(event[event.index(b"data:") + 5 :])
+        except (ValueError, orjson.JSONDecodeError):
+            return None  # comments and keep-alives have no counterpart
+        if not isinstance(data, dict):
+            return None
+        if isinstance(data.get("usage"), dict):
+            self._usage = usage_from_openai(data["usage"])
+        if data.get("choices") and self._delivered_bytes < STREAM_DELIVERED_BYTES_KEPT_MAX:
+            self._delivered.append(event)
+            self._delivered_bytes += len(event)
+        return b"".join(self._translator.feed(data)) or None

@@ -38,7 +38,11 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
-    body = parse_json_object(raw)
+    return chat_request_from(parse_json_object(raw))
+
+
+def chat_request_from(body: dict[str, Any]) -> ChatRequest:
+    """Check an OpenAI chat request body (parsed, or translated from another protocol)."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("'model' is required and must be a string.", code="missing_field", param="model")
