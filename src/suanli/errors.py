@@ -4,7 +4,8 @@ Each error carries the HTTP status, the OpenAI-style ``type`` and a stable ``cod
 them into the error body of the protocol the client speaks; nothing else builds error bodies. The tree:
 
     SuanliError
-    ├── BadRequest (400)            invalid_request_error / invalid_json, missing_field, invalid_field
+    ├── BadRequest (400)            invalid_request_error / invalid_json, missing_field, invalid_field,
+    │                               no_operator_allowed, no_offer_within_max_price, upstream_rejected
     ├── Unauthorized (401)          authentication_error / invalid_api_key, key_revoked, key_expired
     ├── PaymentRequired (402)       insufficient_quota / insufficient_balance
     ├── Forbidden (403)             permission_error / model_not_allowed
@@ -13,7 +14,7 @@ them into the error body of the protocol the client speaks; nothing else builds 
     ├── Conflict (409)              invalid_request_error / already_exists
     ├── UpstreamError (502)         upstream_error / upstream_error, upstream_bad_response
     ├── UpstreamTimeout (504)       upstream_error / upstream_timeout
-    └── ServiceUnavailable (503)    service_unavailable / no_offer_available
+    └── ServiceUnavailable (503)    service_unavailable / no_healthy_offer, overloaded, store_error
 
 Messages are written for the person reading them; they never contain a credential or a stack trace.
 """

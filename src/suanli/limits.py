@@ -37,6 +37,7 @@ TOKENS_PER_MESSAGE_OVERHEAD = 4
 TOKENS_PER_REQUEST_OVERHEAD = 3
 
 # Routing and failover.
+FALLBACK_MODELS_MAX = 8  # models in a request's "models" fallback list beyond the first
 ROUTE_ATTEMPTS_MAX = 3  # offers tried for one request before the client gets the error
 ROUTE_DEADLINE_S = 90.0  # no new attempt starts after this long since the request arrived
 OFFER_CAPACITY_DEFAULT = 256  # calls in flight an offer takes before others are preferred (catalog: capacity)

@@ -73,7 +73,7 @@ class OfferHealth:
 
     def _advance(self, now: float) -> None:
         if self.state == OPEN and now >= self._opened_at + self._open_for_s:
-            self.state, self._trial_in_flight = HALF_OPEN, False
+            self.state = HALF_OPEN
 
     def current_state(self) -> str:
         self._advance(self._clock())
@@ -98,9 +98,18 @@ class OfferHealth:
 
     def finish(self) -> None:
         self.in_flight = max(0, self.in_flight - 1)
+        if self.in_flight == 0:
+            # No call in flight, so no trial either: one that ended without an outcome (its client went
+            # away) must not hold the half-open slot for ever.
+            self._trial_in_flight = False
 
     def record(self, outcome: Outcome) -> None:
         now = self._clock()
+        if self.state != CLOSED:
+            # While the breaker is not closed, the only call let through is the trial: its outcome frees
+            # the slot. The slot is never freed by a state change alone, so that a trial still hanging
+            # when a probe reopens the breaker keeps a second trial from starting beside it.
+            self._trial_in_flight = False
         self.calls_total += 1
         self._window.append((now, outcome.ok))
         if outcome.latency_ms is not None:
@@ -152,10 +161,10 @@ class OfferHealth:
 
     def _open(self, now: float, reason: str, *, backoff: bool = False) -> None:
         self._open_for_s = min(self._open_for_s * 2, BREAKER_OPEN_MAX_S) if backoff else BREAKER_OPEN_S
-        self.state, self.reason, self._opened_at, self._trial_in_flight = OPEN, reason, now, False
+        self.state, self.reason, self._opened_at = OPEN, reason, now
 
     def _close(self) -> None:
-        self.state, self.reason, self._trial_in_flight = CLOSED, "", False
+        self.state, self.reason = CLOSED, ""
         self._open_for_s = BREAKER_OPEN_S
         self._consecutive_failures = 0
         self._window.clear()
@@ -165,7 +174,7 @@ class OfferHealth:
         now = self._clock()
         self._advance(now)
         if ok and self.state == OPEN:
-            self.state, self._trial_in_flight = HALF_OPEN, False
+            self.state = HALF_OPEN
         elif ok and self.state == HALF_OPEN:
             self._close()
         elif not ok and self.state != CLOSED:

@@ -20,10 +20,10 @@ from typing import Any
 
 from suanli.catalog import Catalog, Offer
 from suanli.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
+from suanli.limits import FALLBACK_MODELS_MAX
 from suanli.money import MoneyFormatError, price_per_mtok_to_nano_per_token
 
 SORTS = ("price", "latency", "throughput")
-FALLBACK_MODELS_MAX = 8
 NO_FIGURE = float("inf")
 
 
@@ -90,7 +90,9 @@ def parse_preferences(body: Mapping[str, Any], model: str) -> RoutePreferences:
         allow_fallbacks=allow,
         max_prompt_nano=prompt_max,
         max_completion_nano=completion_max,
-        fallback_models=tuple(m for m in _names(body.get("models"), "models") if m != model)[:FALLBACK_MODELS_MAX],
+        fallback_models=tuple(dict.fromkeys(m for m in _names(body.get("models"), "models") if m != model))[
+            :FALLBACK_MODELS_MAX
+        ],
     )
 
 
@@ -216,7 +218,9 @@ def _rank(sort: str | None, states: Mapping[str, OfferState]) -> Callable[[Offer
 def _apply_order(ranked: list[Offer], prefs: RoutePreferences) -> list[Offer]:
     if not prefs.order:
         return ranked if prefs.allow_fallbacks else ranked[:1]
-    position = {name: i for i, name in enumerate(prefs.order)}
+    position: dict[str, int] = {}
+    for i, name in enumerate(prefs.order):
+        position.setdefault(name, i)  # a name listed twice keeps its first place
     first = sorted((o for o in ranked if o.operator in position), key=lambda o: position[o.operator])
     rest = [o for o in ranked if o.operator not in position]
     return first + rest if prefs.allow_fallbacks else first

@@ -1,0 +1,643 @@
+"""The circuit breaker of every offer, driven by a fake clock: when it opens, how long it stays open, the
+single trial call of half-open, probes, Retry-After, load and the figures shown to admins.
+
+Every threshold comes from ``suanli.limits``, so these tests follow the limits when they are retuned."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from suanli.catalog import Offer, parse_catalog
+from suanli.gateway.health import CLOSED, EWMA_WEIGHT, HALF_OPEN, OPEN, HealthRegistry, OfferHealth, Outcome
+from suanli.limits import (
+    BREAKER_CONSECUTIVE_FAILURES,
+    BREAKER_ERROR_RATE_PERCENT,
+    BREAKER_MIN_CALLS,
+    BREAKER_OPEN_MAX_S,
+    BREAKER_OPEN_S,
+    HEALTH_WINDOW_CALLS_MAX,
+    HEALTH_WINDOW_S,
+    RETRY_AFTER_MAX_S,
+)
+
+CAPACITY = 4
+# A step of time that floats represent exactly, so "just before" and "exactly at" a deadline are exact.
+EPS_S = 0.125
+REASON = "HTTP 503"
+
+
+class FakeClock:
+    def __init__(self, now: float = 1024.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_offers(*operator_models: tuple[str, str]) -> tuple[Offer, ...]:
+    data: dict[str, Any] = {
+        "operators": {op: {"base_url": f"https://{op}.example/v1"} for op, _ in operator_models},
+        "models": {model: {} for _, model in operator_models},
+        "offers": [
+            {"operator": op, "model": model, "context_window": 8192, "max_output_tokens": 1024,
+             "price": {"input": "1", "output": "2"}, "capacity": CAPACITY}
+            for op, model in operator_models
+        ],
+    }  # fmt: skip
+    return parse_catalog(data, environ={}).offers
+
+
+OFFER = make_offers(("alpha", "m"))[0]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def health(clock: FakeClock) -> OfferHealth:
+    return OfferHealth(OFFER, clock)
+
+
+def fail(health: OfferHealth, times: int = 1, reason: str = REASON) -> None:
+    for _ in range(times):
+        health.record(Outcome(ok=False, reason=reason))
+
+
+def succeed(health: OfferHealth, times: int = 1) -> None:
+    for _ in range(times):
+        health.record(Outcome(ok=True))
+
+
+def record_all(health: OfferHealth, pattern: list[bool]) -> None:
+    for ok in pattern:
+        health.record(Outcome(ok=ok, reason="" if ok else REASON))
+
+
+def spread(calls: int, failures: int) -> list[bool]:
+    """`calls` outcomes (True = ok) of which `failures` failed, the last one a failure.
+
+    No two failures are adjacent, so the consecutive-failures rule never fires and only the error rate
+    can open the breaker. The spare successes come first, so when `calls >= 2 * failures` no shorter
+    prefix has a higher error rate than the whole: the breaker can only open at the last outcome."""
+    if not (failures >= 1 and 2 * failures - 1 <= calls and BREAKER_CONSECUTIVE_FAILURES >= 2):
+        raise ValueError(f"cannot spread {failures} failures over {calls} calls; the limits changed")
+    return [True] * (calls - 2 * failures + 1) + [False] + [True, False] * (failures - 1)
+
+
+def open_breaker(health: OfferHealth) -> None:
+    fail(health, BREAKER_CONSECUTIVE_FAILURES)
+    assert health.current_state() == OPEN
+
+
+def half_open(health: OfferHealth, clock: FakeClock) -> None:
+    open_breaker(health)
+    clock.advance(BREAKER_OPEN_S)
+    assert health.current_state() == HALF_OPEN
+
+
+def assert_open_for(health: OfferHealth, clock: FakeClock, seconds: float) -> None:
+    """The breaker, opened just now, stays open for exactly `seconds`, then lets a trial through."""
+    clock.advance(seconds - EPS_S)
+    assert health.current_state() == OPEN and not health.available()
+    clock.advance(EPS_S)
+    assert health.current_state() == HALF_OPEN and health.available()
+
+
+# --- when the breaker opens ------------------------------------------------------------------------------
+
+
+def test_a_new_offer_is_closed_and_available(health: OfferHealth) -> None:
+    assert health.current_state() == CLOSED and health.available()
+
+
+def test_one_failure_never_opens_the_breaker(health: OfferHealth) -> None:
+    fail(health)
+    assert health.current_state() == CLOSED and health.available() and health.begin()
+
+
+def test_one_failure_fewer_than_the_limit_in_a_row_keeps_it_closed(health: OfferHealth) -> None:
+    fail(health, BREAKER_CONSECUTIVE_FAILURES - 1)
+    assert health.current_state() == CLOSED and health.available()
+
+
+def test_the_limit_of_failures_in_a_row_opens_it(health: OfferHealth) -> None:
+    fail(health, BREAKER_CONSECUTIVE_FAILURES - 1)
+    fail(health, reason="upstream_unreachable")
+    assert health.current_state() == OPEN
+    assert health.reason == f"{BREAKER_CONSECUTIVE_FAILURES} failures in a row, last: upstream_unreachable"
+
+
+def test_a_success_breaks_a_run_of_failures(health: OfferHealth) -> None:
+    succeed(health, BREAKER_MIN_CALLS)  # keeps the error rate low, so only the run could open it
+    fail(health, BREAKER_CONSECUTIVE_FAILURES - 1)
+    succeed(health)
+    fail(health, BREAKER_CONSECUTIVE_FAILURES - 1)
+    assert health.current_state() == CLOSED
+
+
+def test_an_error_rate_at_the_limit_over_enough_calls_opens_it(health: OfferHealth) -> None:
+    failures = math.ceil(BREAKER_ERROR_RATE_PERCENT * BREAKER_MIN_CALLS / 100)
+    pattern = spread(BREAKER_MIN_CALLS, failures)
+    record_all(health, pattern[:-1])
+    assert health.current_state() == CLOSED
+    record_all(health, pattern[-1:])
+    assert health.current_state() == OPEN and not health.available()
+    assert health.reason == f"{failures} of {BREAKER_MIN_CALLS} calls failed in {HEALTH_WINDOW_S:.0f} s, last: {REASON}"
+
+
+def test_an_error_rate_below_the_limit_keeps_it_closed(health: OfferHealth) -> None:
+    calls = 2 * BREAKER_MIN_CALLS
+    failures = math.ceil(BREAKER_ERROR_RATE_PERCENT * calls / 100) - 1
+    assert failures * 100 < BREAKER_ERROR_RATE_PERCENT * calls
+    record_all(health, spread(calls, failures))
+    assert health.current_state() == CLOSED
+
+
+def test_a_high_error_rate_over_too_few_calls_keeps_it_closed(health: OfferHealth) -> None:
+    calls = BREAKER_MIN_CALLS - 1
+    failures = math.ceil(BREAKER_ERROR_RATE_PERCENT * calls / 100)
+    record_all(health, spread(calls, failures))
+    assert health.current_state() == CLOSED
+
+
+def test_outcomes_older_than_the_window_leave_it(health: OfferHealth, clock: FakeClock) -> None:
+    pattern = spread(BREAKER_MIN_CALLS, math.ceil(BREAKER_ERROR_RATE_PERCENT * BREAKER_MIN_CALLS / 100))
+    record_all(health, pattern[:-2])
+    clock.advance(HEALTH_WINDOW_S + EPS_S)
+    record_all(health, pattern[-2:])
+    assert health.current_state() == CLOSED
+    assert health.snapshot()["window_calls"] == 2
+
+
+def test_outcomes_exactly_one_window_old_still_count(health: OfferHealth, clock: FakeClock) -> None:
+    pattern = spread(BREAKER_MIN_CALLS, math.ceil(BREAKER_ERROR_RATE_PERCENT * BREAKER_MIN_CALLS / 100))
+    record_all(health, pattern[:-2])
+    clock.advance(HEALTH_WINDOW_S)
+    record_all(health, pattern[-2:])
+    assert health.current_state() == OPEN
+
+
+def test_the_window_keeps_a_bounded_number_of_outcomes(health: OfferHealth) -> None:
+    succeed(health, HEALTH_WINDOW_CALLS_MAX + 7)
+    snapshot = health.snapshot()
+    assert snapshot["window_calls"] == HEALTH_WINDOW_CALLS_MAX
+    assert snapshot["calls_total"] == HEALTH_WINDOW_CALLS_MAX + 7
+
+
+@given(
+    st.lists(st.tuples(st.booleans(), st.sampled_from([0.0, EPS_S, 1.0, HEALTH_WINDOW_S])),
+             max_size=BREAKER_MIN_CALLS - 1)
+)  # fmt: skip
+def test_too_few_calls_without_a_long_run_of_failures_never_open_it(calls: list[tuple[bool, float]]) -> None:
+    run = longest = 0
+    for ok, _ in calls:
+        run = 0 if ok else run + 1
+        longest = max(longest, run)
+    clock = FakeClock()
+    health = OfferHealth(OFFER, clock)
+    for ok, wait_s in calls:
+        clock.advance(wait_s)
+        health.record(Outcome(ok=ok, reason="" if ok else REASON))
+    assert (health.current_state() == CLOSED) == (longest < BREAKER_CONSECUTIVE_FAILURES)
+
+
+# --- open and half-open ----------------------------------------------------------------------------------
+
+
+def test_an_open_breaker_refuses_calls(health: OfferHealth) -> None:
+    open_breaker(health)
+    assert not health.available()
+    assert not health.begin()
+    assert health.in_flight == 0
+    assert not health.view().available
+
+
+def test_it_stays_open_for_the_first_wait_then_is_half_open(health: OfferHealth, clock: FakeClock) -> None:
+    open_breaker(health)
+    assert_open_for(health, clock, BREAKER_OPEN_S)
+
+
+def test_half_open_lets_exactly_one_trial_through(health: OfferHealth, clock: FakeClock) -> None:
+    half_open(health, clock)
+    assert health.begin()
+    assert health.in_flight == 1
+    assert not health.available()
+    assert not health.begin()
+    assert not health.begin()
+    assert health.in_flight == 1
+    assert health.current_state() == HALF_OPEN
+
+
+def test_a_successful_trial_closes_the_breaker(health: OfferHealth, clock: FakeClock) -> None:
+    half_open(health, clock)
+    assert health.begin()
+    succeed(health)
+    health.finish()
+    assert health.current_state() == CLOSED and health.reason == ""
+    assert all(health.begin() for _ in range(3))
+
+
+def test_a_closed_breaker_starts_afresh(health: OfferHealth, clock: FakeClock) -> None:
+    half_open(health, clock)
+    succeed(health)
+    fail(health, BREAKER_CONSECUTIVE_FAILURES - 1)
+    assert health.current_state() == CLOSED
+    assert health.snapshot()["window_calls"] == BREAKER_CONSECUTIVE_FAILURES - 1
+
+
+def test_a_failed_trial_reopens_it_for_twice_as_long(health: OfferHealth, clock: FakeClock) -> None:
+    half_open(health, clock)
+    assert health.begin()
+    fail(health, reason="upstream_timeout")
+    assert health.current_state() == OPEN
+    assert health.reason == "trial failed: upstream_timeout"
+    assert_open_for(health, clock, 2 * BREAKER_OPEN_S)
+
+
+def test_the_wait_doubles_up_to_the_maximum(health: OfferHealth, clock: FakeClock) -> None:
+    open_breaker(health)
+    wait_s = BREAKER_OPEN_S
+    assert_open_for(health, clock, wait_s)
+    while wait_s < BREAKER_OPEN_MAX_S:
+        fail(health)  # the trial
+        wait_s = min(2 * wait_s, BREAKER_OPEN_MAX_S)
+        assert_open_for(health, clock, wait_s)
+    fail(health)
+    assert_open_for(health, clock, BREAKER_OPEN_MAX_S)
+
+
+def test_closing_resets_the_wait(health: OfferHealth, clock: FakeClock) -> None:
+    half_open(health, clock)
+    fail(health)
+    assert_open_for(health, clock, 2 * BREAKER_OPEN_S)
+    succeed(health)
+    assert health.current_state() == CLOSED
+    open_breaker(health)
+    assert_open_for(health, clock, BREAKER_OPEN_S)
+
+
+def test_a_late_failure_while_open_changes_nothing(health: OfferHealth, clock: FakeClock) -> None:
+    open_breaker(health)
+    clock.advance(BREAKER_OPEN_S - EPS_S)
+    fail(health)  # a call that began before the breaker opened
+    clock.advance(EPS_S)
+    assert health.current_state() == HALF_OPEN
+
+
+def test_a_trial_that_ends_without_an_outcome_frees_the_half_open_slot(health: OfferHealth, clock: FakeClock) -> None:
+    half_open(health, clock)
+    assert health.begin()
+    health.finish()  # failover.py does exactly this when the attempt is cancelled (client gone)
+    clock.advance(BREAKER_OPEN_MAX_S)
+    assert health.available()
+
+
+def test_a_new_trial_waits_for_a_trial_still_in_flight(health: OfferHealth, clock: FakeClock) -> None:
+    half_open(health, clock)
+    assert health.begin()  # trial A hangs (the upstream is down)
+    health.probed(False, "timeout")  # the probe fails meanwhile and reopens the breaker
+    clock.advance(2 * BREAKER_OPEN_S)
+    assert health.current_state() == HALF_OPEN
+    assert not health.begin()  # trial A has not ended: a second one would run alongside it
+
+
+# --- probes ----------------------------------------------------------------------------------------------
+
+
+def test_a_successful_probe_moves_open_to_half_open(health: OfferHealth) -> None:
+    open_breaker(health)
+    health.probed(True)
+    assert health.current_state() == HALF_OPEN and health.available()
+
+
+def test_a_successful_probe_moves_half_open_to_closed(health: OfferHealth, clock: FakeClock) -> None:
+    half_open(health, clock)
+    health.probed(True)
+    assert health.current_state() == CLOSED and health.reason == ""
+
+
+def test_two_successful_probes_close_an_open_breaker(health: OfferHealth) -> None:
+    open_breaker(health)
+    health.probed(True)
+    health.probed(True)
+    assert health.current_state() == CLOSED
+    open_breaker(health)
+    assert health.reason.startswith(f"{BREAKER_CONSECUTIVE_FAILURES} failures in a row")
+
+
+def test_a_successful_probe_closes_half_open_with_a_trial_in_flight(health: OfferHealth, clock: FakeClock) -> None:
+    half_open(health, clock)
+    assert health.begin()
+    health.probed(True)
+    assert health.current_state() == CLOSED and health.begin()
+
+
+def test_a_failed_probe_keeps_it_open(health: OfferHealth, clock: FakeClock) -> None:
+    open_breaker(health)
+    clock.advance(BREAKER_OPEN_S - EPS_S)
+    health.probed(False, "no answer to GET /models")
+    clock.advance(EPS_S)
+    assert health.current_state() == OPEN and not health.available()
+    assert health.reason == "probe failed: no answer to GET /models"
+
+
+def test_a_failed_probe_in_half_open_reopens_it_for_twice_as_long(health: OfferHealth, clock: FakeClock) -> None:
+    half_open(health, clock)
+    health.probed(False, "timeout")
+    assert health.current_state() == OPEN and health.reason == "probe failed: timeout"
+    assert_open_for(health, clock, 2 * BREAKER_OPEN_S)
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_a_probe_leaves_a_closed_breaker_closed(health: OfferHealth, ok: bool) -> None:
+    health.probed(ok, "timeout")
+    assert health.current_state() == CLOSED and health.available()
+
+
+# --- Retry-After -----------------------------------------------------------------------------------------
+
+
+def test_retry_after_keeps_calls_away_until_it_passes(health: OfferHealth, clock: FakeClock) -> None:
+    health.record(Outcome(ok=False, reason="HTTP 429", retry_after_s=30.0))
+    assert health.current_state() == CLOSED  # one failure: the breaker itself stays closed
+    assert not health.available() and not health.begin() and not health.view().available
+    assert health.snapshot()["retry_after_s"] == 30.0
+    clock.advance(30.0 - EPS_S)
+    assert not health.available()
+    clock.advance(EPS_S)
+    assert health.available() and health.begin()
+    assert health.snapshot()["retry_after_s"] == 0.0
+
+
+def test_retry_after_is_capped(health: OfferHealth, clock: FakeClock) -> None:
+    health.record(Outcome(ok=False, reason="HTTP 429", retry_after_s=10 * RETRY_AFTER_MAX_S))
+    assert health.snapshot()["retry_after_s"] == RETRY_AFTER_MAX_S
+    clock.advance(RETRY_AFTER_MAX_S - EPS_S)
+    assert not health.available()
+    clock.advance(EPS_S)
+    assert health.available()
+
+
+def test_retry_after_outlasts_the_breaker_wait(health: OfferHealth, clock: FakeClock) -> None:
+    fail(health, BREAKER_CONSECUTIVE_FAILURES - 1)
+    health.record(Outcome(ok=False, reason="HTTP 503", retry_after_s=4 * BREAKER_OPEN_S))
+    clock.advance(BREAKER_OPEN_S)
+    assert health.current_state() == HALF_OPEN
+    assert not health.available() and not health.begin()
+    clock.advance(3 * BREAKER_OPEN_S)
+    assert health.available() and health.begin()
+
+
+@pytest.mark.parametrize("retry_after_s", [None, 0.0, -5.0])
+def test_no_retry_after_keeps_the_offer_available(health: OfferHealth, retry_after_s: float | None) -> None:
+    health.record(Outcome(ok=False, reason="HTTP 429", retry_after_s=retry_after_s))
+    assert health.available()
+
+
+# --- load and the figures routing sorts by ---------------------------------------------------------------
+
+
+def test_in_flight_counts_begin_and_finish(health: OfferHealth) -> None:
+    assert all(health.begin() for _ in range(3))
+    assert health.in_flight == 3
+    health.finish()
+    assert health.in_flight == 2
+
+
+def test_in_flight_never_goes_below_zero(health: OfferHealth) -> None:
+    health.finish()
+    assert health.begin()
+    for _ in range(3):
+        health.finish()
+    assert health.in_flight == 0
+    assert health.begin() and health.in_flight == 1
+
+
+def test_utilization_is_calls_in_flight_over_capacity(health: OfferHealth) -> None:
+    assert health.view().utilization == 0.0
+    for begun in range(1, CAPACITY + 2):
+        assert health.begin()  # capacity is a preference, not a refusal
+        assert health.view().utilization == begun / CAPACITY
+
+
+def test_a_fresh_offer_has_no_latency_or_throughput_figure(health: OfferHealth) -> None:
+    view = health.view()
+    assert view.available and view.latency_p50_ms == math.inf and view.tokens_per_s == 0.0
+
+
+def test_latency_is_a_moving_average_of_outcomes(health: OfferHealth) -> None:
+    health.record(Outcome(ok=True, latency_ms=100.0))
+    assert health.view().latency_p50_ms == 100.0
+    health.record(Outcome(ok=False, reason=REASON, latency_ms=200.0))
+    health.record(Outcome(ok=True))  # no latency: the figure is unchanged
+    assert health.view().latency_p50_ms == pytest.approx(100.0 + EWMA_WEIGHT * 100.0)
+
+
+def test_throughput_is_a_moving_average_of_finished_calls(health: OfferHealth) -> None:
+    health.record_throughput(100, 2.0)
+    assert health.view().tokens_per_s == 50.0
+    health.record_throughput(0, 1.0)
+    health.record_throughput(10, 0.0)
+    health.record_throughput(-3, 1.0)
+    assert health.view().tokens_per_s == 50.0
+    health.record_throughput(300, 2.0)
+    assert health.view().tokens_per_s == pytest.approx(50.0 + EWMA_WEIGHT * 100.0)
+
+
+# --- snapshot --------------------------------------------------------------------------------------------
+
+SNAPSHOT_KEYS = {
+    "offer", "operator", "model", "state", "reason", "window_calls", "window_error_rate_percent",
+    "latency_p50_ms", "latency_p95_ms", "tokens_per_s", "in_flight", "capacity", "retry_after_s",
+    "calls_total", "failures_total",
+}  # fmt: skip
+
+
+def test_snapshot_of_a_fresh_offer(health: OfferHealth) -> None:
+    snapshot = health.snapshot()
+    assert set(snapshot) >= SNAPSHOT_KEYS  # admins may be shown more; never less
+    assert {key: snapshot[key] for key in SNAPSHOT_KEYS} == {
+        "offer": "alpha/m", "operator": "alpha", "model": "m", "state": CLOSED, "reason": "",
+        "window_calls": 0, "window_error_rate_percent": 0.0, "latency_p50_ms": None, "latency_p95_ms": None,
+        "tokens_per_s": None, "in_flight": 0, "capacity": CAPACITY, "retry_after_s": 0.0,
+        "calls_total": 0, "failures_total": 0,
+    }  # fmt: skip
+
+
+def test_snapshot_counts_and_error_rate(health: OfferHealth) -> None:
+    record_all(health, [True, False, True])
+    health.record_throughput(123, 1.0)
+    assert health.begin()
+    snapshot = health.snapshot()
+    assert (snapshot["window_calls"], snapshot["window_error_rate_percent"]) == (3, 33.3)
+    assert (snapshot["calls_total"], snapshot["failures_total"]) == (3, 1)
+    assert (snapshot["in_flight"], snapshot["tokens_per_s"]) == (1, 123.0)
+
+
+def test_snapshot_latency_percentiles(health: OfferHealth) -> None:
+    latencies = [float(ms) for ms in range(1, 102)]
+    random.Random(7).shuffle(latencies)
+    for ms in latencies:
+        health.record(Outcome(ok=True, latency_ms=ms))
+    snapshot = health.snapshot()
+    assert (snapshot["latency_p50_ms"], snapshot["latency_p95_ms"]) == (51.0, 96.0)
+
+
+def test_snapshot_of_a_single_latency(health: OfferHealth) -> None:
+    health.record(Outcome(ok=True, latency_ms=42.0))
+    assert (health.snapshot()["latency_p50_ms"], health.snapshot()["latency_p95_ms"]) == (42.0, 42.0)
+
+
+def test_snapshot_names_why_the_breaker_is_open(health: OfferHealth, clock: FakeClock) -> None:
+    open_breaker(health)
+    snapshot = health.snapshot()
+    assert snapshot["state"] == OPEN
+    assert snapshot["reason"] == f"{BREAKER_CONSECUTIVE_FAILURES} failures in a row, last: {REASON}"
+    assert snapshot["window_error_rate_percent"] == 100.0
+    clock.advance(BREAKER_OPEN_S)
+    assert health.snapshot()["state"] == HALF_OPEN
+
+
+def test_snapshot_window_forgets_old_outcomes(health: OfferHealth, clock: FakeClock) -> None:
+    fail(health, 2)
+    clock.advance(HEALTH_WINDOW_S + EPS_S)
+    snapshot = health.snapshot()
+    assert (snapshot["window_calls"], snapshot["window_error_rate_percent"]) == (0, 0.0)
+    assert snapshot["failures_total"] == 2
+
+
+# --- the registry ----------------------------------------------------------------------------------------
+
+ALPHA_M, ALPHA_G, BETA_M = make_offers(("alpha", "m"), ("alpha", "g"), ("beta", "m"))
+
+
+@pytest.fixture
+def registry(clock: FakeClock) -> HealthRegistry:
+    return HealthRegistry([ALPHA_M, ALPHA_G, BETA_M], clock)
+
+
+def test_no_operator_to_probe_while_every_breaker_is_closed(registry: HealthRegistry) -> None:
+    fail(registry.of(ALPHA_M))
+    assert registry.operators_to_probe() == set()
+
+
+def test_operators_with_a_breaker_not_closed_are_probed(registry: HealthRegistry, clock: FakeClock) -> None:
+    open_breaker(registry.of(ALPHA_M))
+    assert registry.operators_to_probe() == {"alpha"}
+    clock.advance(BREAKER_OPEN_S)  # half-open is not closed either
+    assert registry.operators_to_probe() == {"alpha"}
+    open_breaker(registry.of(BETA_M))
+    assert registry.operators_to_probe() == {"alpha", "beta"}
+
+
+def test_a_probe_affects_only_that_operators_offers(registry: HealthRegistry) -> None:
+    open_breaker(registry.of(ALPHA_M))
+    open_breaker(registry.of(BETA_M))
+    registry.probed("alpha", True)
+    states = {o.id: registry.of(o).current_state() for o in (ALPHA_M, ALPHA_G, BETA_M)}
+    assert states == {ALPHA_M.id: HALF_OPEN, ALPHA_G.id: CLOSED, BETA_M.id: OPEN}
+    registry.probed("alpha", True)
+    assert registry.operators_to_probe() == {"beta"}
+
+
+def test_a_failed_probe_affects_only_that_operators_offers(registry: HealthRegistry, clock: FakeClock) -> None:
+    open_breaker(registry.of(ALPHA_M))
+    open_breaker(registry.of(BETA_M))
+    clock.advance(BREAKER_OPEN_S)
+    registry.probed("alpha", False, "timeout")
+    assert registry.of(ALPHA_M).current_state() == OPEN
+    assert registry.of(ALPHA_M).reason == "probe failed: timeout"
+    assert registry.of(ALPHA_G).current_state() == CLOSED
+    assert registry.of(BETA_M).current_state() == HALF_OPEN
+
+
+def test_the_registry_shows_each_offers_state(registry: HealthRegistry) -> None:
+    open_breaker(registry.of(BETA_M))
+    assert registry.of(ALPHA_M).begin()
+    assert registry.state_of(ALPHA_M).utilization == 1 / CAPACITY
+    assert not registry.state_of(BETA_M).available
+    snapshots = {s["offer"]: s for s in registry.snapshot()}
+    assert set(snapshots) == {ALPHA_M.id, ALPHA_G.id, BETA_M.id}
+    assert (snapshots[ALPHA_M.id]["in_flight"], snapshots[BETA_M.id]["state"]) == (1, OPEN)
+
+
+# --- half-open never runs two trials at once -------------------------------------------------------------
+
+
+class BreakerMachine(RuleBasedStateMachine):
+    """Calls begin, end with an outcome (or are cancelled), probes answer and time passes, in any order; the
+    breaker must never let a second call through in one half-open period, and its counts must add up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.health = OfferHealth(OFFER, self.clock)
+        self.calls = 0  # begun and not finished
+        self.trials_this_period = 0
+
+    @rule()
+    def begin(self) -> None:
+        was_half_open = self.health.current_state() == HALF_OPEN
+        if self.health.begin():
+            self.calls += 1
+            if was_half_open:
+                self.trials_this_period += 1
+
+    @precondition(lambda self: self.calls > 0)
+    @rule(ok=st.booleans(), retry_after_s=st.none() | st.sampled_from([1.0, 2 * BREAKER_OPEN_S]))
+    def end_call(self, ok: bool, retry_after_s: float | None) -> None:
+        self.health.record(Outcome(ok=ok, reason="" if ok else REASON, latency_ms=5.0, retry_after_s=retry_after_s))
+        self.health.finish()
+        self.calls -= 1
+
+    @precondition(lambda self: self.calls > 0)
+    @rule()
+    def cancel_call(self) -> None:
+        self.health.finish()
+        self.calls -= 1
+
+    @rule(ok=st.booleans())
+    def probe(self, ok: bool) -> None:
+        self.health.probed(ok, "" if ok else "timeout")
+
+    @rule(ok=st.booleans())
+    def late_outcome(self, ok: bool) -> None:
+        """An outcome recorded for a call whose finish() is not modelled (e.g. a stream's end)."""
+        self.health.record(Outcome(ok=ok, reason="" if ok else REASON))
+
+    @rule(seconds=st.sampled_from([EPS_S, 1.0, BREAKER_OPEN_S, 2 * BREAKER_OPEN_S, BREAKER_OPEN_MAX_S]))
+    def wait(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @invariant()
+    def one_trial_per_half_open_period(self) -> None:
+        state = self.health.current_state()
+        assert state in (CLOSED, OPEN, HALF_OPEN)
+        if state != HALF_OPEN:
+            self.trials_this_period = 0
+        assert self.trials_this_period <= 1
+
+    @invariant()
+    def an_open_breaker_is_unavailable(self) -> None:
+        if self.health.current_state() == OPEN:
+            assert not self.health.available()
+
+    @invariant()
+    def in_flight_counts_the_calls(self) -> None:
+        assert self.health.in_flight == self.calls
+
+
+BreakerMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+test_breaker_state_machine = BreakerMachine.TestCase
