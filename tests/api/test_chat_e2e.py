@@ -112,3 +112,20 @@ def test_upstream_credentials_never_reach_the_client(gateway: Gateway, unique: s
                           json={"model": "deepseek-v3.2", "messages": MESSAGES, "stream": stream})  # fmt: skip
     assert "sk-upstream-alpha-secret" not in response.text
     assert "sk-upstream-alpha-secret" not in str(response.headers)
+
+
+def test_openai_tool_calls_round_trip(gateway: Gateway, unique: str) -> None:
+    key = gateway.account(unique, topup_cny="1")
+    tools = [{"type": "function", "function": {"name": "get_price", "parameters": {
+        "type": "object", "properties": {"model": {"type": "string"}}}}}]  # fmt: skip
+    question = {"role": "user", "content": "What does glm-5 cost?"}
+    c = client(gateway, key)
+    first = c.chat.completions.create(model="deepseek-v3.2", messages=[question], tools=tools)  # type: ignore[list-item, arg-type]
+    assert first.choices[0].finish_reason == "tool_calls"
+    [call] = first.choices[0].message.tool_calls or []
+    assert call.function.name == "get_price"  # type: ignore[union-attr]
+    history = [question, first.choices[0].message.model_dump(exclude_none=True),
+               {"role": "tool", "tool_call_id": call.id, "content": "4 CNY per million tokens"}]  # fmt: skip
+    chunks = list(c.chat.completions.create(model="deepseek-v3.2", messages=history, tools=tools, stream=True))  # type: ignore[arg-type]
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    c.close()

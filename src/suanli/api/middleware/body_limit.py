@@ -27,7 +27,7 @@ class BodyLimitMiddleware:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.body_bytes_max:
-                await error_response(_too_large(self.body_bytes_max))(scope, receive, send)
+                await error_response(_too_large(self.body_bytes_max), path=scope["path"])(scope, receive, send)
                 return
         received = 0
         limit = self.body_bytes_max

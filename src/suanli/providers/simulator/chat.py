@@ -9,17 +9,19 @@ prefix cache so a failed request leaves no trace in it, as with a real operator.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from suanli.errors import InvariantViolation
-from suanli.metering.tokenizer import count_messages, encode, message_text
+from suanli.metering.tokenizer import count_messages, count_text, encode, message_text
 from suanli.providers.simulator.completion import Completion, plan_completion
 from suanli.providers.simulator.errors import (
     StreamDropped,
@@ -34,6 +36,7 @@ from suanli.providers.simulator.protocol import (
     AnswerHeader,
     ChatRequest,
     InvalidRequest,
+    ToolCall,
     chunk_event,
     completion_body,
     models_body,
@@ -46,6 +49,7 @@ from suanli.providers.simulator.state import DEFAULT_OPERATOR, OperatorState, Si
 REQUEST_BODY_BYTES_MAX = 8 * 1024 * 1024  # twice what the gateway forwards, so its limit is the one hit
 HANG_S_MAX = 900.0  # a hanging request answers 504 after this: longer than any gateway timeout
 _MS_PER_S = 1000
+TOOL_ARGUMENT_CHARS_MAX = 200  # of the user's words put into a simulated tool call
 
 
 class BodyTooLarge(Exception):
@@ -164,6 +168,49 @@ async def _answer(answer: _Answer, stream: bool) -> Response:
     return Response(body, media_type="application/json")
 
 
+def _tool_call(chat: ChatRequest, tool: ToolCall) -> dict[str, Any]:
+    last = chat.messages[-1].get("content")
+    words = last if isinstance(last, str) else " ".join(
+        str(p.get("text", "")) for p in last or [] if isinstance(p, dict))  # fmt: skip
+    arguments = orjson.dumps({tool.argument: words[:TOOL_ARGUMENT_CHARS_MAX]}).decode()
+    call_id = "call_" + hashlib.sha256(arguments.encode()).hexdigest()[:24]
+    return {"id": call_id, "type": "function", "function": {"name": tool.name, "arguments": arguments}}
+
+
+async def _tool_call_answer(
+    operator: OperatorState, profile: SimProfile, chat: ChatRequest, tool: ToolCall
+) -> Response:
+    """Answer with a call of the offered tool, as a model does when it decides to use one."""
+    call = _tool_call(chat, tool)
+    prompt_tokens = count_messages(chat.messages)
+    completion_tokens = count_text(tool.name + call["function"]["arguments"])
+    operator.stats.prompt_tokens += prompt_tokens
+    operator.stats.completion_tokens += completion_tokens
+    usage = usage_object(prompt_tokens, completion_tokens, 0) if profile.report_usage else None
+    header = AnswerHeader(f"chatcmpl-sim-{secrets.token_hex(12)}", int(time.time()), chat.model)
+    await asyncio.sleep(profile.ttft_ms / _MS_PER_S)
+    if not chat.stream:
+        return Response(completion_body(header, None, "tool_calls", usage, [call]), media_type="application/json")
+    return StreamingResponse(_tool_call_events(header, call, usage, chat.include_usage), media_type="text/event-stream")
+
+
+async def _tool_call_events(
+    header: AnswerHeader, call: dict[str, Any], usage: dict[str, Any] | None, include_usage: bool
+) -> AsyncIterator[bytes]:
+    usage_null = include_usage and usage is not None
+    arguments = call["function"]["arguments"]
+    half = len(arguments) // 2
+    opening = {"index": 0, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"],
+                                                                             "arguments": ""}}  # fmt: skip
+    yield chunk_event(header, {"role": "assistant", "content": None, "tool_calls": [opening]}, None, usage_null)
+    for piece in (arguments[:half], arguments[half:]):  # arguments arrive in pieces, as real models send them
+        yield chunk_event(header, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, None, usage_null)
+    yield chunk_event(header, {}, "tool_calls", usage_null)
+    if usage_null and usage is not None:
+        yield usage_event(header, usage)
+    yield STREAM_DONE_EVENT
+
+
 async def _parse(request: Request) -> ChatRequest | Response:
     try:
         return parse_chat_request(await read_body(request))
@@ -192,6 +239,8 @@ async def chat_completions(request: Request) -> Response:
         if await _wait_for_disconnect(request):
             return Response(status_code=499)  # nobody is left to read it; uvicorn discards it
         return error_response(504, "The simulated operator hung.", "server_error", code="timeout")
+    if chat.tool is not None:
+        return await _tool_call_answer(operator, profile, chat, chat.tool)
     completion = plan_completion(profile, chat.model, chat.messages, chat.max_tokens)
     usage = _measure_usage(operator, profile, chat, completion)
     header = AnswerHeader(f"chatcmpl-sim-{secrets.token_hex(12)}", int(time.time()), chat.model)

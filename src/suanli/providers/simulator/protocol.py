@@ -29,12 +29,21 @@ class InvalidRequest(Exception):
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """The tool the simulator calls: it answers a user turn with a call whenever tools are offered."""
+
+    name: str
+    argument: str  # the first parameter of the tool's schema, given the user's words as its value
+
+
+@dataclass(frozen=True)
 class ChatRequest:
     model: str
     messages: list[dict[str, Any]]
     stream: bool
     include_usage: bool
     max_tokens: int | None
+    tool: ToolCall | None = None
 
 
 def _parse_object(body: bytes) -> dict[str, Any]:
@@ -119,7 +128,23 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     )
     stream = _parse_flag("stream", fields.get("stream"))
     include_usage = _parse_include_usage(fields.get("stream_options"))
-    return ChatRequest(model, messages, stream, stream and include_usage, max_tokens)
+    tool = _tool_to_call(fields.get("tools"), fields.get("tool_choice"), messages)
+    return ChatRequest(model, messages, stream, stream and include_usage, max_tokens, tool)
+
+
+def _tool_to_call(tools: object, choice: object, messages: list[dict[str, Any]]) -> ToolCall | None:
+    """Which tool to call: the one ``tool_choice`` names, else the first; none after a tool's result
+    (then the simulator answers in text, closing the round trip) or when ``tool_choice`` is "none"."""
+    if not isinstance(tools, list) or not tools or choice == "none" or messages[-1].get("role") != "user":
+        return None
+    functions = [t["function"] for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+    if not functions:
+        raise InvalidRequest("'tools' must be a list of function tools.", param="tools", code="invalid_value")
+    named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    function = next((f for f in functions if f.get("name") == named), functions[0])
+    properties = (function.get("parameters") or {}).get("properties") or {}
+    argument = next(iter(properties), "input") if isinstance(properties, dict) else "input"
+    return ToolCall(str(function.get("name", "tool")), str(argument))
 
 
 def error_body(message: str, error_type: str, *, param: str | None, code: str | None) -> bytes:
@@ -155,9 +180,17 @@ class AnswerHeader:
         }
 
 
-def completion_body(header: AnswerHeader, content: str, finish_reason: str, usage: Mapping[str, Any] | None) -> bytes:
+def completion_body(
+    header: AnswerHeader,
+    content: str | None,
+    finish_reason: str,
+    usage: Mapping[str, Any] | None,
+    tool_calls: list[dict[str, Any]] | None = None,
+) -> bytes:
     answer = header.fields("chat.completion")
-    message = {"role": "assistant", "content": content, "refusal": None}
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
     answer["choices"] = [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}]
     if usage is not None:
         answer["usage"] = usage

@@ -1,0 +1,41 @@
+"""The Anthropic-compatible surface: ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``.
+
+Coding tools (Claude Code, Cline, Roo/Kilo Code, OpenCode, Goose) speak this protocol. A key is sent as
+``x-api-key`` (or as a bearer token); errors come back in Anthropic's shape (``api/errors.py``).
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from suanli.api.openai_compat import SSE_HEADERS, authenticate
+from suanli.gateway.messages import anthropic_messages, count_tokens
+from suanli.gateway.platform import Platform
+from suanli.gateway.requests import parse_json_object
+
+
+async def messages(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    caller = authenticate(request)
+    body = parse_json_object(await request.body())
+    answer = await anthropic_messages(platform, caller, body, request.state.request_id)
+    if answer.stream is not None:
+        return StreamingResponse(
+            answer.stream, media_type="text/event-stream", headers={**SSE_HEADERS, **answer.headers}
+        )
+    return Response(answer.body, answer.status, headers=answer.headers, media_type="application/json")
+
+
+async def messages_count_tokens(request: Request) -> Response:
+    authenticate(request)
+    body = parse_json_object(await request.body())
+    return Response(orjson.dumps({"input_tokens": count_tokens(body)}), media_type="application/json")
+
+
+routes = [
+    Route("/v1/messages", messages, methods=["POST"]),
+    Route("/v1/messages/count_tokens", messages_count_tokens, methods=["POST"]),
+]
