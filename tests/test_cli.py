@@ -82,3 +82,11 @@ def command_parsers(
 def test_every_command_has_json() -> None:
     for name, parser in command_parsers(build_parser()).items():
         assert any("--json" in action.option_strings for action in parser._actions), name
+
+
+def test_an_unknown_durability_setting_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUANLI_DURABILITY", "sometimes")
+    status, out = run(capsys, tmp_path / "s.db", "account", "list")
+    assert status == 2 and "SUANLI_DURABILITY" in out["error"]["message"]  # type: ignore[index]

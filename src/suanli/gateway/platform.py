@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from suanli.catalog import Catalog, load_catalog
+from suanli.errors import ConfigError
 from suanli.gateway.auth import KeyCache
 from suanli.gateway.health import HealthRegistry
 from suanli.gateway.metrics import Metrics
@@ -28,6 +29,7 @@ from suanli.store.db import open_database, transaction
 from suanli.store.writer import GroupCommitWriter, Writer
 
 DEFAULT_DATABASE_PATH = Path("suanli-data") / "suanli.db"
+DURABILITY_LEVELS = ("full", "process")
 
 
 def demo_catalog_path() -> Path:
@@ -41,6 +43,7 @@ class Settings:
     database_path: Path
     catalog_path: Path
     admin_key: str | None = None
+    durability: str = "full"  # "full": settlements are fsynced; "process": they survive the process only
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -49,7 +52,14 @@ class Settings:
             database_path=Path(env.get("SUANLI_DATABASE", str(DEFAULT_DATABASE_PATH))),
             catalog_path=Path(env.get("SUANLI_CATALOG", str(demo_catalog_path()))),
             admin_key=env.get("SUANLI_ADMIN_KEY") or None,
+            durability=_durability(env.get("SUANLI_DURABILITY", "full")),
         )
+
+
+def _durability(value: str) -> str:
+    if value not in DURABILITY_LEVELS:
+        raise ConfigError(f"SUANLI_DURABILITY must be one of {', '.join(DURABILITY_LEVELS)}, not {value!r}")
+    return value
 
 
 class Platform:
@@ -57,7 +67,7 @@ class Platform:
         self.settings = settings
         self.catalog = catalog or load_catalog(settings.catalog_path)
         self.reader: sqlite3.Connection = open_database(settings.database_path)
-        self.writer: Writer = GroupCommitWriter(settings.database_path)
+        self.writer: Writer = GroupCommitWriter(settings.database_path, sync_money=settings.durability == "full")
         self.ledger = SqliteLedger(self.writer, self.reader)
         self.keys = KeyCache(self.reader)
         self.health = HealthRegistry(self.catalog.offers)

@@ -12,6 +12,11 @@ is not: its batch commits with ``synchronous=NORMAL`` (atomic and consistent; in
 the process dying, and may only be lost if the machine loses power). A reservation lost that way is the
 same as a voided one: the request it guarded died with the machine and charged nothing. The next
 durable commit syncs every earlier commit too, since the WAL is written in order.
+
+``sync_money=False`` (setting ``SUANLI_DURABILITY=process``) commits settlements without an fsync as
+well: every commit still survives the process dying, but the last few may be lost if the machine loses
+power, and recovery then voids their reservations (the customers are not charged for those calls).
+It is the operator's trade: about a quarter of a millisecond per request on a disk like this one.
 """
 
 from __future__ import annotations
@@ -67,8 +72,9 @@ def _deliver(batch: list[_Pending]) -> None:
 class GroupCommitWriter:
     """The single writer of one SQLite database file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, sync_money: bool = True) -> None:
         self._path = str(path)
+        self._sync_money = sync_money
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._depth = 0
         self._depth_lock = threading.Lock()
@@ -92,7 +98,7 @@ class GroupCommitWriter:
             self._depth += 1
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Pending(job, durable, future, loop))
+        self._queue.put(_Pending(job, durable and self._sync_money, future, loop))
         return await future
 
     def close(self) -> None:
