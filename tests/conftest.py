@@ -42,6 +42,8 @@ base_url = "http://127.0.0.1:9/v1"
 [models."dead-model"]
 [models."household-only"]
 [models.multi]
+[models.embed]
+kind = "embedding"
 [models."fallback-test"]
 [models."retry-test"]
 
@@ -116,6 +118,20 @@ model = "retry-test"
 context_window = 100000
 max_output_tokens = 1000
 price = { input = "1", output = "2" }
+
+[[offers]]
+operator = "alpha"
+model = "embed"
+context_window = 8192
+max_output_tokens = 1
+price = { input = "0.5", output = "0" }
+
+[[offers]]
+operator = "beta"
+model = "embed"
+context_window = 8192
+max_output_tokens = 1
+price = { input = "0.7", output = "0" }
 
 [[offers]]
 operator = "alpha"

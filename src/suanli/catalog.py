@@ -28,6 +28,7 @@ from suanli.money import MoneyFormatError, price_per_mtok_to_nano_per_token
 
 TIERS = ("enterprise", "household")
 PROTOCOLS = ("openai",)
+MODEL_KINDS = ("chat", "embedding")
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -79,6 +80,7 @@ class Offer:
 class Model:
     name: str
     description: str
+    kind: str = "chat"  # "chat" (chat completions, messages) or "embedding"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,7 @@ def parse_catalog(data: Mapping[str, Any], environ: Mapping[str, str]) -> Catalo
         for name, spec in _table(data.get("operators", {}), "operators").items()
     }
     models = {
-        name: Model(_name(name, "model"), str(_table(spec, f"models.{name}").get("description", "")))
+        name: _model(name, _table(spec, f"models.{name}"))
         for name, spec in _table(data.get("models", {}), "models").items()
     }
     offers = tuple(_offer(_table(spec, "offers[]"), operators, models) for spec in data.get("offers", []))
@@ -116,6 +118,13 @@ def parse_catalog(data: Mapping[str, Any], environ: Mapping[str, str]) -> Catalo
     if not offers:
         raise ConfigError("the catalog has no offers")
     return Catalog(operators, models, offers)
+
+
+def _model(name: str, spec: Mapping[str, Any]) -> Model:
+    kind = str(spec.get("kind", "chat"))
+    if kind not in MODEL_KINDS:
+        raise ConfigError(f"model {name}: kind must be one of {', '.join(MODEL_KINDS)}")
+    return Model(_name(name, "model"), str(spec.get("description", "")), kind)
 
 
 def _table(value: Any, where: str) -> Mapping[str, Any]:

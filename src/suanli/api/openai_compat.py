@@ -13,7 +13,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from suanli.gateway.auth import Caller, bearer_token
-from suanli.gateway.chat import chat_completion
+from suanli.gateway.chat import chat_completion, embeddings
 from suanli.gateway.platform import Platform
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -41,6 +41,13 @@ async def chat_completions(request: Request) -> Response:
     return Response(answer.body, answer.status, headers=answer.headers, media_type="application/json")
 
 
+async def create_embeddings(request: Request) -> Response:
+    platform = _platform(request)
+    caller = authenticate(request)
+    answer = await embeddings(platform, caller, await request.body(), request.state.request_id)
+    return Response(answer.body, answer.status, headers=answer.headers, media_type="application/json")
+
+
 async def list_models(request: Request) -> Response:
     platform = _platform(request)
     caller = authenticate(request)
@@ -51,12 +58,13 @@ async def list_models(request: Request) -> Response:
             continue
         data.append({
             "id": name, "object": "model", "created": MODEL_CREATED_S, "owned_by": "suanli",
-            "description": model.description, "operators": sorted({o.operator for o in offers}),
+            "description": model.description, "kind": model.kind, "operators": sorted({o.operator for o in offers}),
         })  # fmt: skip
     return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
 
 
 routes = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/embeddings", create_embeddings, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
 ]

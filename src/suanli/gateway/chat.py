@@ -15,13 +15,13 @@ from typing import Any
 
 import orjson
 
-from suanli.errors import SuanliError, UpstreamError, UpstreamTimeout
+from suanli.errors import BadRequest, SuanliError, UpstreamError, UpstreamTimeout
 from suanli.gateway.auth import Caller
 from suanli.gateway.failover import first_answer
 from suanli.gateway.lifecycle import Call, Settlement, admit, settle
 from suanli.gateway.platform import Platform
 from suanli.gateway.relay import StreamRelay
-from suanli.gateway.requests import ChatRequest, parse_chat_request
+from suanli.gateway.requests import ChatRequest, parse_chat_request, parse_embedding_request
 from suanli.gateway.routing import parse_preferences, plan_route
 from suanli.metering import estimate_usage, usage_from_openai
 from suanli.money import nano_to_cny
@@ -37,6 +37,7 @@ class ChatAnswer:
     status: int = 200
 
 
+ANSWER_LIST_FIELD = {"chat": "choices", "embedding": "data"}  # what a well-formed answer of each kind holds
 AnswerShaper = Callable[[Call, dict[str, Any], TokenUsage, Settlement, bool], bytes]
 RelayMaker = Callable[[Platform, Call, UpstreamResponse], StreamRelay]
 
@@ -53,10 +54,15 @@ async def chat_completion(platform: Platform, caller: Caller, raw_body: bytes, r
     return await run_chat(platform, caller, parse_chat_request(raw_body), request_id, OPENAI)
 
 
+async def embeddings(platform: Platform, caller: Caller, raw_body: bytes, request_id: str) -> ChatAnswer:
+    return await run_chat(platform, caller, parse_embedding_request(raw_body), request_id, OPENAI)
+
+
 async def run_chat(
     platform: Platform, caller: Caller, request: ChatRequest, request_id: str, dialect: Dialect
 ) -> ChatAnswer:
-    """The one path of every chat request, whatever its protocol: route, admit, call, relay, settle."""
+    """The one path of every request to an operator, whatever its protocol: route, admit, call, relay, settle."""
+    _check_kind(platform, request)
     prefs = parse_preferences(_with_account_routing(request.body, caller), request.model)
     plan = plan_route(platform.catalog, model=request.model, tier=caller.account.tier, key_models=caller.key.models,
                       prefs=prefs, state_of=platform.health.state_of)  # fmt: skip
@@ -71,6 +77,14 @@ async def run_chat(
     except BaseException as exc:
         await _release(platform, call, exc)
         raise
+
+
+def _check_kind(platform: Platform, request: ChatRequest) -> None:
+    model = platform.catalog.models.get(request.model)
+    if model is not None and model.kind != request.kind:
+        endpoint = "/v1/embeddings" if model.kind == "embedding" else "/v1/chat/completions or /v1/messages"
+        raise BadRequest(f"'{request.model}' is an {model.kind} model; call {endpoint}.", code="wrong_model_kind",
+                         param="model")  # fmt: skip
 
 
 def _with_account_routing(body: dict[str, Any], caller: Caller) -> dict[str, Any]:
@@ -102,8 +116,8 @@ async def _complete(platform: Platform, call: Call, response: UpstreamResponse, 
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         data = None
-    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-        raise UpstreamError(f"Operator {call.offer.operator} sent an answer that is not a chat completion.",
+    if not isinstance(data, dict) or not isinstance(data.get(ANSWER_LIST_FIELD[call.request.kind]), list):
+        raise UpstreamError(f"Operator {call.offer.operator} sent an answer that is not a {call.request.kind} answer.",
                             code="upstream_bad_response")  # fmt: skip
     usage, estimated = _usage_of(call, data)
     settlement = await settle(platform, call, usage, estimated=estimated,

@@ -24,7 +24,7 @@ from suanli.limits import ROUTE_DEADLINE_S
 from suanli.providers.base import UpstreamResponse
 from suanli.store.usage import Attempt
 
-UPSTREAM_CHAT_PATH = "/chat/completions"
+UPSTREAM_PATHS = {"chat": "/chat/completions", "embedding": "/embeddings"}  # by request kind
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 UPSTREAM_ERROR_MESSAGE_CHARS_MAX = 500
 ROUTING_FIELDS = ("provider", "models")  # the gateway's, never sent on to an operator
@@ -60,7 +60,8 @@ async def _attempt(
 ) -> UpstreamResponse | None:
     started_ns = time.perf_counter_ns()
     try:
-        response = await platform.upstreams[offer.operator].send(UPSTREAM_CHAT_PATH, upstream_body(call, offer))
+        path = UPSTREAM_PATHS[call.request.kind]
+        response = await platform.upstreams[offer.operator].send(path, upstream_body(call, offer))
     except (UpstreamError, UpstreamTimeout) as exc:
         _record(call, health, offer, started_ns, Outcome(ok=False, reason=exc.code), status=0)
         failures.append(exc)

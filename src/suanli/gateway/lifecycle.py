@@ -68,6 +68,8 @@ def _quotes(plan: Sequence[Offer], request: ChatRequest, prompt_tokens: int) -> 
     quotes = {}
     for offer in plan:
         output_max = min(request.max_output_tokens or offer.max_output_tokens, offer.max_output_tokens)
+        if request.kind == "embedding":
+            output_max = 0  # an embedding's price is all input
         quotes[offer.id] = quote(offer, input_max, output_max)
     return quotes
 

@@ -23,6 +23,7 @@ class ChatRequest:
     stream: bool
     include_usage: bool  # the client asked for the usage chunk at the end of a stream
     max_output_tokens: int | None
+    kind: str = "chat"  # "chat", or "embedding": no output tokens to reserve for
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -91,3 +92,28 @@ def _max_output(body: dict[str, Any]) -> int | None:
             )
         return value
     return None
+
+
+def parse_embedding_request(raw: bytes) -> ChatRequest:
+    """An OpenAI embeddings request, as a request with its input as messages and no output to pay for."""
+    body = parse_json_object(raw)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("'model' is required and must be a string.", code="missing_field", param="model")
+    texts = _embedding_inputs(body.get("input"))
+    if body.get("stream"):
+        raise BadRequest("Embeddings are not streamed.", code="invalid_field", param="stream")
+    messages = [{"role": "user", "content": text} for text in texts]
+    return ChatRequest(body, model, messages, False, False, None, kind="embedding")
+
+
+def _embedding_inputs(value: Any) -> list[str]:
+    if value is None:
+        raise BadRequest("'input' is required.", code="missing_field", param="input")
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+        raise BadRequest("'input' must be a non-empty string or an array of non-empty strings.",
+                         code="invalid_field", param="input")  # fmt: skip
+    if len(texts) > MESSAGES_COUNT_MAX:
+        raise BadRequest(f"'input' holds more than {MESSAGES_COUNT_MAX} texts.", code="invalid_field", param="input")
+    return texts
