@@ -44,6 +44,8 @@ base_url = "http://127.0.0.1:9/v1"
 [models.multi]
 [models.embed]
 kind = "embedding"
+[models.painter]
+kind = "image"
 [models."fallback-test"]
 [models."retry-test"]
 
@@ -132,6 +134,16 @@ model = "embed"
 context_window = 8192
 max_output_tokens = 1
 price = { input = "0.7", output = "0" }
+
+[[offers]]
+operator = "alpha"
+model = "painter"
+context_window = 4000
+max_output_tokens = 50000
+price = { input = "10", output = "40" }
+[offers.image_tokens]
+"1024x1024" = { low = 272, medium = 1056, high = 4160 }
+"1024x1536" = { low = 408, medium = 1584, high = 6240 }
 
 [[offers]]
 operator = "alpha"

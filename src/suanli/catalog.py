@@ -28,7 +28,7 @@ from suanli.money import MoneyFormatError, price_per_mtok_to_nano_per_token
 
 TIERS = ("enterprise", "household")
 PROTOCOLS = ("openai",)
-MODEL_KINDS = ("chat", "embedding")
+MODEL_KINDS = ("chat", "embedding", "image")
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -74,6 +74,17 @@ class Offer:
     max_output_tokens: int
     tiers: frozenset[str]
     capacity: int = OFFER_CAPACITY_DEFAULT  # calls in flight before other offers are preferred
+    image_tokens: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # size -> quality -> tokens
+
+    def tokens_per_image(self, size: str, quality: str | None) -> int | None:
+        """Output tokens one image of this size and quality is charged as; None if not offered. With no
+        quality (or "auto"), the first quality the offer lists for the size."""
+        qualities = self.image_tokens.get(size)
+        if not qualities:
+            return None
+        if quality is None or quality == "auto":
+            return next(iter(qualities.values()))
+        return qualities.get(quality)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +209,19 @@ def _offer(spec: Mapping[str, Any], operators: Mapping[str, Operator], models: M
         max_output_tokens=_positive(spec, "max_output_tokens", where),
         tiers=tiers,
         capacity=_positive(spec, "capacity", where) if "capacity" in spec else OFFER_CAPACITY_DEFAULT,
+        image_tokens=_image_tokens(spec.get("image_tokens", {}), where),
     )
+
+
+def _image_tokens(spec: Any, where: str) -> dict[str, dict[str, int]]:
+    """``image_tokens = { "1024x1024" = { low = 272, medium = 1056, high = 4160 } }``: the declared rate."""
+    table: dict[str, dict[str, int]] = {}
+    for size, qualities in _table(spec, f"{where}.image_tokens").items():
+        for quality, tokens in _table(qualities, f"{where}.image_tokens.{size}").items():
+            if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens <= 0:
+                raise ConfigError(f"{where}: image_tokens.{size}.{quality} must be a positive integer")
+            table.setdefault(str(size), {})[str(quality)] = tokens
+    return table
 
 
 def _positive(spec: Mapping[str, Any], key: str, where: str) -> int:

@@ -607,6 +607,10 @@ class BreakerMachine(RuleBasedStateMachine):
     def cancel_call(self) -> None:
         self.health.finish()
         self.calls -= 1
+        if self.calls == 0 and self.health.current_state() == HALF_OPEN:
+            # The trial ended without an outcome (its client went away): the slot is free again, so a
+            # new trial may start in this period; two never run at once.
+            self.trials_this_period = max(0, self.trials_this_period - 1)
 
     @rule(ok=st.booleans())
     def probe(self, ok: bool) -> None:

@@ -13,7 +13,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from suanli.gateway.auth import Caller, bearer_token
-from suanli.gateway.chat import chat_completion, embeddings
+from suanli.gateway.chat import chat_completion, embeddings, images
 from suanli.gateway.platform import Platform
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -48,6 +48,13 @@ async def create_embeddings(request: Request) -> Response:
     return Response(answer.body, answer.status, headers=answer.headers, media_type="application/json")
 
 
+async def create_images(request: Request) -> Response:
+    platform = _platform(request)
+    caller = authenticate(request)
+    answer = await images(platform, caller, await request.body(), request.state.request_id)
+    return Response(answer.body, answer.status, headers=answer.headers, media_type="application/json")
+
+
 async def list_models(request: Request) -> Response:
     platform = _platform(request)
     caller = authenticate(request)
@@ -66,5 +73,6 @@ async def list_models(request: Request) -> Response:
 routes = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/embeddings", create_embeddings, methods=["POST"]),
+    Route("/v1/images/generations", create_images, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
 ]

@@ -21,7 +21,7 @@ from suanli.gateway.failover import first_answer
 from suanli.gateway.lifecycle import Call, Settlement, admit, settle
 from suanli.gateway.platform import Platform
 from suanli.gateway.relay import StreamRelay
-from suanli.gateway.requests import ChatRequest, parse_chat_request, parse_embedding_request
+from suanli.gateway.requests import ChatRequest, parse_chat_request, parse_embedding_request, parse_image_request
 from suanli.gateway.routing import parse_preferences, plan_route
 from suanli.metering import estimate_usage, usage_from_openai
 from suanli.money import nano_to_cny
@@ -37,7 +37,13 @@ class ChatAnswer:
     status: int = 200
 
 
-ANSWER_LIST_FIELD = {"chat": "choices", "embedding": "data"}  # what a well-formed answer of each kind holds
+MODEL_KIND_ENDPOINTS = {"chat": "/v1/chat/completions or /v1/messages", "embedding": "/v1/embeddings",
+                        "image": "/v1/images/generations"}  # fmt: skip
+ANSWER_LIST_FIELD = {
+    "chat": "choices",
+    "embedding": "data",
+    "image": "data",
+}  # what a well-formed answer of each kind holds
 AnswerShaper = Callable[[Call, dict[str, Any], TokenUsage, Settlement, bool], bytes]
 RelayMaker = Callable[[Platform, Call, UpstreamResponse], StreamRelay]
 
@@ -56,6 +62,10 @@ async def chat_completion(platform: Platform, caller: Caller, raw_body: bytes, r
 
 async def embeddings(platform: Platform, caller: Caller, raw_body: bytes, request_id: str) -> ChatAnswer:
     return await run_chat(platform, caller, parse_embedding_request(raw_body), request_id, OPENAI)
+
+
+async def images(platform: Platform, caller: Caller, raw_body: bytes, request_id: str) -> ChatAnswer:
+    return await run_chat(platform, caller, parse_image_request(raw_body), request_id, OPENAI)
 
 
 async def run_chat(
@@ -82,7 +92,7 @@ async def run_chat(
 def _check_kind(platform: Platform, request: ChatRequest) -> None:
     model = platform.catalog.models.get(request.model)
     if model is not None and model.kind != request.kind:
-        endpoint = "/v1/embeddings" if model.kind == "embedding" else "/v1/chat/completions or /v1/messages"
+        endpoint = MODEL_KIND_ENDPOINTS[model.kind]
         raise BadRequest(f"'{request.model}' is an {model.kind} model; call {endpoint}.", code="wrong_model_kind",
                          param="model")  # fmt: skip
 
@@ -131,6 +141,13 @@ async def _complete(platform: Platform, call: Call, response: UpstreamResponse, 
 
 
 def _usage_of(call: Call, data: dict[str, Any]) -> tuple[TokenUsage, bool]:
+    image = call.request.image
+    if image is not None:
+        # Images are charged at the rate the offer declares for what was delivered; the prompt as reported.
+        per_image = call.offer.tokens_per_image(image.size, image.quality) or 0
+        reported_input = (data.get("usage") or {}).get("input_tokens")
+        prompt = reported_input if isinstance(reported_input, int) and reported_input >= 0 else call.prompt_tokens
+        return TokenUsage(input=prompt, output=min(len(data["data"]), image.count) * per_image), False
     reported = data.get("usage")
     if isinstance(reported, dict):
         return usage_from_openai(reported), False

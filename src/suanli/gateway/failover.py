@@ -24,7 +24,7 @@ from suanli.limits import ROUTE_DEADLINE_S
 from suanli.providers.base import UpstreamResponse
 from suanli.store.usage import Attempt
 
-UPSTREAM_PATHS = {"chat": "/chat/completions", "embedding": "/embeddings"}  # by request kind
+UPSTREAM_PATHS = {"chat": "/chat/completions", "embedding": "/embeddings", "image": "/images/generations"}
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 UPSTREAM_ERROR_MESSAGE_CHARS_MAX = 500
 ROUTING_FIELDS = ("provider", "models")  # the gateway's, never sent on to an operator

@@ -70,11 +70,19 @@ def _quotes(plan: Sequence[Offer], request: ChatRequest, prompt_tokens: int) -> 
         output_max = min(request.max_output_tokens or offer.max_output_tokens, offer.max_output_tokens)
         if request.kind == "embedding":
             output_max = 0  # an embedding's price is all input
+        elif request.image is not None:
+            output_max = request.image.count * (offer.tokens_per_image(request.image.size, request.image.quality) or 0)
         quotes[offer.id] = quote(offer, input_max, output_max)
     return quotes
 
 
-def _fitting(plan: Sequence[Offer], prompt_tokens: int) -> list[Offer]:
+def _fitting(plan: Sequence[Offer], request: ChatRequest, prompt_tokens: int) -> list[Offer]:
+    image = request.image
+    if image is not None:
+        plan = [o for o in plan if o.tokens_per_image(image.size, image.quality) is not None]
+        if not plan:
+            raise BadRequest(f"No operator of '{request.model}' makes {image.size} images at quality "
+                             f"{image.quality or 'auto'}.", code="unsupported_image_options", param="size")  # fmt: skip
     fitting = [o for o in plan if _input_bound(prompt_tokens) <= o.context_window_tokens]
     if not fitting:
         raise BadRequest(
@@ -91,7 +99,7 @@ async def admit(
     """Quote the candidates and reserve the dearest quote; if the wallet can't cover that, reserve for
     the first candidate alone and drop the dearer ones; if not even that, 402 and nothing written."""
     prompt_tokens = count_messages(request.messages)
-    candidates = _fitting(plan, prompt_tokens)
+    candidates = _fitting(plan, request, prompt_tokens)
     quotes = _quotes(candidates, request, prompt_tokens)
     memo = orjson.dumps({"key": caller.key.id, "model": request.model}).decode()
     first = quotes[candidates[0].id].reserved_nano

@@ -23,7 +23,17 @@ class ChatRequest:
     stream: bool
     include_usage: bool  # the client asked for the usage chunk at the end of a stream
     max_output_tokens: int | None
-    kind: str = "chat"  # "chat", or "embedding": no output tokens to reserve for
+    kind: str = "chat"  # "chat"; "embedding": no output tokens to reserve for; "image"
+    image: ImageSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSpec:
+    """What an image request asks for; each offer declares the tokens one such image is charged as."""
+
+    size: str
+    quality: str | None
+    count: int
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -117,3 +127,25 @@ def _embedding_inputs(value: Any) -> list[str]:
     if len(texts) > MESSAGES_COUNT_MAX:
         raise BadRequest(f"'input' holds more than {MESSAGES_COUNT_MAX} texts.", code="invalid_field", param="input")
     return texts
+
+
+IMAGE_SIZE_DEFAULT = "1024x1024"
+IMAGES_PER_REQUEST_MAX = 10
+
+
+def parse_image_request(raw: bytes) -> ChatRequest:
+    """An OpenAI image generation request: the prompt is its input, the images its output tokens."""
+    body = parse_json_object(raw)
+    model, prompt = body.get("model"), body.get("prompt")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("'model' is required and must be a string.", code="missing_field", param="model")
+    if not isinstance(prompt, str) or not prompt:
+        raise BadRequest("'prompt' is required and must be a non-empty string.", code="missing_field", param="prompt")
+    count = body.get("n", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= IMAGES_PER_REQUEST_MAX:
+        raise BadRequest(f"'n' must be an integer from 1 to {IMAGES_PER_REQUEST_MAX}.", code="invalid_field", param="n")
+    size, quality = body.get("size", IMAGE_SIZE_DEFAULT), body.get("quality")
+    if not isinstance(size, str) or (quality is not None and not isinstance(quality, str)):
+        raise BadRequest("'size' and 'quality' must be strings.", code="invalid_field", param="size")
+    messages = [{"role": "user", "content": prompt}]
+    return ChatRequest(body, model, messages, False, False, None, kind="image", image=ImageSpec(size, quality, count))
