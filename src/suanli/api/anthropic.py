@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from suanli.api.openai_compat import SSE_HEADERS, authenticate
+from suanli.api.sse import EventStreamResponse
 from suanli.gateway.messages import anthropic_messages, count_tokens
 from suanli.gateway.platform import Platform
 from suanli.gateway.requests import parse_json_object
@@ -23,9 +24,7 @@ async def messages(request: Request) -> Response:
     body = parse_json_object(await request.body())
     answer = await anthropic_messages(platform, caller, body, request.state.request_id)
     if answer.stream is not None:
-        return StreamingResponse(
-            answer.stream, media_type="text/event-stream", headers={**SSE_HEADERS, **answer.headers}
-        )
+        return EventStreamResponse(answer.stream, {**SSE_HEADERS, **answer.headers})
     return Response(answer.body, answer.status, headers=answer.headers, media_type="application/json")
 
 

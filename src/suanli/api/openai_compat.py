@@ -9,9 +9,10 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
+from suanli.api.sse import EventStreamResponse
 from suanli.gateway.auth import Caller, bearer_token
 from suanli.gateway.chat import chat_completion, embeddings, images
 from suanli.gateway.platform import Platform
@@ -35,9 +36,7 @@ async def chat_completions(request: Request) -> Response:
     caller = authenticate(request)
     answer = await chat_completion(platform, caller, await request.body(), request.state.request_id)
     if answer.stream is not None:
-        return StreamingResponse(
-            answer.stream, media_type="text/event-stream", headers={**SSE_HEADERS, **answer.headers}
-        )
+        return EventStreamResponse(answer.stream, {**SSE_HEADERS, **answer.headers})
     return Response(answer.body, answer.status, headers=answer.headers, media_type="application/json")
 
 
