@@ -36,6 +36,7 @@ def serve_gateway(settings: Settings, host: str, port: int, log_level: str = "wa
     uvicorn.run(
         build_app(settings), host=host, port=port, loop="uvloop", http="httptools", log_level=log_level,
         access_log=False, timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S, server_header=False, date_header=False,
+        proxy_headers=False,  # the gateway does not use client addresses; one layer less per request
     )  # fmt: skip
 
 

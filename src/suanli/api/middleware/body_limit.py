@@ -26,8 +26,12 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.body_bytes_max:
-                await error_response(_too_large(self.body_bytes_max), path=scope["path"])(scope, receive, send)
+            if name == b"content-length" and value.isdigit():
+                if int(value) > self.body_bytes_max:
+                    await error_response(_too_large(self.body_bytes_max), path=scope["path"])(scope, receive, send)
+                    return
+                # The server delivers no more than the declared length, so there is nothing to count.
+                await self.app(scope, receive, send)
                 return
         received = 0
         limit = self.body_bytes_max
