@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,13 @@ def test_an_unknown_durability_setting_is_refused(
     monkeypatch.setenv("SUANLI_DURABILITY", "sometimes")
     status, out = run(capsys, tmp_path / "s.db", "account", "list")
     assert status == 2 and "SUANLI_DURABILITY" in out["error"]["message"]  # type: ignore[index]
+
+
+def test_serve_refuses_a_bad_catalog_with_one_clear_line(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text('[operators.x]\nbase_url = "http://127.0.0.1:1/v1"\napi_key = "sk-in-the-file"\n')
+    env = {**os.environ, "SUANLI_CATALOG": str(catalog), "SUANLI_DATABASE": str(tmp_path / "s.db")}
+    done = subprocess.run([sys.executable, "-m", "suanli.cli", "serve", "--port", "1"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert "credentials never go in the catalog" in done.stderr and "Traceback" not in done.stderr

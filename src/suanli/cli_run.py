@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from suanli.api.app import build_app
+from suanli.catalog import load_catalog
 from suanli.gateway import accounts as ops
 from suanli.gateway.platform import Settings, ensure_admin_key
 from suanli.money import cny_to_nano
@@ -32,9 +33,13 @@ KEEP_ALIVE_TIMEOUT_S = 75  # longer than common load balancers' idle timeout, so
 
 
 def serve_gateway(settings: Settings, host: str, port: int, log_level: str = "warning") -> None:
+    # Read the catalog before the server starts, so a mistake in it is one clear line (exit status 2),
+    # not a start-up traceback from inside the server.
+    catalog = load_catalog(settings.catalog_path)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = build_app(settings, catalog=catalog)
     uvicorn.run(
-        build_app(settings), host=host, port=port, loop="uvloop", http="httptools", log_level=log_level,
+        app, host=host, port=port, loop="uvloop", http="httptools", log_level=log_level,
         access_log=False, timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S, server_header=False, date_header=False,
         proxy_headers=False,  # the gateway does not use client addresses; one layer less per request
     )  # fmt: skip

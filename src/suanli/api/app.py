@@ -17,6 +17,7 @@ from suanli.api import admin, anthropic, openai_compat
 from suanli.api.errors import handle_suanli_error, handle_unexpected
 from suanli.api.middleware.body_limit import BodyLimitMiddleware
 from suanli.api.middleware.request_id import RequestIdMiddleware
+from suanli.catalog import Catalog
 from suanli.errors import NotFound, SuanliError
 from suanli.gateway.platform import Platform, Settings
 
@@ -31,10 +32,10 @@ async def not_found(request: Request, exc: Exception) -> Response:
     return await handle_suanli_error(request, NotFound(f"No route {request.method} {request.url.path}."))
 
 
-def build_app(settings: Settings, platform: Platform | None = None) -> Starlette:
+def build_app(settings: Settings, platform: Platform | None = None, catalog: Catalog | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        running = platform or Platform(settings)
+        running = platform or Platform(settings, catalog)
         report = await running.start()
         if report.posted or report.voided:
             log.warning("recovered reservations: %d posted, %d voided", report.posted, report.voided)
