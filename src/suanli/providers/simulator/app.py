@@ -20,6 +20,7 @@ from suanli.providers.simulator.chat import chat_completions, list_models
 from suanli.providers.simulator.embeddings import embeddings
 from suanli.providers.simulator.errors import error_response
 from suanli.providers.simulator.images import generations
+from suanli.providers.simulator.messages import messages
 from suanli.providers.simulator.profile import SimProfile
 from suanli.providers.simulator.state import SimState
 
@@ -28,6 +29,7 @@ _ROUTES = (
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/embeddings", embeddings, methods=["POST"]),
     Route("/v1/images/generations", generations, methods=["POST"]),
+    Route("/v1/messages", messages, methods=["POST"]),
     Route("/_sim/operators", control.list_operators, methods=["GET"]),
     Route("/_sim/operators/{operator}", control.get_operator, methods=["GET"]),
     Route("/_sim/operators/{operator}", control.put_operator, methods=["PUT"]),
@@ -37,6 +39,7 @@ _ROUTES = (
     Route("/{operator}/v1/models", list_models, methods=["GET"]),
     Route("/{operator}/v1/embeddings", embeddings, methods=["POST"]),
     Route("/{operator}/v1/images/generations", generations, methods=["POST"]),
+    Route("/{operator}/v1/messages", messages, methods=["POST"]),
 )
 
 
