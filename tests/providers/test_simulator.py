@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,12 +24,12 @@ from suanli.catalog import parse_catalog
 from suanli.errors import UpstreamError
 from suanli.metering.tokenizer import count_messages, decode, encode
 from suanli.providers.http1 import Http1Upstream
-from suanli.providers.simulator import SimProfile, build_app, build_server, serve
+from suanli.providers.simulator import SimProfile, build_app, serve
 from suanli.providers.simulator.completion import Completion
 from suanli.providers.simulator.prefix_cache import PrefixCache
+from tests.providers.sim_server import no_delay_client, running_simulator
 
 SERVER_START_TIMEOUT_S = 5.0
-THREAD_JOIN_TIMEOUT_S = 10.0
 HANG_CLIENT_TIMEOUT_S = 0.5
 MODEL = "sim-model"
 HELLO: Any = [{"role": "user", "content": "Say something."}]
@@ -68,39 +67,10 @@ class Sim:
         return [event.removeprefix("data: ") for event in events]
 
 
-def _no_delay_transport() -> httpx.HTTPTransport:
-    # httpx writes a POST's headers and body separately; with Nagle's algorithm on, the body then waits
-    # for the server's delayed ACK (tens of ms per request), which would make this file slow.
-    return httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-
-
-def _start_thread(sock: socket.socket) -> tuple[Any, threading.Thread]:
-    server = build_server("127.0.0.1", sock.getsockname()[1], PROFILES)
-    thread = threading.Thread(target=asyncio.run, args=(server.serve(sockets=[sock]),), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while not server.started:
-        assert time.monotonic() < deadline, "the simulator did not start"
-        time.sleep(0.01)
-    return server, thread
-
-
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Sim]:
-    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP,
-    # and without it every answer's body waits ~40 ms behind its headers.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    server, thread = _start_thread(sock)
-    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    try:
-        with httpx.Client(base_url=base_url, transport=_no_delay_transport()) as http:
-            yield Sim(base_url, http)
-    finally:
-        server.should_exit = True
-        thread.join(THREAD_JOIN_TIMEOUT_S)
-        sock.close()
-    assert not thread.is_alive()
+    with running_simulator(PROFILES) as base_url, no_delay_client(base_url) as http:
+        yield Sim(base_url, http)
 
 
 @pytest.fixture(autouse=True)

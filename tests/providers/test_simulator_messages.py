@@ -1,16 +1,13 @@
 """The simulator's Anthropic Messages endpoint over a real socket, driven by the official anthropic SDK.
 
-The server is started as tests/providers/test_simulator.py starts it: one uvicorn server for the module
-in a background thread, on a socket with TCP_NODELAY, and every operator reset after each test. Raw
+The server is started as tests/providers/test_simulator.py starts it (tests/providers/sim_server.py): one
+uvicorn server for the module in a background thread, and every operator reset after each test. Raw
 answers are also checked against the SDK's pydantic types, which are stricter than what the SDK parses.
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,11 +30,10 @@ from anthropic.types import (
 
 from suanli.errors import InvariantViolation
 from suanli.metering.tokenizer import count_messages
-from suanli.providers.simulator import SimProfile, build_server
+from suanli.providers.simulator import SimProfile
 from suanli.providers.simulator.messages import split_input_tokens
+from tests.providers.sim_server import no_delay_client, running_simulator
 
-SERVER_START_TIMEOUT_S = 5.0
-THREAD_JOIN_TIMEOUT_S = 10.0
 MODEL = "sim-claude"
 HELLO: list[MessageParam] = [{"role": "user", "content": "Say something."}]
 LOOKUP: ToolParam = {
@@ -73,32 +69,10 @@ def _no_delay_sdk_client() -> httpx2.Client:
     return anthropic.DefaultHttpxClient(transport=transport)
 
 
-def _no_delay_client(base_url: str = "") -> httpx.Client:
-    # Without TCP_NODELAY a POST's body waits for the server's delayed ACK, tens of ms per request.
-    transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-    return httpx.Client(base_url=base_url, transport=transport)
-
-
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Sim]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    server = build_server("127.0.0.1", sock.getsockname()[1], PROFILES)
-    thread = threading.Thread(target=asyncio.run, args=(server.serve(sockets=[sock]),), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while not server.started:
-        assert time.monotonic() < deadline, "the simulator did not start"
-        time.sleep(0.01)
-    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    try:
-        with _no_delay_client(base_url) as http:
-            yield Sim(base_url, http)
-    finally:
-        server.should_exit = True
-        thread.join(THREAD_JOIN_TIMEOUT_S)
-        sock.close()
-    assert not thread.is_alive()
+    with running_simulator(PROFILES) as base_url, no_delay_client(base_url) as http:
+        yield Sim(base_url, http)
 
 
 @pytest.fixture(autouse=True)
