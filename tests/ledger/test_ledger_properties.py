@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
-from suanli.ledger import Kind, LedgerRejected, Rejection, Transfer
+from suanli.ledger import Kind, LedgerRejected, Rejection, Transfer, entries, names
 from suanli.ledger.sqlite import apply_entry, open_account, open_pending, read_balance, verify
 from suanli.store.db import open_database, transaction
 
@@ -24,6 +24,7 @@ ASSET = "CNY"
 SOURCE = "platform:topup"
 SALES = "sales:op"
 WALLETS = {"wallet:a": 0, "wallet:b": 0, "wallet:credit": -5_000}  # name -> floor
+OPERATOR = "op2"
 amounts = st.integers(min_value=0, max_value=20_000)
 
 
@@ -37,9 +38,12 @@ class LedgerMachine(RuleBasedStateMachine):
         with transaction(self.conn):
             open_account(self.conn, SOURCE, ASSET, None)
             open_account(self.conn, SALES, ASSET, None)
+            open_account(self.conn, names.ESCROW, ASSET, names.ESCROW_FLOOR_NANO)
+            open_account(self.conn, names.sales(OPERATOR), ASSET, None)
             for name, floor in WALLETS.items():
                 open_account(self.conn, name, ASSET, floor)
-        self.posted = {name: 0 for name in [SOURCE, SALES, *WALLETS]}  # credits - debits, posted
+        accounts = [SOURCE, SALES, names.ESCROW, names.sales(OPERATOR), *WALLETS]
+        self.posted = {name: 0 for name in accounts}  # credits - debits, posted
         self.reserved = {name: 0 for name in WALLETS}
         self.pending_amount: dict[str, int] = {}
         self.resolved: set[str] = set()
@@ -138,6 +142,27 @@ class LedgerMachine(RuleBasedStateMachine):
             self.posted[wallet] -= first + second
             self.posted[SALES] += first + second
 
+    @rule(account=st.sampled_from(["a", "b"]), reserved=amounts, cost=amounts)
+    def request_through_escrow(self, account: str, reserved: int, cost: int) -> None:
+        """The gateway's own entries: reserve into escrow, then post the cost and pay it on to the
+        operator, or void when it cost nothing; settling twice is refused."""
+        wallet = names.wallet(account)
+        request_id = self._id()
+        rejection = self._apply([entries.reservation(request_id, account, reserved)])
+        if reserved > self._available(wallet):
+            assert rejection is Rejection.EXCEEDS_FLOOR
+            return
+        assert rejection is None
+        pending = entries.reservation(request_id, account, reserved)
+        cost = min(cost, reserved)  # the gateway never settles above its reservation (pricing.charge)
+        assert self._apply(entries.settlement(request_id, pending, OPERATOR, cost)) is None
+        self.posted[wallet] -= cost
+        self.posted[names.sales(OPERATOR)] += cost
+        again = self._apply(entries.settlement(request_id, pending, OPERATOR, cost))
+        assert again is None  # the same entry replayed: idempotent, nothing moves twice
+        other = entries.settlement(request_id + "x", pending, OPERATOR, 0)
+        assert self._apply(other) is Rejection.PENDING_ALREADY_RESOLVED
+
     @rule(amount=amounts)
     def replay_is_idempotent(self, amount: int) -> None:
         transfer = Transfer(self._id(), Kind.POSTED, SOURCE, "wallet:a", ASSET, amount)
@@ -157,6 +182,8 @@ class LedgerMachine(RuleBasedStateMachine):
             if name in WALLETS:
                 assert balance.debits_pending == self.reserved[name]
                 assert balance.available >= WALLETS[name]
+        escrow = read_balance(self.conn, names.ESCROW)
+        assert escrow is not None and escrow.posted == 0  # escrow passes money on, never keeps it
         open_ids = {t.id for t, _ in open_pending(self.conn)}
         assert open_ids == set(self.pending_amount) - self.resolved
         assert sum(self.posted.values()) == 0

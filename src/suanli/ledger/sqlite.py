@@ -62,11 +62,12 @@ def _insert_new(conn: sqlite3.Connection, t: Transfer) -> bool:
     try:
         _insert(conn, t)
     except sqlite3.IntegrityError as exc:
-        reason = str(exc)
-        if "transfers.id" in reason:
+        # Which constraint SQLite names first is not the question: a transfer already stored under this
+        # id is a replay, whichever index noticed it.
+        if conn.execute("SELECT 1 FROM transfers WHERE id = ?", (t.id,)).fetchone() is not None:
             _check_same(conn, t)
             return False
-        if "transfers.pending_id" in reason:
+        if "transfers.pending_id" in str(exc):
             raise LedgerRejected(Rejection.PENDING_ALREADY_RESOLVED, t.id) from None
         if t.pending_id is not None and _find_pending(conn, t.pending_id) is None:
             raise LedgerRejected(Rejection.PENDING_NOT_FOUND, t.id) from None
