@@ -41,6 +41,7 @@ class Prices:
     cached_input_nano: int
     output_nano: int
     reasoning_nano: int
+    cache_write_nano: int  # input written to a prompt cache (only Anthropic-protocol operators report it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,4 +249,5 @@ def _prices(spec: Mapping[str, Any], where: str) -> Prices:
         cached_input_nano=price("cached_input", "input"),
         output_nano=price("output"),
         reasoning_nano=price("reasoning", "output"),
+        cache_write_nano=price("cache_write", "input"),
     )

@@ -125,7 +125,7 @@ def balance(args: argparse.Namespace, settings: Settings) -> int:
 def usage(args: argparse.Namespace, settings: Settings) -> int:
     events = _read(settings, lambda c: ops.usage_view(c, args.account, args.limit))
     rows = [[datetime.fromtimestamp(e.created_at_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S"), e.request_id,
-             e.model, e.operator, e.input_tokens + e.cached_input_tokens, e.cached_input_tokens,
+             e.model, e.operator, e.input_tokens + e.cached_input_tokens + e.cache_write_tokens, e.cached_input_tokens,
              e.output_tokens + e.reasoning_tokens, ("~" if e.estimated else "") + nano_to_cny(e.cost_nano),
              e.outcome] for e in events]  # fmt: skip
     headers = ["TIME (UTC)", "REQUEST", "MODEL", "OPERATOR", "IN", "CACHED", "OUT", "COST ¥", "OUTCOME"]

@@ -6,12 +6,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from suanli.catalog import Offer, Prices
-from suanli.metering import usage_from_openai
+from suanli.metering import usage_from_anthropic, usage_from_openai
 from suanli.pricing import TokenUsage, charge, cost_nano, quote
 
-prices = st.builds(Prices, *(st.integers(min_value=0, max_value=100_000) for _ in range(4)))
+prices = st.builds(Prices, *(st.integers(min_value=0, max_value=100_000) for _ in range(5)))
 tokens = st.integers(min_value=0, max_value=2_000_000)
-usages = st.builds(TokenUsage, tokens, tokens, tokens, tokens)
+usages = st.builds(TokenUsage, tokens, tokens, tokens, tokens, tokens)
 
 
 def offer(p: Prices) -> Offer:
@@ -28,7 +28,7 @@ def test_a_charge_never_exceeds_its_quote(p: Prices, input_max: int, output_max:
 
 @given(prices, usages)
 def test_usage_within_the_bounds_is_charged_in_full(p: Prices, usage: TokenUsage) -> None:
-    q = quote(offer(p), usage.input + usage.cached_input, usage.output + usage.reasoning)
+    q = quote(offer(p), usage.input + usage.cached_input + usage.cache_write, usage.output + usage.reasoning)
     assert charge(q, usage).uncharged_nano == 0
 
 
@@ -50,5 +50,15 @@ def test_deepseek_cache_hit_field_is_read() -> None:
 
 
 def test_exact_cost_of_a_known_call() -> None:
-    p = Prices(input_nano=2000, cached_input_nano=200, output_nano=3000, reasoning_nano=3000)
-    assert cost_nano(p, TokenUsage(input=1000, cached_input=500, output=200)) == 2_000_000 + 100_000 + 600_000
+    p = Prices(input_nano=2000, cached_input_nano=200, output_nano=3000, reasoning_nano=3000, cache_write_nano=2500)
+    usage = TokenUsage(input=1000, cached_input=500, output=200, cache_write=40)
+    assert cost_nano(p, usage) == 2_000_000 + 100_000 + 600_000 + 100_000
+
+
+@given(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6))
+def test_anthropic_usage_classes_are_counted_once(fresh: int, read: int, written: int, output: int) -> None:
+    # Anthropic's input_tokens already excludes the cache reads and writes: the three are added, never nested.
+    usage = usage_from_anthropic({"input_tokens": fresh, "cache_read_input_tokens": read,
+                                  "cache_creation_input_tokens": written, "output_tokens": output})  # fmt: skip
+    assert usage == TokenUsage(input=fresh, cached_input=read, output=output, cache_write=written)
+    assert usage.total == fresh + read + written + output

@@ -283,10 +283,10 @@ RECORDED = {
 recorded = pytest.mark.parametrize("case", RECORDED.values(), ids=RECORDED.keys())
 
 
-def test_catalog_prices_convert_exactly_and_reasoning_defaults_to_output() -> None:
-    assert OFFERS["deepseek/deepseek-v3.2"].prices == Prices(2000, 200, 3000, 3000)
-    assert OFFERS["zhipu/glm-5"].prices == Prices(4000, 1000, 18000, 18000)
-    assert OFFERS["openai/o4-mini"].prices == Prices(8000, 2000, 32000, 40000)
+def test_catalog_prices_convert_exactly_and_reasoning_defaults_to_output_and_cache_write_to_input() -> None:
+    assert OFFERS["deepseek/deepseek-v3.2"].prices == Prices(2000, 200, 3000, 3000, 2000)
+    assert OFFERS["zhipu/glm-5"].prices == Prices(4000, 1000, 18000, 18000, 4000)
+    assert OFFERS["openai/o4-mini"].prices == Prices(8000, 2000, 32000, 40000, 8000)
 
 
 @recorded

@@ -19,7 +19,7 @@ from suanli.store.usage import Attempt, UsageEvent
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 BREAKER_STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
-TOKEN_CLASSES = ("input", "cached_input", "output", "reasoning")
+TOKEN_CLASSES = ("input", "cached_input", "cache_write", "output", "reasoning")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -96,7 +96,8 @@ class Metrics:
             children.ttft.observe(event.ttft_ms / 1000)
         if event.cost_nano:
             children.cost.inc(event.cost_nano)
-        counts = (event.input_tokens, event.cached_input_tokens, event.output_tokens, event.reasoning_tokens)
+        counts = (event.input_tokens, event.cached_input_tokens, event.cache_write_tokens, event.output_tokens,
+                  event.reasoning_tokens)  # fmt: skip
         for child, count in zip(children.tokens, counts, strict=True):
             if count:
                 child.inc(count)

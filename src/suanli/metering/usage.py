@@ -32,6 +32,17 @@ def usage_from_openai(usage: Mapping[str, Any]) -> TokenUsage:
     return TokenUsage(input=prompt - cached, cached_input=cached, output=completion - reasoning, reasoning=reasoning)
 
 
+def usage_from_anthropic(usage: Mapping[str, Any]) -> TokenUsage:
+    """Anthropic reports the classes disjoint already: ``input_tokens`` excludes cache reads and writes,
+    and ``output_tokens`` includes any thinking (billed as output)."""
+    return TokenUsage(
+        input=_int(usage.get("input_tokens")),
+        cached_input=_int(usage.get("cache_read_input_tokens")),
+        output=_int(usage.get("output_tokens")),
+        cache_write=_int(usage.get("cache_creation_input_tokens")),
+    )
+
+
 def delivered_text(events: Iterable[bytes]) -> str:
     """The text a client received from the given OpenAI stream events (``data: {...}`` lines)."""
     parts: list[str] = []

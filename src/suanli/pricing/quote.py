@@ -15,17 +15,18 @@ from suanli.errors import invariant
 
 @dataclass(frozen=True, slots=True)
 class TokenUsage:
-    """Token counts by class. The classes are disjoint: ``input`` excludes cached input and
-    ``output`` excludes reasoning, so each token is priced exactly once."""
+    """Token counts by class. The classes are disjoint: ``input`` excludes input read from or written to
+    a prompt cache, and ``output`` excludes reasoning, so each token is priced exactly once."""
 
     input: int = 0
     cached_input: int = 0
     output: int = 0
     reasoning: int = 0
+    cache_write: int = 0
 
     @property
     def total(self) -> int:
-        return self.input + self.cached_input + self.output + self.reasoning
+        return self.input + self.cached_input + self.output + self.reasoning + self.cache_write
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +43,8 @@ def quote(offer: Offer, input_tokens_max: int, output_tokens_max: int) -> Quote:
     output token at the dearer output price."""
     invariant(input_tokens_max >= 0 and output_tokens_max >= 0, "token bounds must be non-negative")
     p = offer.prices
-    reserved = input_tokens_max * max(p.input_nano, p.cached_input_nano) + output_tokens_max * max(
-        p.output_nano, p.reasoning_nano
-    )
+    input_price = max(p.input_nano, p.cached_input_nano, p.cache_write_nano)
+    reserved = input_tokens_max * input_price + output_tokens_max * max(p.output_nano, p.reasoning_nano)
     return Quote(offer.id, p, input_tokens_max, output_tokens_max, reserved)
 
 
@@ -54,6 +54,7 @@ def cost_nano(prices: Prices, usage: TokenUsage) -> int:
         + usage.cached_input * prices.cached_input_nano
         + usage.output * prices.output_nano
         + usage.reasoning * prices.reasoning_nano
+        + usage.cache_write * prices.cache_write_nano
     )
 
 

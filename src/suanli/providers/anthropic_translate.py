@@ -346,7 +346,7 @@ def anthropic_usage(usage: TokenUsage) -> dict[str, int]:
     ``output_tokens`` includes the thinking, which we count apart as ``reasoning``."""
     return {
         "input_tokens": usage.input,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": usage.cache_write,
         "cache_read_input_tokens": usage.cached_input,
         "output_tokens": usage.output + usage.reasoning,
     }

@@ -118,4 +118,9 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE accounts ADD COLUMN routing TEXT;
     """,
+    # Prompt-cache writes, a token class of their own (Anthropic-protocol operators report them).
+    """
+    ALTER TABLE usage_events ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage_events ADD COLUMN price_cache_write_nano INTEGER NOT NULL DEFAULT 0;
+    """,
 )

@@ -39,6 +39,8 @@ class UsageEvent:
     ttft_ms: int | None
     created_at_ms: int
     attempts: int = 1  # upstream calls made for the request, the serving one included
+    cache_write_tokens: int = 0  # input written to a prompt cache, a class of its own
+    price_cache_write_nano: int = 0
 
 
 @dataclass(frozen=True, slots=True)
