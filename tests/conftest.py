@@ -35,6 +35,13 @@ base_url = "${SIM_URL}/faulty/v1"
 first_byte_timeout_s = 1
 [operators.nowhere]
 base_url = "http://127.0.0.1:9/v1"
+[operators.gamma]
+protocol = "anthropic"
+base_url = "${SIM_URL}/gamma"
+api_key_env = "GAMMA_KEY"
+[operators.delta]
+base_url = "${SIM_URL}/delta/v1"
+anthropic_base_url = "${SIM_URL}/delta"
 
 [models."deepseek-v3.2"]
 [models."glm-5"]
@@ -48,6 +55,9 @@ kind = "embedding"
 kind = "image"
 [models."fallback-test"]
 [models."retry-test"]
+[models.coder]
+[models."anthropic-only"]
+[models.dual]
 
 [[offers]]
 operator = "alpha"
@@ -146,6 +156,35 @@ price = { input = "10", output = "40" }
 "1024x1536" = { low = 408, medium = 1584, high = 6240 }
 
 [[offers]]
+operator = "gamma"
+model = "coder"
+upstream_model = "claude-coder"
+context_window = 200000
+max_output_tokens = 4096
+price = { input = "1", cached_input = "0.1", cache_write = "1.25", output = "5" }
+
+[[offers]]
+operator = "alpha"
+model = "coder"
+context_window = 200000
+max_output_tokens = 4096
+price = { input = "3", cached_input = "0.3", output = "15" }
+
+[[offers]]
+operator = "gamma"
+model = "anthropic-only"
+context_window = 200000
+max_output_tokens = 4096
+price = { input = "1", output = "5" }
+
+[[offers]]
+operator = "delta"
+model = "dual"
+context_window = 200000
+max_output_tokens = 4096
+price = { input = "1", cached_input = "0.1", cache_write = "1.25", output = "5" }
+
+[[offers]]
 operator = "alpha"
 model = "household-only"
 tiers = ["household"]
@@ -199,7 +238,7 @@ class Simulator:
 def simulator() -> Iterator[Simulator]:
     port = free_port()
     command = [sys.executable, "-m", "suanli.cli", "simulate", "--port", str(port),
-               "--operators", "alpha", "beta", "faulty"]  # fmt: skip
+               "--operators", "alpha", "beta", "faulty", "gamma", "delta"]  # fmt: skip
     process = subprocess.Popen(command)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -244,6 +283,7 @@ def start_gateway(
     port = free_port()
     database = database or tmp / "suanli.db"
     env = {**os.environ, "SIM_URL": simulator.url, "ALPHA_KEY": "sk-upstream-alpha-secret",
+           "GAMMA_KEY": "sk-upstream-gamma-secret",
            "SUANLI_ADMIN_KEY": ADMIN_KEY, "SUANLI_CATALOG": str(catalog), "SUANLI_DATABASE": str(database)}  # fmt: skip
     command = [sys.executable, "-m", "suanli.cli", "serve", "--port", str(port)]
     process = subprocess.Popen(command, env=env)

@@ -27,7 +27,7 @@ from suanli.limits import (
 from suanli.money import MoneyFormatError, price_per_mtok_to_nano_per_token
 
 TIERS = ("enterprise", "household")
-PROTOCOLS = ("openai",)
+PROTOCOLS = ("openai", "anthropic")  # the OpenAI chat-completions API; the Anthropic Messages API
 MODEL_KINDS = ("chat", "embedding", "image")
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -62,6 +62,15 @@ class Operator:
     api_key: str | None = field(repr=False)
     region: str
     timeouts: Timeouts
+    anthropic_base_url: str | None = None  # an OpenAI-protocol operator that also speaks Anthropic natively
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """The base URL of each protocol the operator speaks."""
+        endpoints = {self.protocol: self.base_url}
+        if self.anthropic_base_url:
+            endpoints["anthropic"] = self.anthropic_base_url
+        return endpoints
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,15 +176,24 @@ def _operator(name: str, spec: Mapping[str, Any], environ: Mapping[str, str]) ->
     protocol = str(spec.get("protocol", "openai"))
     if protocol not in PROTOCOLS:
         raise ConfigError(f"operator {name}: protocol must be one of {', '.join(PROTOCOLS)}")
-    base_url = _expand(str(spec.get("base_url", "")), environ).rstrip("/")
-    if not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"operator {name}: base_url must be an http(s) URL")
+    base_url = _url(name, "base_url", spec, environ)
+    anthropic_base_url = _url(name, "anthropic_base_url", spec, environ) if "anthropic_base_url" in spec else None
+    if anthropic_base_url and protocol == "anthropic":
+        raise ConfigError(f"operator {name}: anthropic_base_url is for OpenAI-protocol operators; base_url is enough")
     if "api_key" in spec:
         raise ConfigError(f"operator {name}: credentials never go in the catalog; use api_key_env")
     key_env = spec.get("api_key_env")
     api_key = environ.get(str(key_env)) if key_env else None
     region = str(spec.get("region", ""))
-    return Operator(_name(name, "operator"), base_url, protocol, api_key, region, _timeouts(name, spec))
+    return Operator(_name(name, "operator"), base_url, protocol, api_key, region, _timeouts(name, spec),
+                    anthropic_base_url)  # fmt: skip
+
+
+def _url(name: str, key: str, spec: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    url = _expand(str(spec.get(key, "")), environ).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"operator {name}: {key} must be an http(s) URL")
+    return url
 
 
 def _timeouts(name: str, spec: Mapping[str, Any]) -> Timeouts:

@@ -209,3 +209,31 @@ def test_a_large_body_arrives_whole() -> None:
         server.close()
 
     asyncio.run(scenario())
+
+
+def test_an_anthropic_endpoint_gets_anthropic_credentials_at_its_own_base_url() -> None:
+    requests: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await read_request(reader))
+        writer.write(answer())
+        await writer.drain()
+
+    async def scenario() -> None:
+        server, port = await serve(handler)
+        both = Operator("test", f"http://127.0.0.1:{port}/v1", "openai", "sk-secret", "", Timeouts(),
+                        anthropic_base_url=f"http://127.0.0.1:{port}/anthropic")  # fmt: skip
+        for protocol in ("anthropic", "openai"):
+            upstream = Http1Upstream(both, protocol=protocol)
+            response = await upstream.send("/v1/messages" if protocol == "anthropic" else "/chat/completions", b"{}")
+            assert response.status == 200 and await response.read() == OK_BODY
+            await upstream.close()
+        server.close()
+
+    asyncio.run(scenario())
+    native, openai = requests
+    assert native.startswith(b"POST /anthropic/v1/messages HTTP/1.1")
+    assert b"x-api-key: sk-secret\r\n" in native and b"anthropic-version: 2023-06-01\r\n" in native
+    assert b"Authorization" not in native
+    assert openai.startswith(b"POST /v1/chat/completions") and b"Authorization: Bearer sk-secret" in openai
+    assert b"x-api-key" not in openai

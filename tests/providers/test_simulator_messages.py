@@ -72,6 +72,7 @@ def _no_delay_sdk_client() -> httpx2.Client:
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Sim]:
     with running_simulator(PROFILES) as base_url, no_delay_client(base_url) as http:
+        http.headers["anthropic-version"] = "2023-06-01"
         yield Sim(base_url, http)
 
 
@@ -274,3 +275,13 @@ def test_input_classes_add_up_and_never_go_negative() -> None:
     assert split_input_tokens(100, 0, 150)["cache_creation_input_tokens"] == 100
     with pytest.raises(InvariantViolation):
         split_input_tokens(-1, 0, 0)
+
+
+def test_anthropic_version_header_is_required(sim: Sim) -> None:
+    response = sim.http.post("/v1/messages", content=orjson.dumps({"model": MODEL, "max_tokens": 5, "messages": HELLO}),
+                             headers={"anthropic-version": ""})  # fmt: skip
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "type": "invalid_request_error",
+        "message": "anthropic-version: header is required",
+    }

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from suanli.catalog import Offer
 from suanli.errors import BadRequest, SuanliError, UpstreamError, UpstreamTimeout
 from suanli.gateway.auth import Caller
 from suanli.gateway.failover import first_answer
@@ -48,12 +49,32 @@ AnswerShaper = Callable[[Call, dict[str, Any], TokenUsage, Settlement, bool], by
 RelayMaker = Callable[[Platform, Call, UpstreamResponse], StreamRelay]
 
 
-@dataclass(frozen=True, slots=True)
-class Dialect:
-    """How answers are shaped for the protocol the client speaks (the upstream always speaks OpenAI's)."""
+UsageReader = Callable[[Call, dict[str, Any]], tuple[TokenUsage, bool]]
 
+
+@dataclass(frozen=True, slots=True)
+class Passthrough:
+    """Serving a client from an operator that speaks the client's own protocol: the answer goes back as
+    it came, with the cost added; only the usage is read."""
+
+    answer_field: str  # the list a well-formed answer holds
+    usage: UsageReader  # the reported usage (False), or a local count of it (True: estimated)
     answer: AnswerShaper
     relay: RelayMaker
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How answers are shaped for the protocol the client speaks: from an OpenAI-protocol operator's
+    answer (``answer``, ``relay``), and from an operator of the client's own protocol (``passthrough``)."""
+
+    protocol: str
+    answer: AnswerShaper
+    relay: RelayMaker
+    passthrough: Passthrough | None = None
+
+    def native(self, call: Call) -> Passthrough | None:
+        return self.passthrough if call.upstream_protocol == self.protocol else None
 
 
 async def chat_completion(platform: Platform, caller: Caller, raw_body: bytes, request_id: str) -> ChatAnswer:
@@ -75,18 +96,29 @@ async def run_chat(
     _check_kind(platform, request)
     prefs = parse_preferences(_with_account_routing(request.body, caller), request.model)
     plan = plan_route(platform.catalog, model=request.model, tier=caller.account.tier, key_models=caller.key.models,
-                      prefs=prefs, state_of=platform.health.state_of)  # fmt: skip
+                      prefs=prefs, state_of=platform.health.state_of, serves=_serves(platform, request))  # fmt: skip
     call = await admit(platform, caller, request, request_id, plan)
     try:
         response = await first_answer(platform, call)
         if request.stream:
             headers = _headers(call)
             headers["x-suanli-reserved"] = nano_to_cny(call.reservation.amount)
-            return ChatAnswer(headers, stream=dialect.relay(platform, call, response).events())
+            native = dialect.native(call)
+            relay = native.relay if native else dialect.relay
+            return ChatAnswer(headers, stream=relay(platform, call, response).events())
         return await _complete(platform, call, response, dialect)
     except BaseException as exc:
         await _release(platform, call, exc)
         raise
+
+
+def _serves(platform: Platform, request: ChatRequest) -> Callable[[Offer], bool] | None:
+    """Operators that speak the client's protocol, or OpenAI's (translated for other clients): an OpenAI
+    client is never sent to an Anthropic-only operator."""
+    if request.protocol != "openai":
+        return None  # every operator speaks OpenAI's protocol or the client's own
+    operators = platform.catalog.operators
+    return lambda offer: "openai" in operators[offer.operator].endpoints
 
 
 def _check_kind(platform: Platform, request: ChatRequest) -> None:
@@ -126,13 +158,15 @@ async def _complete(platform: Platform, call: Call, response: UpstreamResponse, 
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         data = None
-    if not isinstance(data, dict) or not isinstance(data.get(ANSWER_LIST_FIELD[call.request.kind]), list):
+    native = dialect.native(call)
+    field = native.answer_field if native else ANSWER_LIST_FIELD[call.request.kind]
+    if not isinstance(data, dict) or not isinstance(data.get(field), list):
         raise UpstreamError(f"Operator {call.offer.operator} sent an answer that is not a {call.request.kind} answer.",
                             code="upstream_bad_response")  # fmt: skip
-    usage, estimated = _usage_of(call, data)
+    usage, estimated = native.usage(call, data) if native else _usage_of(call, data)
     settlement = await settle(platform, call, usage, estimated=estimated,
                               outcome="ok_estimated" if estimated else "ok", http_status=200)  # fmt: skip
-    body = dialect.answer(call, data, usage, settlement, estimated)
+    body = (native.answer if native else dialect.answer)(call, data, usage, settlement, estimated)
     headers = _headers(call)
     headers["x-suanli-cost"] = nano_to_cny(settlement.charge.cost_nano)
     if settlement.balance is not None:
@@ -178,7 +212,7 @@ def _openai_answer(
     return orjson.dumps(data)
 
 
-OPENAI = Dialect(answer=_openai_answer, relay=StreamRelay)
+OPENAI = Dialect("openai", answer=_openai_answer, relay=StreamRelay)
 
 
 async def _release(platform: Platform, call: Call, exc: BaseException) -> None:

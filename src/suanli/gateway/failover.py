@@ -24,13 +24,32 @@ from suanli.limits import ROUTE_DEADLINE_S
 from suanli.providers.base import UpstreamResponse
 from suanli.store.usage import Attempt
 
-UPSTREAM_PATHS = {"chat": "/chat/completions", "embedding": "/embeddings", "image": "/images/generations"}
+UPSTREAM_PATHS = {
+    ("openai", "chat"): "/chat/completions",
+    ("openai", "embedding"): "/embeddings",
+    ("openai", "image"): "/images/generations",
+    ("anthropic", "chat"): "/v1/messages",  # an Anthropic base URL stops before /v1, as its SDK's does
+}
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 UPSTREAM_ERROR_MESSAGE_CHARS_MAX = 500
 ROUTING_FIELDS = ("provider", "models")  # the gateway's, never sent on to an operator
 
 
-def upstream_body(call: Call, offer: Offer) -> bytes:
+def upstream_protocol(platform: Platform, call: Call, offer: Offer) -> str:
+    """The client's own protocol where the operator speaks it (a pass-through), else OpenAI's (translated)."""
+    protocol = call.request.protocol
+    if protocol != "openai" and protocol in platform.catalog.operators[offer.operator].endpoints:
+        return protocol
+    return "openai"
+
+
+def upstream_body(call: Call, offer: Offer, protocol: str = "openai") -> bytes:
+    native = call.request.native_body
+    if protocol != "openai" and native is not None:
+        body = {k: v for k, v in native.items() if k not in ROUTING_FIELDS}
+        body["model"] = offer.upstream_model
+        body.setdefault("max_tokens", call.quote.output_tokens_max)
+        return orjson.dumps(body)
     body = {k: v for k, v in call.request.body.items() if k not in ROUTING_FIELDS}
     body["model"] = offer.upstream_model
     if call.request.stream:  # the gateway always asks for usage; the relay hides it if the client didn't
@@ -60,8 +79,9 @@ async def _attempt(
 ) -> UpstreamResponse | None:
     started_ns = time.perf_counter_ns()
     try:
-        path = UPSTREAM_PATHS[call.request.kind]
-        response = await platform.upstreams[offer.operator].send(path, upstream_body(call, offer))
+        protocol = call.upstream_protocol = upstream_protocol(platform, call, offer)
+        path = UPSTREAM_PATHS[protocol, call.request.kind]
+        response = await platform.upstreams[offer.operator, protocol].send(path, upstream_body(call, offer, protocol))
     except (UpstreamError, UpstreamTimeout) as exc:
         _record(call, health, offer, started_ns, Outcome(ok=False, reason=exc.code), status=0)
         failures.append(exc)

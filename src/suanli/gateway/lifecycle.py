@@ -43,6 +43,7 @@ class Call:
     prompt_tokens: int  # the local count, used only where the upstream reports no usage
     reservation: Transfer
     offer: Offer  # the offer being tried, then the one that served
+    upstream_protocol: str = "openai"  # the protocol spoken to that offer's operator
     attempts: list[Attempt] = field(default_factory=list)
     started_ns: int = field(default_factory=time.perf_counter_ns)
     first_byte_ns: int | None = None

@@ -1,26 +1,33 @@
-"""The Anthropic Messages API on the one chat path: translated to OpenAI for the operators, and back.
+"""The Anthropic Messages API on the one chat path: passed through to Anthropic-protocol operators,
+translated for OpenAI-protocol ones.
 
-A ``/v1/messages`` request is translated into an OpenAI chat request and then takes exactly the path of
-``/v1/chat/completions`` (routing, reservation, failover, settlement); only the shape of the answer
-differs, through the ``ANTHROPIC`` dialect. Costs and balances are the same as for an OpenAI client.
+A ``/v1/messages`` request is translated into an OpenAI chat request (kept next to the client's own body)
+and then takes exactly the path of ``/v1/chat/completions``: routing, reservation, failover, settlement.
+An operator that speaks Anthropic's protocol gets the client's body as it came, with only the model
+changed, and its answer goes back as it came with the cost added; its usage is read from the message
+(or from ``message_start`` and ``message_delta`` in a stream). An OpenAI-protocol operator gets the
+translation, and its answer is translated back. Costs and balances are the same for every client.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
-from suanli.errors import SuanliError
+from suanli.errors import SuanliError, UpstreamError
 from suanli.gateway.auth import Caller
-from suanli.gateway.chat import ChatAnswer, Dialect, run_chat
+from suanli.gateway.chat import ChatAnswer, Dialect, Passthrough, run_chat
+from suanli.gateway.failover import ROUTING_FIELDS
 from suanli.gateway.lifecycle import Call, Settlement
 from suanli.gateway.platform import Platform
 from suanli.gateway.relay import StreamRelay, TranslatingRelay
 from suanli.gateway.requests import chat_request_from
-from suanli.metering import count_messages
+from suanli.limits import STREAM_DELIVERED_BYTES_KEPT_MAX
+from suanli.metering import count_messages, count_text, delivered_text, estimate_usage, usage_from_anthropic
 from suanli.money import nano_to_cny
-from suanli.pricing import TokenUsage
+from suanli.pricing import TokenUsage, charge
 from suanli.providers.anthropic_translate import (
     AnthropicStreamTranslator,
     anthropic_to_openai_request,
@@ -70,11 +77,123 @@ def _relay(platform: Platform, call: Call, response: UpstreamResponse) -> Stream
     return TranslatingRelay(platform, call, response, translator, lambda exc: anthropic_error(exc)[1])
 
 
-ANTHROPIC = Dialect(answer=_answer, relay=_relay)
+def error_event(error_type: str, message: str) -> bytes:
+    data = orjson.dumps({"type": "error", "error": {"type": error_type, "message": message}})
+    return b"event: error\ndata: " + data + b"\n\n"
+
+
+# From an operator that speaks Anthropic's protocol: its answer as it came, with the cost added.
+
+
+def _native_usage(call: Call, data: dict[str, Any]) -> tuple[TokenUsage, bool]:
+    reported = data.get("usage")
+    if isinstance(reported, dict) and "output_tokens" in reported:
+        return usage_from_anthropic(reported), False
+    blocks = data["content"]
+    text = "".join(str(b.get("text") or b.get("thinking") or "") for b in blocks if isinstance(b, dict))
+    text += "".join(orjson.dumps(b.get("input")).decode() for b in blocks if isinstance(b, dict) and "input" in b)
+    return estimate_usage(call.prompt_tokens, text), True
+
+
+def _native_answer(call: Call, data: dict[str, Any], usage: TokenUsage, settlement: Settlement, est: bool) -> bytes:
+    data["model"] = call.request.model  # as a translated answer names it: the model the client asked for
+    reported = data.get("usage")
+    if not isinstance(reported, dict):
+        reported = data["usage"] = {"input_tokens": usage.input, "output_tokens": usage.output}
+    reported["cost"] = nano_to_cny(settlement.charge.cost_nano)
+    if est:
+        reported["estimated"] = True
+    return orjson.dumps(data)
+
+
+class AnthropicRelay(StreamRelay):
+    """An Anthropic-protocol operator's stream, relayed as it comes. Only ``message_start`` (the input
+    classes), ``message_delta`` (the output, to which the cost is added) and ``error`` are parsed; the
+    stream is settled before ``message_stop`` is forwarded."""
+
+    def __init__(self, platform: Platform, call: Call, response: UpstreamResponse) -> None:
+        super().__init__(platform, call, response)
+        self._reported: dict[str, Any] | None = None  # the usage fields reported so far
+        self._upstream_error: SuanliError | None = None
+
+    def _is_end(self, event: bytes) -> bool:
+        return _event_name(event) == b"message_stop"
+
+    def _cut_error(self) -> SuanliError:
+        return self._upstream_error or super()._cut_error()
+
+    def _estimate(self) -> TokenUsage:
+        """Input as reported by ``message_start``, if it came; the output as delivered, counted."""
+        if self._reported is None:
+            return super()._estimate()
+        return replace(usage_from_anthropic(self._reported), output=count_text(delivered_text(self._delivered)))
+
+    def _error_event(self, error: SuanliError) -> bytes:
+        return error_event(anthropic_error(error)[1], error.message)
+
+    def _event(self, event: bytes) -> bytes | None:
+        name = _event_name(event)
+        if name == b"content_block_delta":
+            if self._delivered_bytes < STREAM_DELIVERED_BYTES_KEPT_MAX:
+                self._delivered.append(event)
+                self._delivered_bytes += len(event)
+            return event
+        if name not in (b"message_start", b"message_delta", b"error"):
+            return event
+        try:
+            data: Any = orjson.loads(event[event.index(b"data:") + 5 :])
+        except (ValueError, orjson.JSONDecodeError):
+            return event
+        if not isinstance(data, dict):
+            return event
+        if name == b"error":  # the operator gave up mid-stream; the client gets the platform's error
+            error: Any = data.get("error")
+            detail = str(error.get("message") if isinstance(error, dict) else "") or "no details given"
+            self._upstream_error = UpstreamError(
+                f"Operator {self._call.offer.operator} failed mid-stream: {detail[:500]}", code="stream_cut"
+            )
+            return None
+        message: Any = data.get("message") if name == b"message_start" else data
+        reported = message.get("usage") if isinstance(message, dict) else None
+        if not isinstance(reported, dict):
+            return event
+        self._reported = {**(self._reported or {}), **reported}
+        if name == b"message_start":
+            message["model"] = self._call.request.model
+            return _sse(name, data)
+        self._usage = usage_from_anthropic(self._reported)
+        reported["cost"] = nano_to_cny(charge(self._call.quote, self._usage).cost_nano)
+        return _sse(name, data)
+
+
+def _event_name(event: bytes) -> bytes:
+    """The event's type: its ``event:`` line, which Anthropic sends first (else the data's ``type``)."""
+    if event.startswith(b"event:"):
+        return event[6 : event.find(b"\n")].strip()
+    try:
+        data: Any = orjson.loads(event[event.index(b"data:") + 5 :])
+    except (ValueError, orjson.JSONDecodeError):
+        return b""
+    return str(data.get("type", "")).encode() if isinstance(data, dict) else b""
+
+
+def _sse(name: bytes, data: dict[str, Any]) -> bytes:
+    return b"event: " + name + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+ANTHROPIC = Dialect(
+    "anthropic",
+    answer=_answer,
+    relay=_relay,
+    passthrough=Passthrough(answer_field="content", usage=_native_usage, answer=_native_answer, relay=AnthropicRelay),
+)
 
 
 async def anthropic_messages(platform: Platform, caller: Caller, body: dict[str, Any], request_id: str) -> ChatAnswer:
-    request = chat_request_from(anthropic_to_openai_request(body))
+    translated = anthropic_to_openai_request(body)
+    translated.update({name: body[name] for name in ROUTING_FIELDS if name in body})  # the gateway's own fields
+    request = chat_request_from(translated)
+    request.protocol, request.native_body = "anthropic", body
     return await run_chat(platform, caller, request, request_id, ANTHROPIC)
 
 

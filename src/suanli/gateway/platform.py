@@ -30,6 +30,7 @@ from suanli.store.writer import GroupCommitWriter, Writer
 
 DEFAULT_DATABASE_PATH = Path("suanli-data") / "suanli.db"
 DURABILITY_LEVELS = ("full", "process")
+PROBE_PATHS = {"openai": "/models", "anthropic": "/v1/models"}  # an Anthropic base URL stops before /v1
 
 
 def demo_catalog_path() -> Path:
@@ -72,7 +73,11 @@ class Platform:
         self.keys = KeyCache(self.reader)
         self.health = HealthRegistry(self.catalog.offers)
         self.metrics = Metrics(self.health)
-        self.upstreams = {name: Http1Upstream(op) for name, op in self.catalog.operators.items()}
+        self.upstreams = {  # by operator and protocol: an operator may speak both
+            (name, protocol): Http1Upstream(op, protocol=protocol)
+            for name, op in self.catalog.operators.items()
+            for protocol in op.endpoints
+        }
         self._tasks: set[asyncio.Task[Any]] = set()
         self._prober: asyncio.Task[None] | None = None
         self.admin_key_created: str | None = None  # shown once, when the platform made it
@@ -94,8 +99,10 @@ class Platform:
         while True:
             await asyncio.sleep(HEALTH_PROBE_INTERVAL_S)
             for operator in self.health.operators_to_probe():
-                ok = await self.upstreams[operator].probe("/models", HEALTH_PROBE_TIMEOUT_S)
-                self.health.probed(operator, ok, "" if ok else "no answer to GET /models")
+                protocol = self.catalog.operators[operator].protocol
+                path = PROBE_PATHS[protocol]
+                ok = await self.upstreams[operator, protocol].probe(path, HEALTH_PROBE_TIMEOUT_S)
+                self.health.probed(operator, ok, "" if ok else f"no answer to GET {path}")
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Run work that must finish even if the request that started it is cancelled (settlement)."""

@@ -57,13 +57,13 @@ class StreamRelay:
         try:
             async for chunk in self._response.chunks():
                 for out in self._feed(chunk):
-                    if out.startswith(DONE_PREFIX):
+                    if self._is_end(out):
                         await self._settle("ok", 200)
                         yield self._closing(out)
                     else:
                         yield out
-            if not self._call.settled:  # the upstream ended without [DONE]
-                self._error = UpstreamError("The operator ended the stream early.", code="stream_cut")
+            if not self._call.settled:  # the upstream ended without its end event
+                self._error = self._cut_error()
         except SuanliError as exc:
             self._error = exc
         finally:
@@ -74,6 +74,17 @@ class StreamRelay:
         if self._error is not None and not self._call.settled:
             await self._settle("cut_short", 502, self._error.code)
             yield self._error_event(self._error)
+
+    # The upstream's protocol: OpenAI's ends with [DONE].
+    def _is_end(self, event: bytes) -> bool:
+        return event.startswith(DONE_PREFIX)
+
+    def _cut_error(self) -> SuanliError:
+        return UpstreamError("The operator ended the stream early.", code="stream_cut")
+
+    def _estimate(self) -> TokenUsage:
+        """The usage of a stream whose upstream reported none: the prompt as counted, the text delivered."""
+        return estimate_usage(self._call.prompt_tokens, delivered_text(self._delivered))
 
     # The client's protocol. OpenAI clients get the operator's events as they are.
     def _opening(self) -> bytes:
@@ -110,7 +121,7 @@ class StreamRelay:
         self._buffer = buffer[start:]
         if len(self._buffer) > STREAM_EVENT_BYTES_MAX:
             raise SuanliError("The operator sent an event larger than allowed.", code="stream_event_too_large")
-        return _coalesce(out)
+        return _coalesce(out, self._is_end)
 
     def _event(self, event: bytes) -> bytes | None:
         if b'"usage":{' in event or b'"usage": {' in event:
@@ -141,8 +152,7 @@ class StreamRelay:
             return
         usage, estimated = self._usage, False
         if usage is None:
-            usage = estimate_usage(self._call.prompt_tokens, delivered_text(self._delivered))
-            estimated = True
+            usage, estimated = self._estimate(), True
         if outcome == "ok" and estimated:
             outcome = "ok_estimated"
         self._final_usage = usage
@@ -150,12 +160,12 @@ class StreamRelay:
                      http_status=http_status, error_code=error_code)  # fmt: skip
 
 
-def _coalesce(events: list[bytes]) -> list[bytes]:
-    """Join consecutive plain events into one write; keep [DONE] apart so settlement precedes it."""
+def _coalesce(events: list[bytes], is_end: Callable[[bytes], bool]) -> list[bytes]:
+    """Join consecutive plain events into one write; keep the end event apart so settlement precedes it."""
     out: list[bytes] = []
     run: list[bytes] = []
     for event in events:
-        if event.startswith(DONE_PREFIX):
+        if is_end(event):
             if run:
                 out.append(b"".join(run))
                 run = []

@@ -25,6 +25,8 @@ class ChatRequest:
     max_output_tokens: int | None
     kind: str = "chat"  # "chat"; "embedding": no output tokens to reserve for; "image"
     image: ImageSpec | None = None
+    protocol: str = "openai"  # the protocol the client speaks
+    native_body: dict[str, Any] | None = None  # the client's own body, when ``body`` is its OpenAI translation
 
 
 @dataclass(frozen=True, slots=True)

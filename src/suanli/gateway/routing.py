@@ -56,6 +56,7 @@ class _Refusals:
     unknown_models: list[str] = field(default_factory=list)
     key_models: list[str] = field(default_factory=list)
     tier: list[str] = field(default_factory=list)
+    protocol: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
     over_price: list[Offer] = field(default_factory=list)
     unhealthy: list[Offer] = field(default_factory=list)
@@ -133,13 +134,15 @@ def plan_route(
     key_models: tuple[str, ...] | None,
     prefs: RoutePreferences,
     state_of: Callable[[Offer], OfferState],
+    serves: Callable[[Offer], bool] | None = None,
 ) -> list[Offer]:
-    """The offers to try, best first; raises the error that says why when there are none."""
+    """The offers to try, best first; raises the error that says why when there are none. ``serves``
+    keeps the offers whose operator can answer the client's protocol (all of them when None)."""
     refusals = _Refusals()
     plan: list[Offer] = []
     for name in (model, *prefs.fallback_models):
         plan.extend(_candidates(catalog, model=name, tier=tier, key_models=key_models, prefs=prefs,
-                                state_of=state_of, refusals=refusals))  # fmt: skip
+                                state_of=state_of, refusals=refusals, serves=serves))  # fmt: skip
     if plan:
         return plan
     raise _no_route(model, prefs, refusals)
@@ -154,6 +157,7 @@ def _candidates(
     prefs: RoutePreferences,
     state_of: Callable[[Offer], OfferState],
     refusals: _Refusals,
+    serves: Callable[[Offer], bool] | None,
 ) -> list[Offer]:
     offers = catalog.offers_for(model)
     if not offers:
@@ -166,6 +170,11 @@ def _candidates(
     if not offers:
         refusals.tier.append(model)
         return []
+    if serves is not None:
+        offers = tuple(o for o in offers if serves(o))
+        if not offers:
+            refusals.protocol.append(model)
+            return []
     chosen = _by_operator(offers, prefs, refusals)
     affordable = _split(chosen, lambda o: _within_price(o, prefs), refusals.over_price)
     states = {o.id: state_of(o) for o in affordable}
@@ -235,6 +244,9 @@ def _no_route(model: str, prefs: RoutePreferences, refusals: _Refusals) -> Excep
     if refusals.tier and not (refusals.excluded or refusals.over_price or refusals.unhealthy):
         return Forbidden(f"The model '{refusals.tier[0]}' is not offered to this account's tier.",
                          code="model_not_offered_to_tier", param="model")  # fmt: skip
+    if refusals.protocol and not (refusals.excluded or refusals.over_price or refusals.unhealthy):
+        return BadRequest(f"The model '{refusals.protocol[0]}' is served only over the Anthropic Messages API; "
+                          "call /v1/messages.", code="wrong_protocol", param="model")  # fmt: skip
     if refusals.unhealthy:
         names = ", ".join(sorted({o.operator for o in refusals.unhealthy}))
         return ServiceUnavailable(f"No operator of '{model}' is healthy right now ({names}); retry shortly.",

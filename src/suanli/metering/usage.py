@@ -44,7 +44,8 @@ def usage_from_anthropic(usage: Mapping[str, Any]) -> TokenUsage:
 
 
 def delivered_text(events: Iterable[bytes]) -> str:
-    """The text a client received from the given OpenAI stream events (``data: {...}`` lines)."""
+    """The text a client received from the given stream events (``data: {...}`` lines), OpenAI's chunks
+    or Anthropic's ``content_block_delta`` events."""
     parts: list[str] = []
     for event in events:
         for line in event.splitlines():
@@ -58,7 +59,17 @@ def delivered_text(events: Iterable[bytes]) -> str:
     return "".join(parts)
 
 
+ANTHROPIC_DELTA_TEXT = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
+
+
 def _delta_texts(chunk: Any) -> Iterable[str]:
+    if isinstance(chunk, dict) and chunk.get("type") == "content_block_delta":
+        delta = chunk.get("delta")
+        if isinstance(delta, dict):
+            text = delta.get(ANTHROPIC_DELTA_TEXT.get(str(delta.get("type")), ""))
+            if isinstance(text, str):
+                yield text
+        return
     choices = chunk.get("choices") if isinstance(chunk, dict) else None
     for choice in choices if isinstance(choices, list) else ():
         delta = choice.get("delta") if isinstance(choice, dict) else None

@@ -295,12 +295,24 @@ class Http1Pool:
         self._idle.clear()
 
 
-class Http1Upstream:
-    """An OpenAI-compatible operator reached over HTTP/1.1; implements ``providers.base.Upstream``."""
+ANTHROPIC_VERSION = "2023-06-01"  # the Messages API version the gateway speaks to Anthropic-protocol operators
 
-    def __init__(self, operator: Operator, connections_max: int = UPSTREAM_CONNECTIONS_PER_OPERATOR_MAX) -> None:
+
+class Http1Upstream:
+    """An operator's endpoint for one protocol, reached over HTTP/1.1; implements ``providers.base.Upstream``.
+
+    The protocol decides the credential header: ``Authorization: Bearer`` for OpenAI's, ``x-api-key`` and
+    ``anthropic-version`` for Anthropic's."""
+
+    def __init__(
+        self,
+        operator: Operator,
+        connections_max: int = UPSTREAM_CONNECTIONS_PER_OPERATOR_MAX,
+        protocol: str | None = None,
+    ) -> None:
         self.operator = operator.name
-        url = urlsplit(operator.base_url)
+        self.protocol = protocol or operator.protocol
+        url = urlsplit(operator.endpoints[self.protocol])
         tls = ssl.create_default_context() if url.scheme == "https" else None
         port = url.port or (443 if tls else 80)
         self._base_path = url.path.rstrip("/")
@@ -308,7 +320,11 @@ class Http1Upstream:
         host_header = url.hostname if url.port is None else f"{url.hostname}:{url.port}"
         lines = [f"Host: {host_header}", "Content-Type: application/json", "Accept-Encoding: identity",
                  "User-Agent: suanli"]  # fmt: skip
-        if operator.api_key:
+        if self.protocol == "anthropic":
+            lines.append(f"anthropic-version: {ANTHROPIC_VERSION}")
+            if operator.api_key:
+                lines.append(f"x-api-key: {operator.api_key}")
+        elif operator.api_key:
             lines.append(f"Authorization: Bearer {operator.api_key}")
         self._header_block = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         self._pool = Http1Pool(operator.name, url.hostname or "", port, tls, connections_max)

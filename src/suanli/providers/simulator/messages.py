@@ -372,6 +372,8 @@ async def messages(request: Request) -> Response:
     operator = _resolve_operator(request)
     if isinstance(operator, Response):
         return operator
+    if not request.headers.get("anthropic-version"):  # as Anthropic's API does
+        return anthropic_error_response(400, "anthropic-version: header is required")
     parsed = await _parse(request)
     if isinstance(parsed, Response):
         return parsed
