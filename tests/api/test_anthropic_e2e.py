@@ -3,11 +3,18 @@ OpenAI-compatible operator (the simulator) behind it, the same reservation and s
 
 from __future__ import annotations
 
+from typing import Any
+
 import anthropic
+import httpx
+import orjson
 import pytest
+from anthropic.types import RawMessageStreamEvent
+from pydantic import TypeAdapter
 
 from suanli.money import cny_to_nano
 from tests.conftest import Gateway
+from tests.providers.anthropic_fixtures import CLAUDE_CODE_REQUEST
 
 MESSAGES = [{"role": "user", "content": "Say something about tokens."}]
 
@@ -88,12 +95,14 @@ def test_errors_come_back_in_anthropic_shape(gateway: Gateway, unique: str) -> N
         c.messages.create(model="glm-5", max_tokens=5, messages=MESSAGES)  # type: ignore[arg-type]
     assert isinstance(bad_key.value.body, dict) and bad_key.value.body["type"] == "error"
     assert bad_key.value.body["error"]["type"] == "authentication_error"
+    assert bad_key.value.response.headers["x-should-retry"] == "false"  # else Claude Code retries for minutes
     key = gateway.account(unique, topup_cny="0.000001")
     with client(gateway, key) as c:
         with pytest.raises(anthropic.APIStatusError) as broke:
             c.messages.create(model="glm-5", max_tokens=500, messages=MESSAGES)  # type: ignore[arg-type]
         assert broke.value.status_code == 402
         assert broke.value.body["error"]["type"] == "billing_error"  # type: ignore[index]
+        assert broke.value.response.headers["x-should-retry"] == "false"
         with pytest.raises(anthropic.NotFoundError):
             c.messages.create(model="no-such", max_tokens=5, messages=MESSAGES)  # type: ignore[arg-type]
         with pytest.raises(anthropic.BadRequestError) as invalid:
@@ -134,3 +143,35 @@ def test_streamed_tool_call(gateway: Gateway, unique: str) -> None:
         final = stream.get_final_message()
     [call] = [block for block in final.content if block.type == "tool_use"]
     assert final.stop_reason == "tool_use" and call.name == "lookup" and call.input == {"q": MESSAGES[0]["content"]}
+
+
+def test_recorded_claude_code_request(gateway: Gateway, unique: str) -> None:
+    """Claude Code's first request, sent as it sends it: a bearer key, its betas, a system turn after the user's
+    prompt, 32,000 max_tokens (more than the offer's 16,384), settings with no OpenAI counterpart."""
+    key = gateway.account(unique, topup_cny="1")
+    headers = {
+        "authorization": f"Bearer {key}",
+        "anthropic-version": "2023-06-01",
+        "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14,mid-conversation-system-2026-04-07",
+        "x-app": "cli",
+    }
+    url = f"{gateway.url}/v1/messages?beta=true"
+    with httpx.stream("POST", url, json=CLAUDE_CODE_REQUEST, headers=headers, timeout=20) as response:
+        assert response.status_code == 200, response.read()
+        events = [_event(line) for line in response.iter_lines() if line.startswith("data:")]
+    assert [event.type for event in events][:2] == ["message_start", "content_block_start"]
+    assert events[-1].type == "message_stop"
+    # The system turn rode in the user message, so the simulated model answers the user, here with a tool call.
+    [start] = [event for event in events if event.type == "content_block_start"]
+    assert start.content_block.type == "tool_use" and start.content_block.name == "Agent"
+    [delta] = [event for event in events if event.type == "message_delta"]
+    assert delta.delta.stop_reason == "tool_use"
+    [event] = usage_events(gateway, unique)
+    assert event["outcome"] == "ok" and event["output_tokens"] == delta.usage.output_tokens > 0
+
+
+STREAM_EVENT: TypeAdapter[RawMessageStreamEvent] = TypeAdapter(RawMessageStreamEvent)
+
+
+def _event(line: str) -> Any:
+    return STREAM_EVENT.validate_python(orjson.loads(line.removeprefix("data:")))

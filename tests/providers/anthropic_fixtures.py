@@ -26,3 +26,74 @@ def completion(message: dict[str, Any], finish_reason: str | None = "stop", **fi
         "system_fingerprint": "fp_8802369eaa_prod0425fp8",
         **fields,
     }
+
+
+# The first request of `claude -p "say hello"` (Claude Code 2.1.197, sent with
+# "anthropic-beta: claude-code-20250219,interleaved-thinking-2025-05-14,...,mid-conversation-system-2026-04-07"),
+# recorded against the gateway; only long texts, the tool list and the ids are cut.
+CLAUDE_CODE_REQUEST: dict[str, Any] = {
+    "model": "glm-5",
+    "messages": [
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "text",
+                    "text": "<system-reminder>\nAs you answer the user's questions, you can use the following "
+                    "context:\n# currentDate\nToday's date is 2026-11-29.\n</system-reminder>\n\n",
+                },
+                {"type": "text", "text": "say hello", "cache_control": {"type": "ephemeral"}},
+            ],
+        },
+        {
+            "role": "system",
+            "content": "Available agent types for the Agent tool:\n- claude: Catch-all for any task. (Tools: *)",
+        },
+    ],
+    "system": [
+        {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.197.1c0; cc_entrypoint=sdk-cli;"},
+        {
+            "type": "text",
+            "text": "You are a Claude agent, built on Anthropic's Claude Agent SDK.",
+            "cache_control": {"type": "ephemeral"},
+        },
+        {
+            "type": "text",
+            "text": "\nYou are an interactive agent that helps users with software engineering tasks.\n",
+            "cache_control": {"type": "ephemeral"},
+        },
+    ],
+    "tools": [
+        {
+            "name": "Agent",
+            "description": "Launch a new agent to handle complex, multi-step tasks autonomously.",
+            "input_schema": {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "properties": {
+                    "description": {"description": "A short (3-5 word) description of the task", "type": "string"},
+                    "prompt": {"description": "The task for the agent to perform", "type": "string"},
+                },
+                "required": ["description", "prompt"],
+                "additionalProperties": False,
+            },
+        },
+        {
+            "name": "Read",
+            "description": "Reads a file from the local filesystem.",
+            "input_schema": {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "properties": {"file_path": {"description": "The absolute path to the file to read", "type": "string"}},
+                "required": ["file_path"],
+                "additionalProperties": False,
+            },
+        },
+    ],
+    "metadata": {"user_id": '{"device_id":"94c87a3e15548112","account_uuid":"","session_id":"286fdf3a-9f6b-4ba8"}'},
+    "max_tokens": 32000,
+    "thinking": {"type": "adaptive"},
+    "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+    "output_config": {"effort": "high"},
+    "stream": True,
+}

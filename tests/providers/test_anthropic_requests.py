@@ -14,7 +14,9 @@ from pydantic import TypeAdapter
 from suanli.errors import BadRequest
 from suanli.providers.anthropic_translate import (
     anthropic_to_openai_request,
+    without_billing_header,
 )
+from tests.providers.anthropic_fixtures import CLAUDE_CODE_REQUEST
 
 STREAM_EVENT: TypeAdapter[RawMessageStreamEvent] = TypeAdapter(RawMessageStreamEvent)
 PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -86,13 +88,91 @@ def test_system_turns_among_the_messages() -> None:
         {"role": "system", "content": [text("Mode: plan.")]},
         {"role": "user", "content": "Go."},
         {"role": "system", "content": "Mode: act."},
+        {"role": "assistant", "content": "Acting."},
+        {"role": "system", "content": [text("Mode: done.")]},
     ]
     assert anthropic_to_openai_request(request(system="Be brief.", messages=turns))["messages"] == [
-        {"role": "system", "content": "Be brief."},
-        {"role": "system", "content": "Mode: plan."},
-        {"role": "user", "content": "Go."},
-        {"role": "system", "content": "Mode: act."},
+        {"role": "system", "content": "Be brief.\n\nMode: plan."},  # leading system turns join the system prompt
+        {"role": "user", "content": [text("Go."), text("<system-reminder>\nMode: act.\n</system-reminder>")]},
+        {"role": "assistant", "content": "Acting."},
+        {"role": "user", "content": "<system-reminder>\nMode: done.\n</system-reminder>"},
     ]
+
+
+def test_system_turn_after_tool_results_and_parts() -> None:
+    turns = [
+        user(text("Go."), text("Now.")),
+        assistant({"type": "tool_use", "id": "t1", "name": "ls", "input": {}}),
+        user({"type": "tool_result", "tool_use_id": "t1", "content": "a.txt"}),
+        {"role": "system", "content": "Agents: none."},
+        {"role": "system", "content": ""},  # an empty one adds nothing
+    ]
+    messages = anthropic_to_openai_request(request(messages=turns))["messages"]
+    assert messages[0] == {"role": "user", "content": [text("Go."), text("Now.")]}
+    assert messages[2:] == [
+        {"role": "tool", "tool_call_id": "t1", "content": "a.txt"},
+        {"role": "user", "content": "<system-reminder>\nAgents: none.\n</system-reminder>"},
+    ]
+
+
+def test_system_turn_between_tool_calls_and_their_results_waits_for_the_user_message() -> None:
+    turns = [
+        user(text("Go.")),
+        assistant({"type": "tool_use", "id": "t1", "name": "ls", "input": {}}),
+        {"role": "system", "content": "Agents: none."},
+        user({"type": "tool_result", "tool_use_id": "t1", "content": "a.txt"}, text("Next?")),
+    ]
+    assert anthropic_to_openai_request(request(messages=turns))["messages"][2:] == [
+        {"role": "tool", "tool_call_id": "t1", "content": "a.txt"},  # still right after the call
+        {"role": "user", "content": [text("<system-reminder>\nAgents: none.\n</system-reminder>"), text("Next?")]},
+    ]
+
+
+@pytest.mark.parametrize(
+    "system",
+    [
+        [
+            text("x-anthropic-billing-header: cc_version=2.1.197.e1a; cc_entrypoint=sdk-cli;"),
+            text("You are Claude Code."),
+        ],
+        "x-anthropic-billing-header: cc_version=2.1.100.7b4; cc_entrypoint=cli; cch=eb6c6;\nYou are Claude Code.",
+    ],
+)
+def test_claude_code_billing_line_is_cut_from_the_system_prompt(system: Any) -> None:
+    messages = anthropic_to_openai_request(request(system=system))["messages"]
+    assert messages[0] == {"role": "system", "content": "You are Claude Code."}
+
+
+def test_billing_line_is_cut_from_a_request_passed_through() -> None:
+    body = copy.deepcopy(CLAUDE_CODE_REQUEST)
+    cleaned = without_billing_header(body)
+    assert cleaned["system"] == CLAUDE_CODE_REQUEST["system"][1:] and body == CLAUDE_CODE_REQUEST
+    assert {k: v for k, v in cleaned.items() if k != "system"} == {k: v for k, v in body.items() if k != "system"}
+    two_lines = "x-anthropic-billing-header: cc_version=2.1.100.7b4; cch=eb6c6;\nYou are Claude Code."
+    assert without_billing_header(request(system=two_lines))["system"] == "You are Claude Code."
+    block = {**text(two_lines), "cache_control": {"type": "ephemeral"}}
+    assert without_billing_header(request(system=[block, 5]))["system"] == [
+        {**block, "text": "You are Claude Code."},
+        5,
+    ]
+    assert without_billing_header(request()) == request()
+
+
+def test_recorded_claude_code_request() -> None:
+    translated = anthropic_to_openai_request(CLAUDE_CODE_REQUEST)
+    system, first, *rest = translated["messages"]
+    assert system == {
+        "role": "system",
+        "content": CLAUDE_CODE_REQUEST["system"][1]["text"] + "\n\n" + CLAUDE_CODE_REQUEST["system"][2]["text"],
+    }
+    # The agent list Claude Code sends as a system turn rides in the user turn, which stays last.
+    assert rest == [] and first["role"] == "user" and len(first["content"]) == 3
+    assert first["content"][2]["text"].startswith("<system-reminder>\nAvailable agent types")
+    assert [tool["function"]["name"] for tool in translated["tools"]] == ["Agent", "Read"]
+    assert translated["user"] == CLAUDE_CODE_REQUEST["metadata"]["user_id"]
+    assert translated["max_tokens"] == 32000 and translated["stream"] is True
+    # thinking, context_management, output_config and cache_control have no OpenAI counterpart.
+    assert set(translated) == {"model", "messages", "max_tokens", "tools", "stream", "stream_options", "user"}
 
 
 def test_images_base64_and_url() -> None:
@@ -213,6 +293,14 @@ def test_tools_and_every_tool_choice(tool_choice: dict[str, Any], expected: Any)
     assert translated["tool_choice"] == expected
 
 
+def test_tools_anthropic_runs_on_its_servers_are_left_out() -> None:
+    web_search = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
+    translated = anthropic_to_openai_request(request(tools=[web_search, WEATHER_TOOL], tool_choice={"type": "auto"}))
+    assert [tool["function"]["name"] for tool in translated["tools"]] == ["get_weather"]
+    only_server = anthropic_to_openai_request(request(tools=[web_search], tool_choice={"type": "auto"}))
+    assert "tools" not in only_server and "tool_choice" not in only_server
+
+
 def test_tool_choice_without_tools_is_left_out() -> None:
     assert "tool_choice" not in anthropic_to_openai_request(request(tools=[], tool_choice={"type": "any"}))
 
@@ -293,7 +381,7 @@ BAD_REQUESTS: list[tuple[dict[str, Any], str, str]] = [
     (request(system=[{"type": "image"}]), "invalid_field", "system[0].type"),
     (request(system=5), "invalid_field", "system"),
     (request(tools=[{"name": "ls"}]), "missing_field", "tools[0].input_schema"),
-    (request(tools=[{"type": "web_search_20250305", "name": "web_search"}]), "invalid_field", "tools[0].type"),
+    (request(tools=[{"type": "bash_20250124", "name": "bash"}]), "invalid_field", "tools[0].type"),
     (request(tools=[WEATHER_TOOL], tool_choice={"type": "tool"}), "missing_field", "tool_choice.name"),
     (request(tools=[WEATHER_TOOL], tool_choice={"type": "always"}), "invalid_field", "tool_choice.type"),
     (request(stop_sequences="END"), "invalid_field", "stop_sequences"),

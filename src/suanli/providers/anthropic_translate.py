@@ -7,8 +7,10 @@ as an Anthropic ``message`` (``openai_to_anthropic_message``) or, streamed, as A
 
 The protocols differ, and each loss is named where it happens: thinking blocks in the history, ``cache_control``
 markers, ``top_k``, ``thinking`` and other settings have no OpenAI counterpart and are dropped; images a tool returns
-travel in the user message that follows, because an OpenAI tool message holds only text; and a stop sequence
-cannot be reported, because OpenAI does not say which one matched.
+travel in the user message that follows, because an OpenAI tool message holds only text; a system turn in the
+middle of the conversation becomes user text, because many OpenAI-compatible servers take a system message only
+first; Claude Code's billing line is cut from the system prompt; tools that Anthropic runs on its servers (web
+search...) are left out; and a stop sequence cannot be reported, because OpenAI does not say which one matched.
 """
 
 from __future__ import annotations
@@ -30,6 +32,24 @@ TEXT_BLOCKS_SEPARATOR: Final = "\n\n"
 TOOL_ERROR_PREFIX: Final = "Error: "
 # Random bytes in an id made up for an answer that came without one: 24 hex characters, like Anthropic's ids.
 GENERATED_ID_BYTES: Final = 12
+# Claude Code (2.1) opens its system prompt with an attribution line for Anthropic's billing,
+# "x-anthropic-billing-header: cc_version=2.1.197.e1a; cc_entrypoint=sdk-cli;", whose suffix (and, in some
+# versions, a "cch=" field) changes from one conversation or request to the next. It means nothing to an
+# operator's model, and at the very front of the prompt it defeats every operator's prefix cache, so the whole
+# prompt would be billed uncached on every call. A system text that starts with it loses its first line.
+BILLING_HEADER_PREFIX: Final = "x-anthropic-billing-header:"
+# A system turn after the conversation began (Claude Code sends one with its "mid-conversation-system" beta)
+# travels as user text in the wrapper Claude Code itself uses for such context: many OpenAI-compatible model
+# servers refuse a system message that is not first (Qwen's chat templates) or silently drop it (Llama's), and a
+# conversation ending in a system message leaves the model no user turn to answer. It joins the user message it
+# follows, or else the next one, after that turn's tool results, which must directly follow the tool calls.
+SYSTEM_TURN_TAG: Final = "system-reminder"
+
+# Tools that Anthropic runs on its own servers. No operator can run them, so they are left out and the model
+# answers without them; refusing the request instead would stop clients that offer one by default (the Cline CLI
+# 3.0 sends web_search_20250305 with every request). Other typed tools (bash_..., text_editor_...) are run by the
+# client but have no schema to give another model, and are refused.
+SERVER_TOOL_TYPE_PREFIXES: Final = ("web_search_", "web_fetch_", "code_execution_")
 
 _STOP_REASONS: Final[Mapping[str, str]] = {
     "stop": "end_turn",
@@ -51,7 +71,7 @@ def anthropic_to_openai_request(body: Mapping[str, Any]) -> dict[str, Any]:
     """The OpenAI chat.completions request body for an Anthropic Messages request; ``BadRequest`` names the
     offending field when the request is malformed."""
     request: dict[str, Any] = {"model": _model(body.get("model"))}
-    request["messages"] = [*_system_messages(body.get("system"), "system"), *_conversation(body.get("messages"))]
+    request["messages"] = _conversation(body.get("system"), body.get("messages"))
     request["max_tokens"] = _max_tokens(body.get("max_tokens"))
     request.update(_sampling(body))
     request.update(_tooling(body.get("tools"), body.get("tool_choice")))
@@ -60,6 +80,24 @@ def anthropic_to_openai_request(body: Mapping[str, Any]) -> dict[str, Any]:
     # Every other field (``top_k``, ``thinking``, ``output_config``, ``cache_control``...) is dropped: OpenAI has
     # no counterpart, and the operator's model decides how to reason.
     return request
+
+
+def without_billing_header(body: Mapping[str, Any]) -> dict[str, Any]:
+    """An Anthropic request as it came, but with Claude Code's billing line cut from its system prompt: what an
+    Anthropic-protocol operator should get, since its prefix cache suffers from the line as much as any."""
+    system = body.get("system")
+    if isinstance(system, str):
+        return {**body, "system": _without_billing_header(system)}
+    if not isinstance(system, list):
+        return dict(body)
+    blocks: list[Any] = []
+    for block in system:
+        text = block.get("text") if isinstance(block, dict) else None
+        if not isinstance(text, str) or not text.startswith(BILLING_HEADER_PREFIX):
+            blocks.append(block)  # anything malformed is the operator's to refuse
+        elif rest := _without_billing_header(text):
+            blocks.append({**block, "text": rest})
+    return {**body, "system": blocks}
 
 
 def _missing(param: str) -> BadRequest:
@@ -125,45 +163,89 @@ def _text_block(block: Mapping[str, Any], param: str) -> str:
     return _string(block.get("text"), f"{param}.text")
 
 
-def _system_messages(system: Any, param: str) -> list[dict[str, Any]]:
-    """A system prompt as one OpenAI system message: some operators accept only a string there."""
-    if system is None:
-        return []
+def _system_text(system: Any, param: str) -> str:
+    """A system prompt (a string or text blocks) as one string, without Claude Code's billing line."""
     if isinstance(system, str):
-        text = system
+        texts = [system]
     elif isinstance(system, list):
-        text = TEXT_BLOCKS_SEPARATOR.join(_text_block(block, path) for path, block in _objects(system, param))
+        texts = [_text_block(block, path) for path, block in _objects(system, param)]
     else:
         raise _invalid(param, "a string or an array of text blocks")
-    return [{"role": "system", "content": text}] if text else []
+    return TEXT_BLOCKS_SEPARATOR.join(text for text in map(_without_billing_header, texts) if text)
 
 
-def _conversation(messages: Any) -> list[dict[str, Any]]:
+def _without_billing_header(text: str) -> str:
+    return text.partition("\n")[2] if text.startswith(BILLING_HEADER_PREFIX) else text
+
+
+def _conversation(system: Any, messages: Any) -> list[dict[str, Any]]:
+    """The OpenAI messages: one system message first (the system prompt, then any system turns that come before
+    the first user or assistant turn; some operators accept only one, as a string), then the turns. A later system
+    turn becomes text of a user message: the one it follows, else the next one."""
     if messages is None:
         raise _missing("messages")
     if not isinstance(messages, list) or not messages:
         raise _invalid("messages", "a non-empty array")
-    translated: list[dict[str, Any]] = []
+    system_texts = [] if system is None else [_system_text(system, "system")]
+    turns: list[dict[str, Any]] = []
+    reminders: list[dict[str, Any]] = []  # later system turns, as text parts waiting for a user message
     for param, message in _objects(messages, "messages"):
-        translated.extend(_message(message, param))
-    return translated
+        role, content = _role_and_content(message, param)
+        if role == "system":
+            text = _system_text(content, f"{param}.content")
+            if not turns:
+                system_texts.append(text)
+            elif text:
+                reminders.append({"type": "text", "text": f"<{SYSTEM_TURN_TAG}>\n{text}\n</{SYSTEM_TURN_TAG}>"})
+        elif role == "user":
+            turns.extend(_with_leading_parts(_user_messages(content, param), reminders))
+            reminders = []
+        else:
+            _append_parts(turns, reminders)
+            reminders = []
+            turns.append(_assistant_message(content, param))
+    _append_parts(turns, reminders)
+    system_text = TEXT_BLOCKS_SEPARATOR.join(text for text in system_texts if text)
+    return [{"role": "system", "content": system_text}, *turns] if system_text else turns
 
 
-def _message(message: Mapping[str, Any], param: str) -> list[dict[str, Any]]:
+def _role_and_content(message: Mapping[str, Any], param: str) -> tuple[str, Any]:
     role = message.get("role")
     if role is None:
         raise _missing(f"{param}.role")
+    # Recent versions of the API (and of its SDK) accept system turns among the messages, text only.
     if role not in ("user", "assistant", "system"):
         raise _invalid(f"{param}.role", "'user', 'assistant' or 'system'")
     content = message.get("content")
     if content is None:
         raise _missing(f"{param}.content")
-    if role == "user":
-        return _user_messages(content, param)
-    if role == "assistant":
-        return [_assistant_message(content, param)]
-    # Recent versions of the API (and of its SDK) accept system turns among the messages, text only.
-    return _system_messages(content, f"{param}.content")
+    return role, content
+
+
+def _as_parts(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
+def _with_leading_parts(messages: list[dict[str, Any]], parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A user turn's messages with ``parts`` put first in its user message: after its tool messages, which must
+    directly follow the assistant's tool calls."""
+    if not parts:
+        return messages
+    if messages and messages[-1]["role"] == "user":
+        last = messages[-1]
+        return [*messages[:-1], {"role": "user", "content": [*parts, *_as_parts(last["content"])]}]
+    return [*messages, {"role": "user", "content": _collapsed(parts)}]
+
+
+def _append_parts(turns: list[dict[str, Any]], parts: list[dict[str, Any]]) -> None:
+    """``parts`` added to the last message if it is a user message, else as a user message of their own."""
+    if not parts:
+        return
+    last = turns[-1]
+    if last["role"] == "user":
+        last["content"] = [*_as_parts(last["content"]), *parts]
+    else:
+        turns.append({"role": "user", "content": _collapsed(parts)})
 
 
 def _user_messages(content: Any, param: str) -> list[dict[str, Any]]:
@@ -288,19 +370,25 @@ def _sampling(body: Mapping[str, Any]) -> dict[str, Any]:
 def _tooling(tools: Any, tool_choice: Any) -> dict[str, Any]:
     """OpenAI's ``tools`` and ``tool_choice``; both are left out without tools, since OpenAI rejects an empty
     ``tools`` array and a ``tool_choice`` with nothing to choose from."""
-    translated = [] if tools is None else [_tool(tool, param) for param, tool in _objects(tools, "tools")]
+    declared = [] if tools is None else list(_objects(tools, "tools"))
+    translated = [_tool(tool, param) for param, tool in declared if not _is_server_tool(tool)]
     choice = None if tool_choice is None else _tool_choice(tool_choice)
     if not translated:
         return {}
     return {"tools": translated} if choice is None else {"tools": translated, "tool_choice": choice}
 
 
+def _is_server_tool(tool: Mapping[str, Any]) -> bool:
+    kind = tool.get("type")
+    return isinstance(kind, str) and kind.startswith(SERVER_TOOL_TYPE_PREFIXES)
+
+
 def _tool(tool: Mapping[str, Any], param: str) -> dict[str, Any]:
     kind = tool.get("type")
     if kind not in (None, "custom"):
         raise BadRequest(
-            f"Tool type {kind!r} runs on Anthropic's servers and is not supported; declare the tool "
-            "with a name and an input_schema.",
+            f"Tool type {kind!r} is defined by Anthropic, with no schema an operator's model could use; declare "
+            "the tool with a name and an input_schema.",
             code="invalid_field",
             param=f"{param}.type",
         )
