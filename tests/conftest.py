@@ -184,6 +184,52 @@ context_window = 200000
 max_output_tokens = 4096
 price = { input = "1", cached_input = "0.1", cache_write = "1.25", output = "5" }
 
+[products.pack-small]
+kind = "pack"
+title = "Small pack"
+price = "1"
+tokens = 3000
+models = ["deepseek-v3.2"]
+valid_days = 30
+weights = { input = "1", cached_input = "0.1", output = "2" }
+
+[products.pack-late]
+kind = "pack"
+title = "Long-lived pack"
+price = "2"
+tokens = 100000
+models = ["deepseek-v3.2"]
+valid_days = 365
+
+[products.household-pack]
+kind = "pack"
+tiers = ["household"]
+price = "0.5"
+tokens = 1000
+models = ["deepseek-v3.2"]
+valid_days = 30
+
+[products.coding-lite]
+kind = "subscription"
+title = "Coding Plan Lite"
+price = "49"
+models = ["coder", "glm-5"]
+allowances = [{ window = "5h", requests = 80 }, { window = "week", requests = 800 }]
+
+[products.coding-pro]
+kind = "subscription"
+title = "Coding Plan Pro"
+price = "149"
+models = ["coder", "glm-5"]
+allowances = [{ window = "5h", requests = 400 }, { window = "week", requests = 4000 }]
+
+[products.plan-50]
+kind = "subscription"
+title = "Fifty a window"
+price = "1"
+models = ["multi"]
+allowances = [{ window = "5h", requests = 50 }]
+
 [[offers]]
 operator = "alpha"
 model = "household-only"

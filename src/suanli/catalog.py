@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from suanli.errors import ConfigError
 from suanli.limits import (
@@ -109,6 +110,8 @@ class Catalog:
     operators: Mapping[str, Operator]
     models: Mapping[str, Model]
     offers: tuple[Offer, ...]
+    products: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # read by economy.products
+    timezone: str = "Asia/Shanghai"  # where days, weeks and price windows are counted
 
     def offers_for(self, model: str) -> tuple[Offer, ...]:
         return tuple(offer for offer in self.offers if offer.model == model)
@@ -138,7 +141,14 @@ def parse_catalog(data: Mapping[str, Any], environ: Mapping[str, str]) -> Catalo
         raise ConfigError("two offers share an id; give each offer a unique `id`")
     if not offers:
         raise ConfigError("the catalog has no offers")
-    return Catalog(operators, models, offers)
+    products = {str(name): _table(spec, f"products.{name}") for name, spec in
+                _table(data.get("products", {}), "products").items()}  # fmt: skip
+    timezone = str(_table(data.get("calendar", {}), "calendar").get("timezone", "Asia/Shanghai"))
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"calendar.timezone: unknown time zone {timezone!r}") from None
+    return Catalog(operators, models, offers, products, timezone)
 
 
 def _model(name: str, spec: Mapping[str, Any]) -> Model:

@@ -31,11 +31,14 @@ class SuanliError(Exception):
     type: ClassVar[str] = "server_error"
     default_code: ClassVar[str] = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, param: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
         self.param = param
+        self.headers = headers  # sent with the error (a 429's reset time)
 
 
 class BadRequest(SuanliError):
@@ -72,6 +75,14 @@ class Conflict(SuanliError):
     status = 409
     type = "invalid_request_error"
     default_code = "already_exists"
+
+
+class RateLimited(SuanliError):
+    """An allowance or a budget is spent until its window resets (the headers say when)."""
+
+    status = 429
+    type = "rate_limit_error"
+    default_code = "allowance_exhausted"
 
 
 class PayloadTooLarge(SuanliError):
@@ -120,6 +131,7 @@ ALL_ERRORS: tuple[type[SuanliError], ...] = (
     NotFound,
     Conflict,
     PayloadTooLarge,
+    RateLimited,
     UpstreamError,
     UpstreamTimeout,
     ServiceUnavailable,

@@ -54,3 +54,6 @@ BREAKER_OPEN_MAX_S = 60.0  # the wait doubles on each failed trial, up to this
 HEALTH_PROBE_INTERVAL_S = 2.0  # how often operators with a breaker not closed are probed
 HEALTH_PROBE_TIMEOUT_S = 2.0
 RETRY_AFTER_MAX_S = 300.0  # an upstream's Retry-After is honoured up to this
+
+# The token economy.
+PACK_EXPIRY_SWEEP_S = 60.0  # how often what is left of expired packs is forfeited

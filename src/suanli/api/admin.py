@@ -27,11 +27,11 @@ T = TypeVar("T")
 USAGE_DEFAULT_ROWS = 50
 
 
-def _json(data: Any, status: int = 200) -> Response:
+def json_response(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status, media_type="application/json")
 
 
-def _admin(request: Request) -> Platform:
+def require_admin(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     raw = bearer_token(request.headers.get("authorization"))
     if not raw or not is_admin_key(platform.reader, raw):
@@ -39,15 +39,15 @@ def _admin(request: Request) -> Platform:
     return platform
 
 
-async def _write(platform: Platform, job: Callable[[sqlite3.Connection], T]) -> T:
+async def write(platform: Platform, job: Callable[[sqlite3.Connection], T]) -> T:
     return await platform.writer.run(job)
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def json_body(request: Request) -> dict[str, Any]:
     return parse_json_object(await request.body())
 
 
-def _string(body: dict[str, Any], name: str, default: str | None = None) -> str:
+def string_field(body: dict[str, Any], name: str, default: str | None = None) -> str:
     value = body.get(name, default)
     if not isinstance(value, str):
         raise BadRequest(f"'{name}' is required and must be a string.", param=name)
@@ -55,20 +55,20 @@ def _string(body: dict[str, Any], name: str, default: str | None = None) -> str:
 
 
 async def create_account(request: Request) -> Response:
-    platform = _admin(request)
-    body = await _body(request)
-    account = await _write(platform, ops.create_account_job(_string(body, "name"), _string(body, "tier")))
-    return _json(ops.account_view(platform.reader, account.id), 201)
+    platform = require_admin(request)
+    body = await json_body(request)
+    account = await write(platform, ops.create_account_job(string_field(body, "name"), string_field(body, "tier")))
+    return json_response(ops.account_view(platform.reader, account.id), 201)
 
 
 async def get_accounts(request: Request) -> Response:
-    platform = _admin(request)
-    return _json({"data": [ops.account_dict(a) for a in list_accounts(platform.reader)]})
+    platform = require_admin(request)
+    return json_response({"data": [ops.account_dict(a) for a in list_accounts(platform.reader)]})
 
 
 async def get_account(request: Request) -> Response:
-    platform = _admin(request)
-    return _json(ops.account_view(platform.reader, request.path_params["account"]))
+    platform = require_admin(request)
+    return json_response(ops.account_view(platform.reader, request.path_params["account"]))
 
 
 def _expiry(value: Any) -> int | None:
@@ -85,72 +85,72 @@ def _models(body: dict[str, Any]) -> list[str] | None:
 
 
 async def create_key(request: Request) -> Response:
-    platform = _admin(request)
-    body = await _body(request)
+    platform = require_admin(request)
+    body = await json_body(request)
     job = ops.create_key_job(
-        request.path_params["account"], _string(body, "name", ""), _models(body), _expiry(body.get("expires_at"))
+        request.path_params["account"], string_field(body, "name", ""), _models(body), _expiry(body.get("expires_at"))
     )
-    key, raw = await _write(platform, job)
-    return _json({**ops.key_dict(key), "key": raw}, 201)
+    key, raw = await write(platform, job)
+    return json_response({**ops.key_dict(key), "key": raw}, 201)
 
 
 async def get_keys(request: Request) -> Response:
-    platform = _admin(request)
+    platform = require_admin(request)
     account = find_account(platform.reader, request.path_params["account"])
-    return _json({"data": [ops.key_dict(k) for k in list_keys(platform.reader, account.id)]})
+    return json_response({"data": [ops.key_dict(k) for k in list_keys(platform.reader, account.id)]})
 
 
 async def set_routing(request: Request) -> Response:
-    platform = _admin(request)
-    body = await _body(request)
+    platform = require_admin(request)
+    body = await json_body(request)
     if "provider" not in body:
         raise BadRequest('Send {"provider": {...}} (or null to clear).', param="provider")
-    account = await _write(platform, ops.set_routing_job(request.path_params["account"], body["provider"]))
+    account = await write(platform, ops.set_routing_job(request.path_params["account"], body["provider"]))
     platform.keys.forget_account(account.id)
-    return _json(ops.account_dict(account))
+    return json_response(ops.account_dict(account))
 
 
 async def revoke_key(request: Request) -> Response:
-    platform = _admin(request)
-    key = await _write(platform, ops.revoke_key_job(request.path_params["key_id"]))
+    platform = require_admin(request)
+    key = await write(platform, ops.revoke_key_job(request.path_params["key_id"]))
     platform.keys.forget(key.id)
-    return _json(ops.key_dict(key))
+    return json_response(ops.key_dict(key))
 
 
 async def topup(request: Request) -> Response:
-    platform = _admin(request)
-    body = await _body(request)
+    platform = require_admin(request)
+    body = await json_body(request)
     try:
-        amount_nano = cny_to_nano(_string(body, "amount"))
+        amount_nano = cny_to_nano(string_field(body, "amount"))
     except MoneyFormatError as exc:
         raise BadRequest(f"'amount' must be CNY as a decimal string: {exc}", param="amount") from None
     job = ops.topup_job(request.path_params["account"], amount_nano, request.headers.get("idempotency-key"))
-    account, balance = await _write(platform, job)
-    return _json({"account": ops.account_dict(account), "wallet": ops.balance_dict(balance)})
+    account, balance = await write(platform, job)
+    return json_response({"account": ops.account_dict(account), "wallet": ops.balance_dict(balance)})
 
 
 async def usage(request: Request) -> Response:
-    platform = _admin(request)
+    platform = require_admin(request)
     limit_text = request.query_params.get("limit", str(USAGE_DEFAULT_ROWS))
     if not limit_text.isdigit():
         raise BadRequest("'limit' must be a whole number.", param="limit")
     events = ops.usage_view(platform.reader, request.path_params["account"], int(limit_text))
-    return _json({"data": [ops.usage_dict(e) for e in events]})
+    return json_response({"data": [ops.usage_dict(e) for e in events]})
 
 
 async def operators(request: Request) -> Response:
-    platform = _admin(request)
+    platform = require_admin(request)
     offers = platform.health.snapshot()
     data = [
         {"operator": name, "region": op.region, "base_url": op.base_url,
          "offers": [o for o in offers if o["operator"] == name]}
         for name, op in platform.catalog.operators.items()
     ]  # fmt: skip
-    return _json({"data": data})
+    return json_response({"data": data})
 
 
 async def metrics(request: Request) -> Response:
-    platform = _admin(request)
+    platform = require_admin(request)
     return Response(platform.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
 

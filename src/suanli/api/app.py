@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from suanli.api import admin, anthropic, openai_compat
+from suanli.api import admin, anthropic, openai_compat, plans
 from suanli.api.errors import handle_suanli_error, handle_unexpected
 from suanli.api.middleware.body_limit import BodyLimitMiddleware
 from suanli.api.middleware.request_id import RequestIdMiddleware
@@ -48,7 +48,13 @@ def build_app(settings: Settings, platform: Platform | None = None, catalog: Cat
             await running.stop()
 
     return Starlette(
-        routes=[*openai_compat.routes, *anthropic.routes, *admin.routes, Route("/healthz", healthz, methods=["GET"])],
+        routes=[
+            *openai_compat.routes,
+            *anthropic.routes,
+            *plans.routes,
+            *admin.routes,
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
         middleware=[Middleware(RequestIdMiddleware), Middleware(BodyLimitMiddleware)],
         exception_handlers={SuanliError: handle_suanli_error, 404: not_found, Exception: handle_unexpected},
         lifespan=lifespan,

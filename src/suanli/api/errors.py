@@ -30,10 +30,11 @@ ANTHROPIC_PATH_PREFIX = "/v1/messages"
 def error_response(exc: SuanliError, request_id: str | None = None, path: str = "") -> Response:
     """The error in the protocol of the endpoint that was called."""
     headers = {"x-request-id": request_id} if request_id else {}
+    headers.update(exc.headers or {})
     if path.startswith(ANTHROPIC_PATH_PREFIX):
         status, _ = anthropic_error(exc)
         if status in (429, 529):
-            headers["retry-after"] = str(RETRY_AFTER_S)
+            headers.setdefault("retry-after", str(RETRY_AFTER_S))
         return Response(anthropic_error_body(exc, request_id), status, headers=headers, media_type="application/json")
     return Response(openai_error_body(exc), exc.status, headers=headers, media_type="application/json")
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from suanli.errors import BadRequest, NotFound
 from suanli.gateway.routing import parse_preferences
 from suanli.ledger import ASSET_CNY, Balance, Kind, Transfer
@@ -158,4 +160,5 @@ def usage_dict(event: UsageEvent) -> dict[str, Any]:
         "reserved_nano": event.reserved_nano, "uncharged_nano": event.uncharged_nano,
         "outcome": event.outcome, "http_status": event.http_status, "error_code": event.error_code,
         "latency_ms": event.latency_ms, "ttft_ms": event.ttft_ms,
+        "funding": orjson.loads(event.funding) if event.funding else None,
     }  # fmt: skip

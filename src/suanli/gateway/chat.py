@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from suanli.catalog import Offer
+from suanli.economy.funding import limit_headers
 from suanli.errors import BadRequest, SuanliError, UpstreamError, UpstreamTimeout
 from suanli.gateway.auth import Caller
 from suanli.gateway.failover import first_answer
@@ -28,6 +29,7 @@ from suanli.metering import estimate_usage, usage_from_openai
 from suanli.money import nano_to_cny
 from suanli.pricing import TokenUsage
 from suanli.providers.base import UpstreamResponse
+from suanli.store.db import now_ms
 
 
 @dataclass(slots=True)
@@ -102,7 +104,7 @@ async def run_chat(
         response = await first_answer(platform, call)
         if request.stream:
             headers = _headers(call)
-            headers["x-suanli-reserved"] = nano_to_cny(call.reservation.amount)
+            headers["x-suanli-reserved"] = nano_to_cny(call.reserved_nano)
             native = dialect.native(call)
             relay = native.relay if native else dialect.relay
             return ChatAnswer(headers, stream=relay(platform, call, response).events())
@@ -140,11 +142,14 @@ def _with_account_routing(body: dict[str, Any], caller: Caller) -> dict[str, Any
 
 
 def _headers(call: Call) -> dict[str, str]:
-    return {
+    headers = {
         "x-suanli-operator": call.offer.operator,
         "x-suanli-offer": call.offer.id,
         "x-suanli-attempts": str(len(call.attempts)),
     }
+    if call.funding is not None and call.funding.limits:  # what remains of the plan, for tools to show
+        headers.update(limit_headers(call.funding.limits, now_ms()))
+    return headers
 
 
 async def _complete(platform: Platform, call: Call, response: UpstreamResponse, dialect: Dialect) -> ChatAnswer:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import orjson
 
 from suanli.catalog import Offer
-from suanli.errors import BadRequest, PaymentRequired
+from suanli.economy.funding import Funding, FundingRequest, reserve_job, settlement_transfers
+from suanli.economy.products import FUNDING_SOURCES
+from suanli.errors import BadRequest, InvariantViolation, PaymentRequired
 from suanli.gateway.auth import Caller
 from suanli.gateway.platform import Platform
 from suanli.gateway.requests import ChatRequest
@@ -41,17 +44,22 @@ class Call:
     plan: list[Offer]  # the offers it may be sent to, in order, at most ROUTE_ATTEMPTS_MAX
     quotes: dict[str, Quote]  # by offer id, fixed at admission
     prompt_tokens: int  # the local count, used only where the upstream reports no usage
-    reservation: Transfer
+    reservation: Transfer | None  # the wallet's (None when plans fund the whole request)
     offer: Offer  # the offer being tried, then the one that served
     upstream_protocol: str = "openai"  # the protocol spoken to that offer's operator
     attempts: list[Attempt] = field(default_factory=list)
     started_ns: int = field(default_factory=time.perf_counter_ns)
     first_byte_ns: int | None = None
     settled: bool = False
+    funding: Funding | None = None  # how plans and budgets fund it, for an account that has them
 
     @property
     def quote(self) -> Quote:
         return self.quotes[self.offer.id]
+
+    @property
+    def reserved_nano(self) -> int:
+        return self.reservation.amount if self.reservation is not None else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +110,9 @@ async def admit(
     prompt_tokens = count_messages(request.messages)
     candidates = _fitting(plan, request, prompt_tokens)
     quotes = _quotes(candidates, request, prompt_tokens)
+    if caller.account.has_plans:
+        return await _admit_funded(platform, caller, request, request_id, candidates=candidates, quotes=quotes,
+                                   prompt_tokens=prompt_tokens)  # fmt: skip
     memo = orjson.dumps({"key": caller.key.id, "model": request.model}).decode()
     first = quotes[candidates[0].id].reserved_nano
     for amount in sorted({max(q.reserved_nano for q in quotes.values()), first}, reverse=True):
@@ -115,6 +126,28 @@ async def admit(
         covered = [o for o in candidates if quotes[o.id].reserved_nano <= amount]
         return Call(request_id, caller, request, covered, quotes, prompt_tokens, reservation, covered[0])
     raise _refusal(platform, caller, quotes[candidates[0].id])
+
+
+async def _admit_funded(
+    platform: Platform, caller: Caller, request: ChatRequest, request_id: str, *, candidates: list[Offer],
+    quotes: dict[str, Quote], prompt_tokens: int,
+) -> Call:  # fmt: skip
+    """Admission for an account with plans or budgets: one writer job reserves from every source."""
+    settings = caller.account.funding or {}
+    spec = FundingRequest(
+        request_id=request_id, account_id=caller.account.id, key_id=caller.key.id, model=request.model,
+        now_ms=now_ms(), quotes=[(o.id, quotes[o.id].reserved_nano) for o in candidates],
+        input_max=max(q.input_tokens_max for q in quotes.values()),
+        output_max=max(q.output_tokens_max for q in quotes.values()),
+        order=tuple(settings.get("order") or FUNDING_SOURCES), fallthrough=bool(settings.get("fallthrough")),
+        memo=orjson.dumps({"key": caller.key.id, "model": request.model, "account": caller.account.id}).decode(),
+    )  # fmt: skip
+    funding = await platform.writer.run(partial(reserve_job, req=spec, products=platform.products, zone=platform.zone),
+                                        durable=False)  # fmt: skip
+    covered = [o for o in candidates if funding.wallet is None or o.id in funding.covered_offers]
+    call = Call(request_id, caller, request, covered, quotes, prompt_tokens, funding.wallet, covered[0])
+    call.funding = funding
+    return call
 
 
 def _refusal(platform: Platform, caller: Caller, q: Quote) -> PaymentRequired:
@@ -143,8 +176,16 @@ async def settle(
     result = charge(call.quote, usage)
     event = usage_event(call, usage, result, estimated=estimated, outcome=outcome,
                         http_status=http_status, error_code=error_code)  # fmt: skip
-    transfers = entries.settlement(call.request_id, call.reservation, call.offer.operator, result.cost_nano)
-    balance = await platform.ledger.settle(transfers, event, call.attempts, call.reservation.debit_account)
+    if call.funding is not None:
+        settled = settlement_transfers(call.request_id, call.funding, usage, result.cost_nano, call.offer.operator)
+        transfers = settled.transfers
+        event = replace(event, funding=orjson.dumps(settled.summary).decode())
+    elif call.reservation is not None:
+        transfers = entries.settlement(call.request_id, call.reservation, call.offer.operator, result.cost_nano)
+    else:
+        raise InvariantViolation("a call without plans must hold a wallet reservation")
+    wallet = ledger_names.wallet(call.caller.account.id)
+    balance = await platform.ledger.settle(transfers, event, call.attempts, wallet)
     platform.metrics.observe(event, call.attempts)
     if call.first_byte_ns is not None and usage.output + usage.reasoning:
         # A stream's generation runs from its first byte; a whole answer's is hidden inside the wait for it.
@@ -174,7 +215,7 @@ def usage_event(
         reasoning_tokens=usage.reasoning, estimated=estimated,
         price_input_nano=prices.input_nano, price_cached_input_nano=prices.cached_input_nano,
         price_output_nano=prices.output_nano, price_reasoning_nano=prices.reasoning_nano,
-        reserved_nano=call.reservation.amount, cost_nano=result.cost_nano,
+        reserved_nano=call.reserved_nano, cost_nano=result.cost_nano,
         uncharged_nano=result.uncharged_nano, outcome=outcome, http_status=http_status,
         error_code=error_code, latency_ms=(now_ns - call.started_ns) // 1_000_000,
         ttft_ms=None if call.first_byte_ns is None else (call.first_byte_ns - call.started_ns) // 1_000_000,

@@ -13,16 +13,21 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from suanli.catalog import Catalog, load_catalog
-from suanli.errors import ConfigError
+from suanli.catalog import TIERS, Catalog, load_catalog
+from suanli.economy import names as economy_names
+from suanli.economy.market import expire_packs_job
+from suanli.economy.products import Product, parse_product
+from suanli.economy.store import list_product, load_products
+from suanli.errors import BadRequest, ConfigError
 from suanli.gateway.auth import KeyCache
 from suanli.gateway.health import HealthRegistry
 from suanli.gateway.metrics import Metrics
 from suanli.gateway.recovery import RecoveryReport, recover
 from suanli.ledger import ASSET_CNY, SqliteLedger
 from suanli.ledger import names as ledger_names
-from suanli.limits import HEALTH_PROBE_INTERVAL_S, HEALTH_PROBE_TIMEOUT_S
+from suanli.limits import HEALTH_PROBE_INTERVAL_S, HEALTH_PROBE_TIMEOUT_S, PACK_EXPIRY_SWEEP_S
 from suanli.providers.http1 import Http1Upstream
 from suanli.store.accounts import add_admin_key, has_admin_key, new_raw_key
 from suanli.store.db import open_database, transaction
@@ -78,21 +83,40 @@ class Platform:
             for name, op in self.catalog.operators.items()
             for protocol in op.endpoints
         }
+        self.zone = ZoneInfo(self.catalog.timezone)
+        self.products: dict[str, Product] = {}  # the shelf: the catalog's products and those listed since
         self._tasks: set[asyncio.Task[Any]] = set()
         self._prober: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.admin_key_created: str | None = None  # shown once, when the platform made it
 
     async def start(self) -> RecoveryReport:
         """Resolve what a previous process left reserved, then open for business."""
         report = recover(self.reader)
         self.admin_key_created = ensure_admin_key(self.reader, self.settings.admin_key)
+        with transaction(self.reader):
+            list_catalog_products(self.reader, self.catalog)
+        self.reload_products()
         self.writer.start()
         self._prober = asyncio.get_running_loop().create_task(self._probe_forever())
+        self._sweeper = asyncio.get_running_loop().create_task(self._expire_forever())
         await self.ledger.open_account(ledger_names.TOPUP_SOURCE, ASSET_CNY, None)
         await self.ledger.open_account(ledger_names.ESCROW, ASSET_CNY, ledger_names.ESCROW_FLOOR_NANO)
         for operator in self.catalog.operators:
             await self.ledger.open_account(ledger_names.sales(operator), ASSET_CNY, None)
+        await self.ledger.open_account(economy_names.PLANS, ASSET_CNY, None)
         return report
+
+    def reload_products(self) -> None:
+        """Read the shelf again (after a product was listed or retired)."""
+        self.products = load_products(self.reader, frozenset(self.catalog.models), TIERS)
+
+    async def _expire_forever(self) -> None:
+        """Forfeit what is left of expired packs, every ``PACK_EXPIRY_SWEEP_S``."""
+        while True:
+            await self.writer.run(expire_packs_job())
+            await asyncio.sleep(PACK_EXPIRY_SWEEP_S)
+            self.reload_products()  # products listed from the CLI, by another process
 
     async def _probe_forever(self) -> None:
         """Probe operators whose breakers are not closed, so they recover without waiting for traffic."""
@@ -111,14 +135,25 @@ class Platform:
         task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
-        if self._prober is not None:
-            self._prober.cancel()
+        for task in (self._prober, self._sweeper):
+            if task is not None:
+                task.cancel()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         for upstream in self.upstreams.values():
             await upstream.close()
         self.writer.close()
         self.reader.close()
+
+
+def list_catalog_products(conn: sqlite3.Connection, catalog: Catalog) -> None:
+    """Put the catalog's products on the shelf; one already listed keeps the terms it was sold under."""
+    for product_id, spec in catalog.products.items():
+        try:
+            product = parse_product(product_id, spec, models=frozenset(catalog.models), tiers=TIERS)
+        except BadRequest as exc:
+            raise ConfigError(f"catalog: {exc.message}") from None
+        list_product(conn, product, spec, listed_by="catalog")
 
 
 def ensure_admin_key(conn: sqlite3.Connection, configured: str | None) -> str | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import orjson
 
 from suanli.errors import invariant
-from suanli.ledger import Transfer, entries
+from suanli.ledger import ASSET_CNY, Kind, Transfer, entries
 from suanli.ledger.sqlite import apply_entry, open_pending
 from suanli.store.db import now_ms, transaction
 from suanli.store.usage import UsageEvent, insert_usage_event, usage_event
@@ -33,7 +33,14 @@ def recover(conn: sqlite3.Connection) -> RecoveryReport:
     for pending, request_id in open_pending(conn):
         with transaction(conn):
             event = usage_event(conn, request_id)
-            if event is not None and event.cost_nano > 0:
+            if not pending.debit_account.startswith("wallet:"):  # a plan or a budget: given back whole
+                void = Transfer(f"{pending.id}.recovered", Kind.VOID, pending.debit_account, pending.credit_account,
+                                pending.asset, 0, pending.id)  # fmt: skip
+                apply_entry(conn, [void], request_id)
+                if event is None:
+                    insert_usage_event(conn, _recovered_event(pending, request_id))
+                voided += 1
+            elif event is not None and event.cost_nano > 0:
                 amount = min(event.cost_nano, pending.amount)
                 apply_entry(conn, entries.settlement(request_id, pending, event.operator, amount), request_id)
                 posted += 1
@@ -49,12 +56,13 @@ def recover(conn: sqlite3.Connection) -> RecoveryReport:
 def _recovered_event(pending: Transfer, request_id: str) -> UsageEvent:
     memo = _memo(pending)
     return UsageEvent(
-        request_id=request_id, account_id=pending.debit_account.removeprefix("wallet:"),
+        request_id=request_id, account_id=memo.get("account", pending.debit_account.removeprefix("wallet:")),
         key_id=memo.get("key", ""), model=memo.get("model", ""),
         operator="", offer_id="",
         upstream_model="", stream=False, input_tokens=0, cached_input_tokens=0, output_tokens=0,
         reasoning_tokens=0, estimated=False, price_input_nano=0, price_cached_input_nano=0,
-        price_output_nano=0, price_reasoning_nano=0, reserved_nano=pending.amount, cost_nano=0,
+        price_output_nano=0, price_reasoning_nano=0, cost_nano=0,
+        reserved_nano=pending.amount if pending.asset == ASSET_CNY else 0,
         uncharged_nano=0, outcome="recovered", http_status=0, error_code="process_died",
         latency_ms=0, ttft_ms=None, created_at_ms=now_ms(), attempts=0,
     )  # fmt: skip

@@ -33,6 +33,8 @@ class Account:
     tier: str
     created_at_ms: int
     routing: Mapping[str, Any] | None = None  # default "provider" preferences for its requests
+    funding: Mapping[str, Any] | None = None  # {"order": [...], "fallthrough": bool}; None: the default
+    has_plans: bool = False  # it has bought a pack or a plan, or set a budget: requests look them up
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,8 @@ def _routing(text: str | None) -> Mapping[str, Any] | None:
 
 
 def _account(row: sqlite3.Row) -> Account:
-    return Account(row["id"], row["name"], row["tier"], row["created_at_ms"], _routing(row["routing"]))
+    return Account(row["id"], row["name"], row["tier"], row["created_at_ms"], _routing(row["routing"]),
+                   _routing(row["funding"]), bool(row["has_plans"]))  # fmt: skip
 
 
 def set_routing(conn: sqlite3.Connection, account_id: str, routing: Mapping[str, Any] | None) -> None:
@@ -137,14 +140,15 @@ def create_key(
 def find_key_by_hash(conn: sqlite3.Connection, key_hash: bytes) -> tuple[ApiKey, Account] | None:
     row = conn.execute(
         "SELECT k.*, a.name AS account_name, a.tier AS account_tier, a.created_at_ms AS account_created, "
-        "a.routing AS account_routing "
+        "a.routing AS account_routing, a.funding AS account_funding, a.has_plans AS account_has_plans "
         "FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = ?",
         (key_hash,),
     ).fetchone()
     if row is None:
         return None
     account = Account(row["account_id"], row["account_name"], row["account_tier"], row["account_created"],
-                      _routing(row["account_routing"]))  # fmt: skip
+                      _routing(row["account_routing"]), _routing(row["account_funding"]),
+                      bool(row["account_has_plans"]))  # fmt: skip
     return _api_key(row), account
 
 

@@ -123,4 +123,77 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE usage_events ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE usage_events ADD COLUMN price_cache_write_nano INTEGER NOT NULL DEFAULT 0;
     """,
+    # The token economy (economy/): products, packs, subscriptions and their allowance windows, budgets,
+    # token transfers between accounts. Balances live in the ledger; these tables say what each ledger
+    # account is for. ``accounts.has_plans`` lets a pay-as-you-go account skip the funding look-ups.
+    """
+    CREATE TABLE products (
+        id TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        listed_by TEXT NOT NULL,
+        listed_at_ms INTEGER NOT NULL,
+        retired_at_ms INTEGER
+    );
+    CREATE TABLE packs (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        product_id TEXT NOT NULL REFERENCES products(id),
+        tokens INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        origin TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        forfeited_at_ms INTEGER
+    );
+    CREATE INDEX packs_account ON packs(account_id, expires_at_ms);
+    CREATE INDEX packs_expiry ON packs(expires_at_ms) WHERE forfeited_at_ms IS NULL;
+    CREATE TABLE subscriptions (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        product_id TEXT NOT NULL REFERENCES products(id),
+        anchor_ms INTEGER NOT NULL,
+        period_start_ms INTEGER NOT NULL,
+        period_end_ms INTEGER NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        ended_at_ms INTEGER
+    );
+    CREATE UNIQUE INDEX subscriptions_current ON subscriptions(account_id) WHERE ended_at_ms IS NULL;
+    CREATE TABLE allowance_windows (
+        subscription_id TEXT NOT NULL REFERENCES subscriptions(id),
+        window TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER NOT NULL,
+        amount INTEGER NOT NULL,
+        PRIMARY KEY (subscription_id, window, unit, start_ms)
+    );
+    CREATE TABLE budgets (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        key_id TEXT REFERENCES api_keys(id),
+        period TEXT NOT NULL CHECK (period IN ('day', 'week', 'month')),
+        unit TEXT NOT NULL CHECK (unit IN ('cny', 'tokens')),
+        amount INTEGER NOT NULL CHECK (amount > 0),
+        created_at_ms INTEGER NOT NULL,
+        removed_at_ms INTEGER
+    );
+    CREATE INDEX budgets_account ON budgets(account_id) WHERE removed_at_ms IS NULL;
+    CREATE TABLE account_trust (
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        trusted_id TEXT NOT NULL REFERENCES accounts(id),
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (account_id, trusted_id)
+    );
+    CREATE TABLE token_transfers (
+        id TEXT PRIMARY KEY,
+        from_pack TEXT NOT NULL REFERENCES packs(id),
+        to_pack TEXT NOT NULL REFERENCES packs(id),
+        tokens INTEGER NOT NULL,
+        memo TEXT NOT NULL,
+        made_by TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    ALTER TABLE accounts ADD COLUMN funding TEXT;
+    ALTER TABLE accounts ADD COLUMN has_plans INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage_events ADD COLUMN funding TEXT;
+    """,
 )

@@ -41,6 +41,7 @@ class UsageEvent:
     attempts: int = 1  # upstream calls made for the request, the serving one included
     cache_write_tokens: int = 0  # input written to a prompt cache, a class of its own
     price_cache_write_nano: int = 0
+    funding: str | None = None  # JSON: what each source gave, when plans or budgets funded it
 
 
 @dataclass(frozen=True, slots=True)

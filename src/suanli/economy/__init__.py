@@ -1,0 +1,1 @@
+"""The token economy: products (packs, subscriptions), funding a request from them, budgets."""

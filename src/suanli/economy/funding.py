@@ -1,0 +1,373 @@
+"""Funding one request: budgets first, then the account's sources in its order (subscription allowance →
+packs → wallet by default), reserved in one writer job; settled by returning what wasn't used.
+
+**Reserve** (``reserve_job``, on the writer's connection, so no other request interleaves):
+1. every budget on the account or the key reserves the request's most (CNY at the dearest quote, or
+   tokens); a budget that can't cover it refuses the request (429, reset at the period's end);
+2. the subscription, if its product covers the model, reserves one request (or the most tokens) in each
+   allowance window; if any window is spent, the request is refused (429, reset at that window's end)
+   unless the account opted to fall through to its other sources;
+3. packs that cover the model, soonest-expiring first: each reserves what is left of the request's most
+   draw at its product's weights, as far as its tokens go; the share of the request a pack reserved is
+   taken off what the next source must cover;
+4. the wallet reserves the share left at the quoted price (the dearest candidate's; if it can't, the
+   first candidate's; if not even that, 402).
+A refusal rolls back everything the job reserved. Every reservation is a pending ledger transfer, so
+start-up recovery resolves them like any other.
+
+**Settle** (``settlement_transfers``, pure): walking the legs in the same order with the actual usage,
+each pack posts what the usage draws for the share still uncovered (never more than it reserved), the
+wallet posts its share of the cost (never more than it reserved), the rest is voided back to where it
+came from; the platform's plan account pays the operator for the part funded by plans, so the operator
+is paid the full cost at the quoted prices whatever funded it. Fractions are exact (``Fraction`` of
+integers); amounts are rounded up to whole tokens and nano-CNY, and capped by the reservations.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fractions import Fraction
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from suanli.economy import names, windows
+from suanli.economy import store as econ
+from suanli.economy.market import renew_if_due
+from suanli.economy.products import FUNDING_SOURCES, Allowance, Product, Weights
+from suanli.errors import PaymentRequired, RateLimited
+from suanli.ledger import ASSET_CNY, Kind, LedgerRejected, Rejection, Transfer, entries
+from suanli.ledger import names as ledger_names
+from suanli.ledger.sqlite import apply_entry, read_balance
+from suanli.money import nano_to_cny
+from suanli.pricing import TokenUsage
+
+DEFAULT_ORDER = FUNDING_SOURCES
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One allowance or budget window as a response's rate-limit headers report it."""
+
+    name: str  # "5h", "week", "month", or "budget:day" ...
+    unit: str  # requests | tokens | cny
+    limit: int
+    remaining: int
+    reset_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    source: str  # budget | allowance | pack | wallet
+    reservation: Transfer
+    unit: str = ""  # allowance/budget: requests | tokens | cny
+    weights: Weights | None = None  # a pack's
+    max_draw: int = 0  # a pack: the request's most draw at its weights
+
+
+@dataclass(slots=True)
+class Funding:
+    legs: list[Leg] = field(default_factory=list)
+    wallet: Transfer | None = None
+    wallet_share: Fraction = Fraction(1)  # the share of the request the wallet reserved for
+    covered_offers: tuple[str, ...] = ()  # offer ids whose quote the wallet's reservation covers
+    limits: list[Limit] = field(default_factory=list)
+
+    @property
+    def plan_funded(self) -> bool:
+        return any(leg.source in ("allowance", "pack") for leg in self.legs)
+
+
+@dataclass(frozen=True, slots=True)
+class FundingRequest:
+    request_id: str
+    account_id: str
+    key_id: str
+    model: str
+    now_ms: int
+    quotes: Sequence[tuple[str, int]]  # (offer id, reserved nano-CNY) in plan order
+    input_max: int
+    output_max: int
+    order: Sequence[str] = DEFAULT_ORDER
+    fallthrough: bool = False  # a spent allowance falls through to packs and wallet
+    memo: str = ""
+
+
+def _reserve(conn: sqlite3.Connection, transfer: Transfer, request_id: str) -> bool:
+    """Apply a reservation; False if its account can't cover it."""
+    try:
+        apply_entry(conn, [transfer], request_id)
+    except LedgerRejected as exc:
+        if exc.rejection is Rejection.EXCEEDS_FLOOR:
+            return False
+        raise
+    return True
+
+
+def _pending(transfer_id: str, debit: str, asset: str, amount: int, memo: str) -> Transfer:
+    """A reservation on a limit or a pack, towards the asset's spent account."""
+    return Transfer(transfer_id, Kind.PENDING, debit, names.spent(asset), asset, amount, memo=memo)
+
+
+def _reset_headers(limit: Limit, now_ms: int) -> dict[str, str]:
+    seconds = max(1, -(-(limit.reset_ms - now_ms) // 1000))
+    reset = datetime.fromtimestamp(limit.reset_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"retry-after": str(seconds), **limit_headers([limit], now_ms), "x-suanli-reset": reset}
+
+
+def limit_headers(limits: Sequence[Limit], now_ms: int) -> dict[str, str]:
+    """Rate-limit headers in both protocols' styles, for the tightest window of each unit."""
+    headers: dict[str, str] = {}
+    for unit, openai_unit in (("requests", "requests"), ("tokens", "tokens")):
+        of_unit = [limit for limit in limits if limit.unit == unit]
+        if not of_unit:
+            continue
+        tightest = min(of_unit, key=lambda limit: (limit.remaining, limit.reset_ms))
+        seconds = max(0, -(-(tightest.reset_ms - now_ms) // 1000))
+        reset = datetime.fromtimestamp(tightest.reset_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        headers[f"x-ratelimit-limit-{openai_unit}"] = str(tightest.limit)
+        headers[f"x-ratelimit-remaining-{openai_unit}"] = str(tightest.remaining)
+        headers[f"x-ratelimit-reset-{openai_unit}"] = f"{seconds}s"
+        headers[f"anthropic-ratelimit-{unit}-limit"] = str(tightest.limit)
+        headers[f"anthropic-ratelimit-{unit}-remaining"] = str(tightest.remaining)
+        headers[f"anthropic-ratelimit-{unit}-reset"] = reset
+    return headers
+
+
+def reserve_job(
+    conn: sqlite3.Connection, req: FundingRequest, products: Mapping[str, Product], zone: ZoneInfo
+) -> Funding:
+    funding = Funding()
+    dearest = max(amount for _, amount in req.quotes)
+    _reserve_budgets(conn, req, funding, dearest, zone)
+    share = Fraction(1)
+    for source in req.order:
+        if share == 0:
+            break
+        if source == "subscription":
+            if _reserve_allowances(conn, req, funding, products, zone):
+                share = Fraction(0)
+        elif source == "packs":
+            share = _reserve_packs(conn, req, funding, products, share)
+        elif source == "wallet":
+            _reserve_wallet(conn, req, funding, share)
+            share = Fraction(0)
+    if share > 0:
+        raise PaymentRequired(
+            "The account's plans cannot cover this request and its funding order leaves out the wallet. "
+            "Nothing was charged.",
+            code="not_covered_by_plans",
+        )
+    return funding
+
+
+def _reserve_budgets(
+    conn: sqlite3.Connection, req: FundingRequest, funding: Funding, dearest: int, zone: ZoneInfo
+) -> None:
+    for budget in econ.active_budgets(conn, req.account_id, req.key_id):
+        start, end = _budget_period(budget.period, req.now_ms, zone)
+        account, asset = names.budget(budget.id, start), names.BUDGET_ASSETS[budget.unit]
+        econ.grant(conn, account, asset, budget.amount)
+        amount = dearest if budget.unit == "cny" else req.input_max + req.output_max
+        transfer = _pending(f"{req.request_id}.budget.{budget.id}", account, asset, amount,
+                            req.memo)  # fmt: skip
+        balance = read_balance(conn, account)
+        remaining = balance.available if balance else 0
+        limit = Limit(f"budget:{budget.period}", budget.unit, budget.amount, remaining, end)
+        if not _reserve(conn, transfer, req.request_id):
+            scope = "key" if budget.key_id else "account"
+            raise RateLimited(
+                f"The {scope}'s {budget.period}ly budget is spent until {_iso(end)}: this request may use "
+                f"{_amount(budget.unit, amount)} and {_amount(budget.unit, remaining)} is left. Nothing was charged.",
+                code="budget_exhausted", headers=_reset_headers(limit, req.now_ms),
+            )  # fmt: skip
+        funding.legs.append(Leg("budget", transfer, unit=budget.unit))
+        funding.limits.append(Limit(limit.name, limit.unit, limit.limit, remaining - amount, end))
+
+
+def _budget_period(period: str, now_ms: int, zone: ZoneInfo) -> tuple[int, int]:
+    if period == "day":
+        return windows.day(now_ms, zone)
+    if period == "week":
+        return windows.week(now_ms, zone)
+    return windows.calendar_month(now_ms, zone)
+
+
+def _reserve_allowances(
+    conn: sqlite3.Connection, req: FundingRequest, funding: Funding, products: Mapping[str, Product], zone: ZoneInfo
+) -> bool:
+    """Reserve in every window of the subscription; False if there is none for this model, or a spent
+    window falls through."""
+    sub = econ.current_subscription(conn, req.account_id)
+    product = products.get(sub.product_id) if sub else None
+    if sub is None or product is None or not product.covers(req.model):
+        return False
+    if not renew_if_due(conn, sub, product, req.now_ms, zone):
+        return False  # lapsed: the wallet could not pay the next month
+    sub = econ.current_subscription(conn, req.account_id) or sub
+    conn.execute("SAVEPOINT allowances")
+    legs: list[Leg] = []
+    limits: list[Limit] = []
+    for allowance in product.allowances:
+        account, start, end = _window(conn, sub, allowance, req.now_ms, zone)
+        asset = names.allowance_asset(allowance.unit)
+        amount = 1 if allowance.unit == "requests" else req.input_max + req.output_max
+        transfer = _pending(f"{req.request_id}.allow.{allowance.window}.{allowance.unit}", account,
+                            asset, amount, req.memo)  # fmt: skip
+        balance = read_balance(conn, account)
+        remaining = balance.available if balance else 0
+        granted = balance.credits_posted if balance else allowance.amount
+        if not _reserve(conn, transfer, req.request_id):
+            conn.execute("ROLLBACK TO allowances")
+            conn.execute("RELEASE allowances")
+            if req.fallthrough:
+                return False
+            limit = Limit(allowance.window, allowance.unit, granted, remaining, end)
+            raise RateLimited(
+                f"The {product.title} allowance of {granted} {allowance.unit} per {_window_name(allowance.window)} "
+                f"is spent; it resets at {_iso(end)}. Nothing was charged.",
+                headers=_reset_headers(limit, req.now_ms),
+            )  # fmt: skip
+        legs.append(Leg("allowance", transfer, unit=allowance.unit))
+        limits.append(Limit(allowance.window, allowance.unit, granted, remaining - amount, end))
+        del start
+    conn.execute("RELEASE allowances")
+    funding.legs.extend(legs)
+    funding.limits.extend(limits)
+    return True
+
+
+def _window_name(window: str) -> str:
+    return {"5h": "5 hours", "week": "week", "month": "month"}[window]
+
+
+def _window(
+    conn: sqlite3.Connection, sub: econ.Subscription, allowance: Allowance, now_ms: int, zone: ZoneInfo
+) -> tuple[str, int, int]:
+    """The window of ``allowance`` open at ``now_ms``, opened (and granted) if it is new."""
+    if allowance.window == "5h":
+        last = econ.last_window(conn, sub.id, allowance.window, allowance.unit)
+        start, end = windows.rolling(last[1] if last else None, last[0] if last else None, now_ms)
+    elif allowance.window == "week":
+        start, end = windows.week(now_ms, zone)
+    else:
+        start, end = sub.period_start_ms, sub.period_end_ms
+    account = econ.open_window(conn, sub.id, allowance.window, allowance.unit, start_ms=start, end_ms=end,
+                               amount=allowance.amount)  # fmt: skip
+    return account, start, end
+
+
+def _reserve_packs(
+    conn: sqlite3.Connection,
+    req: FundingRequest,
+    funding: Funding,
+    products: Mapping[str, Product],
+    share: Fraction,
+) -> Fraction:
+    for pack in econ.usable_packs(conn, req.account_id, req.now_ms):
+        product = products.get(pack.product_id)
+        if product is None or not product.covers(req.model):
+            continue
+        available, _ = econ.pack_remaining(conn, pack)
+        most = product.weights.draw_max(req.input_max, req.output_max)
+        if available <= 0 or most <= 0:
+            continue
+        amount = min(available, _ceil(most * share))
+        asset = names.pack_asset(product.id)
+        transfer = _pending(f"{req.request_id}.pack.{pack.id}", names.pack(pack.id), asset,
+                            amount, req.memo)  # fmt: skip
+        if not _reserve(conn, transfer, req.request_id):
+            continue
+        funding.legs.append(Leg("pack", transfer, weights=product.weights, max_draw=most))
+        share -= Fraction(amount, most)
+        if share <= 0:
+            return Fraction(0)
+    return share
+
+
+def _reserve_wallet(conn: sqlite3.Connection, req: FundingRequest, funding: Funding, share: Fraction) -> None:
+    """The wallet's share at the dearest candidate's quote; failing that, at the first's (dropping the
+    dearer candidates); failing that, 402 and everything reserved is rolled back."""
+    first = req.quotes[0][1]
+    dearest = max(amount for _, amount in req.quotes)
+    for price in sorted({dearest, first}, reverse=True):
+        amount = _ceil(price * share)
+        transfer = entries.reservation(req.request_id, req.account_id, amount, req.memo)
+        if _reserve(conn, transfer, req.request_id):
+            funding.wallet, funding.wallet_share = transfer, share
+            funding.covered_offers = tuple(o for o, q in req.quotes if _ceil(q * share) <= amount)
+            return
+    balance = read_balance(conn, ledger_names.wallet(req.account_id))
+    raise PaymentRequired(
+        f"Insufficient balance: the wallet's share of this request may cost up to ¥{_cny(_ceil(first * share))} and "
+        f"the account has ¥{_cny(balance.available if balance else 0)} available. Top up, or lower max_tokens. "
+        "Nothing was charged."
+    )
+
+
+def _ceil(value: Fraction | int) -> int:
+    return -(-value.numerator // value.denominator) if isinstance(value, Fraction) else value
+
+
+def _cny(nano: int) -> str:
+    return nano_to_cny(nano)
+
+
+def _amount(unit: str, amount: int) -> str:
+    return f"¥{_cny(amount)}" if unit == "cny" else f"{amount} tokens"
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Settlement
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    transfers: list[Transfer]
+    wallet_nano: int  # what the customer's wallet paid
+    plan_nano: int  # what the platform's plan account paid the operator for the plan-funded part
+    summary: list[dict[str, Any]]  # for the usage event: each leg's source and what it gave
+
+
+def _resolve(request_id: str, leg: Leg, used: int, index: int) -> Transfer:
+    pending = leg.reservation
+    kind = Kind.POST if used > 0 else Kind.VOID
+    return Transfer(f"{request_id}.{index}.{kind.value}", kind, pending.debit_account, pending.credit_account,
+                    pending.asset, used, pending_id=pending.id)  # fmt: skip
+
+
+def settlement_transfers(
+    request_id: str, funding: Funding, usage: TokenUsage, cost_nano: int, operator: str
+) -> Settled:
+    """Resolve every leg for the actual ``usage`` (priced ``cost_nano`` at the serving quote)."""
+    transfers: list[Transfer] = []
+    summary: list[dict[str, Any]] = []
+    share = Fraction(1)
+    for index, leg in enumerate(funding.legs):
+        if leg.source == "budget":
+            used = min(leg.reservation.amount, cost_nano if leg.unit == "cny" else usage.total)
+        elif leg.source == "allowance":
+            used = min(leg.reservation.amount, 1 if leg.unit == "requests" else usage.total) if usage.total else 0
+            share = Fraction(0)
+        else:  # a pack
+            draw = leg.weights.draw(usage) if leg.weights else 0
+            used = min(leg.reservation.amount, _ceil(draw * share)) if share > 0 else 0
+            share = max(Fraction(0), share - Fraction(used, draw)) if draw else Fraction(0)
+        transfers.append(_resolve(request_id, leg, used, index))
+        summary.append({"source": leg.source, "account": leg.reservation.debit_account, "used": used,
+                        "reserved": leg.reservation.amount})  # fmt: skip
+    wallet_nano = 0
+    if funding.wallet is not None:
+        wallet_nano = min(funding.wallet.amount, _ceil(cost_nano * share))
+        transfers.extend(entries.settlement(request_id, funding.wallet, operator, wallet_nano))
+        summary.append({"source": "wallet", "used": wallet_nano, "reserved": funding.wallet.amount})
+    plan_nano = cost_nano - wallet_nano if funding.plan_funded else 0
+    if plan_nano > 0:
+        transfers.append(Transfer(f"{request_id}.plan_pay", Kind.POSTED, names.PLANS, ledger_names.sales(operator),
+                                  ASSET_CNY, plan_nano))  # fmt: skip
+    return Settled(transfers, wallet_nano, plan_nano, summary)

@@ -1,0 +1,287 @@
+"""Buying, subscribing, sharing: the economy's operations, as writer jobs for the API and the CLI.
+
+Money moves only through ledger transfers: a purchase is a posted transfer from the wallet to the
+platform's plan account (a 402 if the wallet can't cover it), a pack's tokens are issued to it by a
+posted transfer of its product's asset, a token transfer moves them from one pack to a new pack of the
+receiving account (same product, same expiry), and expiry forfeits exactly what is left.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from fractions import Fraction
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from suanli.economy import names, windows
+from suanli.economy import store as econ
+from suanli.economy.products import FUNDING_SOURCES, Product
+from suanli.errors import BadRequest, Conflict, Forbidden, NotFound, PaymentRequired
+from suanli.ledger import ASSET_CNY, Balance, Kind, LedgerRejected, Rejection, Transfer
+from suanli.ledger import names as ledger_names
+from suanli.ledger.sqlite import apply_entry, open_account, read_balance
+from suanli.money import nano_to_cny
+from suanli.store.accounts import Account, find_account
+from suanli.store.db import now_ms
+
+TRANSFER_MEMO_CHARS_MAX = 200
+BUDGET_PERIODS = ("day", "week", "month")
+BUDGET_UNITS = ("cny", "tokens")
+
+
+def _product(products: Mapping[str, Product], product_id: str, kind: str, account: Account) -> Product:
+    product = products.get(product_id)
+    if product is None or product.kind != kind:
+        raise NotFound(f"No {kind} product '{product_id}'; `GET /v1/products` lists them.", code="product_not_found",
+                       param="product")  # fmt: skip
+    if product.retired:
+        raise BadRequest(f"The product '{product_id}' is retired and no longer sold.", code="product_retired",
+                         param="product")  # fmt: skip
+    if account.tier not in product.tiers:
+        raise Forbidden(f"The product '{product_id}' is not sold to {account.tier} accounts.",
+                        code="product_not_offered_to_tier", param="product")  # fmt: skip
+    return product
+
+
+def _pay(conn: sqlite3.Connection, account: Account, transfer_id: str, amount: int, what: str) -> None:
+    wallet = ledger_names.wallet(account.id)
+    open_account(conn, names.PLANS, ASSET_CNY, None)
+    transfer = Transfer(transfer_id, Kind.POSTED, wallet, names.PLANS, ASSET_CNY, amount, memo=what)
+    try:
+        apply_entry(conn, [transfer])
+    except LedgerRejected as exc:
+        if exc.rejection is not Rejection.EXCEEDS_FLOOR:
+            raise
+        balance = read_balance(conn, wallet)
+        raise PaymentRequired(f"{what} costs ¥{nano_to_cny(amount)} and the account has "
+                              f"¥{nano_to_cny(balance.available if balance else 0)} available. Nothing was "
+                              "charged.") from None  # fmt: skip
+
+
+def buy_pack_job(
+    account_ref: str, product_id: str, products: Mapping[str, Product]
+) -> Callable[[sqlite3.Connection], tuple[econ.Pack, Balance | None]]:
+    def job(conn: sqlite3.Connection) -> tuple[econ.Pack, Balance | None]:
+        account = find_account(conn, account_ref)
+        product = _product(products, product_id, "pack", account)
+        now = now_ms()
+        pack = econ.create_pack(conn, account.id, product, tokens=product.tokens,
+                                expires_at_ms=now + product.valid_days * econ.DAY_MS, origin="purchase")  # fmt: skip
+        _pay(conn, account, f"{pack.id}.buy", product.price_nano, f"The pack {product.id}")
+        asset = names.pack_asset(product.id)
+        open_account(conn, names.issue(product.id), asset, None)
+        apply_entry(conn, [Transfer(f"{pack.id}.issue", Kind.POSTED, names.issue(product.id), names.pack(pack.id),
+                                    asset, product.tokens, memo="purchase")])  # fmt: skip
+        return pack, read_balance(conn, ledger_names.wallet(account.id))
+
+    return job
+
+
+def subscribe_job(
+    account_ref: str, product_id: str, products: Mapping[str, Product], zone: ZoneInfo, at_ms: int | None = None
+) -> Callable[[sqlite3.Connection], dict[str, Any]]:
+    """Subscribe; or, mid-cycle, upgrade to a dearer plan for the remaining share of the month's price
+    difference, with the higher allowances at once (a cheaper plan is refused until the cycle ends)."""
+
+    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+        account = find_account(conn, account_ref)
+        product = _product(products, product_id, "subscription", account)
+        now = now_ms() if at_ms is None else at_ms
+        current = econ.current_subscription(conn, account.id)
+        if current is not None and current.period_end_ms <= now:
+            econ.end_subscription(conn, current.id, current.period_end_ms)  # lapsed: a new one starts now
+            current = None
+        if current is None:
+            start, end = windows.billing_month(now, now, zone)
+            sub = econ.Subscription("sub_" + secrets.token_hex(8), account.id, product.id, now, start, end, now, None)
+            _pay(conn, account, f"{sub.id}.fee.{start}", product.price_nano, f"The plan {product.id}")
+            econ.insert_subscription(conn, sub)
+            return {"subscription": sub.id, "product": product.id, "charged": nano_to_cny(product.price_nano),
+                    "period_end_ms": end}  # fmt: skip
+        return _upgrade(conn, account, current, products[current.product_id], product, now=now)
+
+    return job
+
+
+def _upgrade(
+    conn: sqlite3.Connection, account: Account, sub: econ.Subscription, old: Product, new: Product, *, now: int
+) -> dict[str, Any]:
+    if new.id == old.id:
+        raise Conflict(f"The account already subscribes to {new.id}.", code="already_subscribed", param="product")
+    if new.price_nano < old.price_nano:
+        raise BadRequest(f"{new.id} costs less than {old.id}: a downgrade takes effect when the cycle ends "
+                         f"(cancel, then subscribe after {_iso_day(sub.period_end_ms)}).",
+                         code="downgrade_mid_cycle", param="product")  # fmt: skip
+    remaining = Fraction(sub.period_end_ms - now, sub.period_end_ms - sub.period_start_ms)
+    charge = -(-(new.price_nano - old.price_nano) * remaining.numerator // remaining.denominator)
+    if charge:
+        _pay(conn, account, f"{sub.id}.upgrade.{new.id}.{now}", charge, f"The upgrade to {new.id}")
+    conn.execute("UPDATE subscriptions SET product_id = ? WHERE id = ?", (new.id, sub.id))
+    for window, unit, start, _, amount in econ.windows_of(conn, sub.id, now):
+        target = next((a.amount for a in new.allowances if a.window == window and a.unit == unit), amount)
+        if target > amount:  # the open window gets the new plan's allowance at once
+            account_id = names.allowance(sub.id, window, unit, start)
+            econ.top_up_window(conn, account_id, names.allowance_asset(unit), target - amount, f".up.{new.id}")
+            conn.execute("UPDATE allowance_windows SET amount = ? WHERE subscription_id = ? AND window = ? AND "
+                         "unit = ? AND start_ms = ?", (target, sub.id, window, unit, start))  # fmt: skip
+    return {"subscription": sub.id, "product": new.id, "upgraded_from": old.id, "charged": nano_to_cny(charge),
+            "period_end_ms": sub.period_end_ms}  # fmt: skip
+
+
+def _iso_day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+
+
+def cancel_job(account_ref: str) -> Callable[[sqlite3.Connection], dict[str, Any]]:
+    """End the subscription now (no refund: the month was paid for)."""
+
+    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+        account = find_account(conn, account_ref)
+        sub = econ.current_subscription(conn, account.id)
+        if sub is None:
+            raise NotFound("The account has no subscription.", code="no_subscription")
+        econ.end_subscription(conn, sub.id, now_ms())
+        return {"subscription": sub.id, "ended": True}
+
+    return job
+
+
+def renew_if_due(conn: sqlite3.Connection, sub: econ.Subscription, product: Product, now: int, zone: ZoneInfo) -> bool:
+    """Charge the next month of a subscription whose period has ended; end it if the wallet can't pay."""
+    if now < sub.period_end_ms:
+        return True
+    start, end = windows.billing_month(sub.anchor_ms, now, zone)
+    account = Account(sub.account_id, "", "", 0)
+    try:
+        _pay(conn, account, f"{sub.id}.fee.{start}", product.price_nano, f"The plan {product.id}")
+    except PaymentRequired:
+        econ.end_subscription(conn, sub.id, sub.period_end_ms)
+        return False
+    econ.set_period(conn, sub.id, start, end)
+    return True
+
+
+def transfer_tokens_job(
+    pack_id: str, to_ref: str, tokens: int, *, memo: str, made_by: str, owner_id: str | None
+) -> Callable[[sqlite3.Connection], dict[str, Any]]:
+    """Move ``tokens`` of a pack to a new pack of another account. ``owner_id`` is the caller's account
+    when a customer asks (it must own the pack and trust the receiver); None for the admin."""
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens <= 0:
+        raise BadRequest("'tokens' must be a positive integer.", param="tokens")
+    if not isinstance(memo, str) or len(memo) > TRANSFER_MEMO_CHARS_MAX:
+        raise BadRequest(f"'memo' is a string of at most {TRANSFER_MEMO_CHARS_MAX} characters.", param="memo")
+
+    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+        pack = econ.find_pack(conn, pack_id)
+        receiver = find_account(conn, to_ref)
+        if owner_id is not None and pack.account_id != owner_id:
+            raise NotFound(f"No pack '{pack_id}' on this account.", code="pack_not_found", param="pack")
+        if receiver.id == pack.account_id:
+            raise BadRequest("The pack already belongs to that account.", param="to")
+        if owner_id is not None and not econ.trusts(conn, pack.account_id, receiver.id):
+            raise Forbidden(f"This account does not trust '{receiver.name}' with tokens; an administrator adds "
+                            "trust with `suanli account trust`.", code="account_not_trusted", param="to")  # fmt: skip
+        if pack.expires_at_ms <= now_ms() or pack.forfeited_at_ms is not None:
+            raise BadRequest(f"The pack '{pack_id}' has expired.", code="pack_expired", param="pack")
+        asset = names.pack_asset(pack.product_id)
+        new_pack = econ.Pack("pack_" + secrets.token_hex(8), receiver.id, pack.product_id, tokens,
+                             pack.expires_at_ms, f"transfer from {pack.id}", now_ms(), None)  # fmt: skip
+        conn.execute(
+            "INSERT INTO packs (id, account_id, product_id, tokens, expires_at_ms, origin, created_at_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (new_pack.id, receiver.id, pack.product_id, tokens, pack.expires_at_ms, new_pack.origin,
+             new_pack.created_at_ms),
+        )  # fmt: skip
+        open_account(conn, names.pack(new_pack.id), asset, 0)
+        econ.mark_has_plans(conn, receiver.id)
+        move = Transfer(f"{new_pack.id}.from.{pack.id}", Kind.POSTED, names.pack(pack.id), names.pack(new_pack.id),
+                        asset, tokens, memo=memo or f"by {made_by}")  # fmt: skip
+        try:
+            apply_entry(conn, [move])
+        except LedgerRejected as exc:
+            if exc.rejection is not Rejection.EXCEEDS_FLOOR:
+                raise
+            available, _ = econ.pack_remaining(conn, pack)
+            raise BadRequest(f"The pack has {available} tokens available, fewer than {tokens}.",
+                             code="insufficient_tokens", param="tokens") from None  # fmt: skip
+        transfer_id = econ.record_token_transfer(conn, pack.id, new_pack.id, tokens=tokens, memo=memo,
+                                                 made_by=made_by)  # fmt: skip
+        return {"transfer": transfer_id, "from_pack": pack.id, "to_pack": new_pack.id, "to_account": receiver.name,
+                "tokens": tokens, "expires_at_ms": pack.expires_at_ms}  # fmt: skip
+
+    return job
+
+
+def expire_packs_job(at_ms: int | None = None) -> Callable[[sqlite3.Connection], list[dict[str, Any]]]:
+    """Forfeit what is left of every expired pack, by a ledger transfer (the pack row stays). Tokens still
+    reserved by a call in flight are forfeited when it settles and the next sweep runs."""
+
+    def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        now = now_ms() if at_ms is None else at_ms
+        forfeited = []
+        for pack in econ.expired_unforfeited(conn, now):
+            available, reserved = econ.pack_remaining(conn, pack)
+            if available > 0:
+                asset = names.pack_asset(pack.product_id)
+                open_account(conn, names.forfeit(pack.product_id), asset, None)
+                forfeit = Transfer(f"{pack.id}.forfeit.{now}", Kind.POSTED, names.pack(pack.id),
+                                   names.forfeit(pack.product_id), asset, available, memo="expired")  # fmt: skip
+                apply_entry(conn, [forfeit])
+                forfeited.append({"pack": pack.id, "account_id": pack.account_id, "tokens": available})
+            if reserved == 0:
+                econ.mark_forfeited(conn, pack.id, now)
+        return forfeited
+
+    return job
+
+
+def set_budget_job(
+    account_ref: str, key_id: str | None, period: str, unit: str, amount: int
+) -> Callable[[sqlite3.Connection], econ.Budget]:
+    if period not in BUDGET_PERIODS:
+        raise BadRequest(f"'period' must be one of {', '.join(BUDGET_PERIODS)}.", param="period")
+    if unit not in BUDGET_UNITS:
+        raise BadRequest(f"'unit' must be one of {', '.join(BUDGET_UNITS)}.", param="unit")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise BadRequest("'amount' must be more than zero.", param="amount")
+
+    def job(conn: sqlite3.Connection) -> econ.Budget:
+        account = find_account(conn, account_ref)
+        if key_id is not None:
+            row = conn.execute("SELECT account_id FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            if row is None or row[0] != account.id:
+                raise NotFound(f"No key '{key_id}' on this account.", code="key_not_found", param="key")
+        budget = econ.Budget("bdg_" + secrets.token_hex(8), account.id, key_id, period, unit, amount, now_ms())
+        econ.insert_budget(conn, budget)
+        return budget
+
+    return job
+
+
+def set_funding_job(account_ref: str, order: Sequence[str], fallthrough: bool) -> Callable[[sqlite3.Connection], Any]:
+    if not order or len(set(order)) != len(order) or not set(order) <= set(FUNDING_SOURCES):
+        raise BadRequest(f"'order' lists each of {', '.join(FUNDING_SOURCES)} at most once.", param="order")
+    if not isinstance(fallthrough, bool):
+        raise BadRequest("'fallthrough' must be true or false.", param="fallthrough")
+
+    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+        account = find_account(conn, account_ref)
+        funding = {"order": list(order), "fallthrough": fallthrough}
+        conn.execute("UPDATE accounts SET funding = ? WHERE id = ?", (orjson.dumps(funding).decode(), account.id))
+        return funding
+
+    return job
+
+
+def trust_job(account_ref: str, other_ref: str) -> Callable[[sqlite3.Connection], dict[str, str]]:
+    def job(conn: sqlite3.Connection) -> dict[str, str]:
+        account, other = find_account(conn, account_ref), find_account(conn, other_ref)
+        econ.add_trust(conn, account.id, other.id)
+        return {"account": account.name, "trusts": other.name}
+
+    return job
