@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from suanli import cli_admin, cli_run
+from suanli import cli_admin, cli_plans, cli_run
 from suanli.errors import ConfigError, SuanliError
 from suanli.gateway.platform import DEFAULT_DATABASE_PATH, Settings
 
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_run.add_commands(commands, _common)
     cli_admin.add_commands(commands, _common)
+    cli_plans.add_commands(commands, _common)
     return parser
 
 

@@ -31,7 +31,7 @@ def _connect(settings: Settings) -> sqlite3.Connection:
     return open_database(settings.database_path)
 
 
-def _run(settings: Settings, job: Callable[[sqlite3.Connection], T]) -> T:
+def run_job(settings: Settings, job: Callable[[sqlite3.Connection], T]) -> T:
     conn = _connect(settings)
     try:
         return run_in_transaction(conn, job)
@@ -39,7 +39,7 @@ def _run(settings: Settings, job: Callable[[sqlite3.Connection], T]) -> T:
         conn.close()
 
 
-def _read(settings: Settings, query: Callable[[sqlite3.Connection], T]) -> T:
+def read_db(settings: Settings, query: Callable[[sqlite3.Connection], T]) -> T:
     conn = _connect(settings)
     try:
         return query(conn)
@@ -59,8 +59,8 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def account_create(args: argparse.Namespace, settings: Settings) -> int:
-    account = _run(settings, ops.create_account_job(args.name, args.tier))
-    view = _read(settings, lambda c: ops.account_view(c, account.id))
+    account = run_job(settings, ops.create_account_job(args.name, args.tier))
+    view = read_db(settings, lambda c: ops.account_view(c, account.id))
     return emit(args, view, f"created account {account.name} ({account.id}, {account.tier})")
 
 
@@ -73,12 +73,12 @@ def account_routing(args: argparse.Namespace, settings: Settings) -> int:
             provider = orjson.loads(args.provider)
         except orjson.JSONDecodeError as exc:
             raise BadRequest(f"PROVIDER_JSON is not JSON: {exc}") from None
-    account = _run(settings, ops.set_routing_job(args.account, provider))
+    account = run_job(settings, ops.set_routing_job(args.account, provider))
     return emit(args, ops.account_dict(account), f"{account.name} routing: {orjson.dumps(account.routing).decode()}")
 
 
 def account_list(args: argparse.Namespace, settings: Settings) -> int:
-    accounts = _read(settings, list_accounts)
+    accounts = read_db(settings, list_accounts)
     data = [ops.account_dict(a) for a in accounts]
     rows = [[a.id, a.name, a.tier] for a in accounts]
     return emit(args, {"data": data}, table(["ID", "NAME", "TIER"], rows))
@@ -87,13 +87,13 @@ def account_list(args: argparse.Namespace, settings: Settings) -> int:
 def key_create(args: argparse.Namespace, settings: Settings) -> int:
     models = [m for part in args.models or [] for m in part.split(",") if m] or None
     job = ops.create_key_job(args.account, args.name, models, ops.parse_expiry_ms(args.expires, "--expires"))
-    key, raw = _run(settings, job)
+    key, raw = run_job(settings, job)
     text = f"created key {key.id} for {args.account}; it is shown only this once:\n{raw}"
     return emit(args, {**ops.key_dict(key), "key": raw}, text)
 
 
 def key_list(args: argparse.Namespace, settings: Settings) -> int:
-    keys = _read(settings, lambda c: list_keys(c, find_account(c, args.account).id))
+    keys = read_db(settings, lambda c: list_keys(c, find_account(c, args.account).id))
     rows = [[k.id, k.prefix + "…", k.name, ",".join(k.models or ["*"]), "revoked" if k.revoked_at_ms else "active"]
             for k in keys]  # fmt: skip
     return emit(args, {"data": [ops.key_dict(k) for k in keys]},
@@ -101,7 +101,7 @@ def key_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def key_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    key = _run(settings, ops.revoke_key_job(args.key_id))
+    key = run_job(settings, ops.revoke_key_job(args.key_id))
     return emit(args, ops.key_dict(key), f"revoked key {key.id}")
 
 
@@ -110,20 +110,20 @@ def wallet_topup(args: argparse.Namespace, settings: Settings) -> int:
         amount_nano = cny_to_nano(args.amount)
     except MoneyFormatError as exc:
         raise BadRequest(f"AMOUNT_CNY must be a decimal amount in CNY: {exc}") from None
-    account, balance = _run(settings, ops.topup_job(args.account, amount_nano, args.idempotency_key))
+    account, balance = run_job(settings, ops.topup_job(args.account, amount_nano, args.idempotency_key))
     view = {"account": ops.account_dict(account), "wallet": ops.balance_dict(balance)}
     return emit(args, view, f"topped up {account.name}; available ¥{view['wallet']['available']}")
 
 
 def balance(args: argparse.Namespace, settings: Settings) -> int:
-    view = _read(settings, lambda c: ops.account_view(c, args.account))
+    view = read_db(settings, lambda c: ops.account_view(c, args.account))
     w = view["wallet"]
     text = f"{view['account']['name']}: balance ¥{w['balance']}, reserved ¥{w['reserved']}, available ¥{w['available']}"
     return emit(args, view, text)
 
 
 def usage(args: argparse.Namespace, settings: Settings) -> int:
-    events = _read(settings, lambda c: ops.usage_view(c, args.account, args.limit))
+    events = read_db(settings, lambda c: ops.usage_view(c, args.account, args.limit))
     rows = [[datetime.fromtimestamp(e.created_at_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S"), e.request_id,
              e.model, e.operator, e.input_tokens + e.cached_input_tokens + e.cache_write_tokens, e.cached_input_tokens,
              e.output_tokens + e.reasoning_tokens, ("~" if e.estimated else "") + nano_to_cny(e.cost_nano),
@@ -163,7 +163,7 @@ def _ms(value: float | None) -> str:
 
 
 def ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
-    _read(settings, verify)
+    read_db(settings, verify)
     return emit(args, {"ok": True}, "ledger verified: every account's sums match its transfers")
 
 

@@ -1,0 +1,218 @@
+"""CLI commands of the token economy: products, packs, subscriptions, budgets, funding, token transfers.
+
+Like the other administration commands they work on the database directly, running the same jobs as the
+admin API; the catalog's products are put on the shelf first, as the gateway does at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from suanli.catalog import TIERS, load_catalog
+from suanli.cli_admin import Common, emit, read_db, run_job, table
+from suanli.economy import market
+from suanli.economy import store as econ
+from suanli.economy.products import FUNDING_SOURCES, Product
+from suanli.economy.views import pack_dict, plans_view
+from suanli.errors import BadRequest
+from suanli.gateway.platform import Settings, list_catalog_products
+from suanli.money import MoneyFormatError, cny_to_nano, nano_to_cny
+from suanli.store.accounts import find_account
+from suanli.store.db import now_ms
+
+
+def _shelf(settings: Settings) -> tuple[dict[str, Product], ZoneInfo]:
+    """The products on sale (the catalog's listed first) and the catalog's time zone."""
+    catalog = load_catalog(settings.catalog_path)
+
+    def job(conn: sqlite3.Connection) -> dict[str, Product]:
+        list_catalog_products(conn, catalog)
+        return econ.load_products(conn, frozenset(catalog.models), TIERS)
+
+    return run_job(settings, job), ZoneInfo(catalog.timezone)
+
+
+def _when(ms: int | None) -> str:
+    return "-" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def product_list(args: argparse.Namespace, settings: Settings) -> int:
+    products, _ = _shelf(settings)
+    shown = [p for p in products.values() if args.all or not p.retired]
+    rows = [[p.id, p.kind, p.title, nano_to_cny(p.price_nano), ",".join(sorted(p.tiers)), ",".join(sorted(p.models)),
+             f"{p.tokens:,} tokens, {p.valid_days} days" if p.kind == "pack"
+             else "; ".join(f"{a.amount} {a.unit}/{a.window}" for a in p.allowances),
+             "retired" if p.retired else ""] for p in shown]  # fmt: skip
+    headers = ["PRODUCT", "KIND", "TITLE", "PRICE ¥", "TIERS", "MODELS", "TERMS", ""]
+    return emit(args, {"data": [p.public() for p in shown]}, table(headers, rows))
+
+
+def product_retire(args: argparse.Namespace, settings: Settings) -> int:
+    run_job(settings, lambda conn: econ.retire_product(conn, args.product))
+    return emit(args, {"id": args.product, "retired": True}, f"retired {args.product}; packs already sold stay usable")
+
+
+def pack_buy(args: argparse.Namespace, settings: Settings) -> int:
+    products, _ = _shelf(settings)
+    pack, balance = run_job(settings, market.buy_pack_job(args.account, args.product, products))
+    view = read_db(settings, lambda conn: pack_dict(conn, pack, now_ms()))
+    left = nano_to_cny(balance.available) if balance else "?"
+    return emit(args, {"pack": view}, f"bought {pack.id}: {pack.tokens:,} tokens of {pack.product_id} until "
+                                      f"{_when(pack.expires_at_ms)}; wallet ¥{left} available")  # fmt: skip
+
+
+def subscribe(args: argparse.Namespace, settings: Settings) -> int:
+    products, zone = _shelf(settings)
+    result = run_job(settings, market.subscribe_job(args.account, args.product, products, zone))
+    until = _when(result["period_end_ms"])
+    return emit(
+        args, result, f"{args.account} subscribes to {result['product']} until {until}; charged ¥{result['charged']}"
+    )
+
+
+def unsubscribe(args: argparse.Namespace, settings: Settings) -> int:
+    result = run_job(settings, market.cancel_job(args.account))
+    return emit(args, result, f"ended {result['subscription']}")
+
+
+def plans(args: argparse.Namespace, settings: Settings) -> int:
+    products, zone = _shelf(settings)
+    view = read_db(settings, lambda conn: plans_view(conn, find_account(conn, args.account), products, now_ms(), zone))
+    lines = [f"{view['account']}: funding {' → '.join(view['funding']['order'])}"
+             + (" (a spent allowance falls through)" if view["funding"].get("fallthrough") else "")]  # fmt: skip
+    sub = view["subscription"]
+    if sub:
+        lines.append(f"subscription {sub['product']} until {_when(sub['period_end_ms'])}")
+        lines += [f"  {a['window']:>5}: {a['remaining']}/{a['limit']} {a['unit']} left, resets "
+                  f"{_when(a['resets_at_ms'])}" for a in sub["allowances"]]  # fmt: skip
+    if view["packs"]:
+        rows = [[p["id"], p["product"], f"{p['available']:,}", f"{p['tokens']:,}", _when(p["expires_at_ms"]),
+                 p["state"]] for p in view["packs"]]  # fmt: skip
+        lines.append(table(["PACK", "PRODUCT", "AVAILABLE", "OF", "EXPIRES", "STATE"], rows))
+    lines += [f"budget {b['id']} ({b['key'] or 'account'}): {b['remaining']} of {b['limit']} {b['unit']} left this "
+              f"{b['period']}" for b in view["budgets"]]  # fmt: skip
+    return emit(args, view, "\n".join(lines))
+
+
+def tokens_transfer(args: argparse.Namespace, settings: Settings) -> int:
+    job = market.transfer_tokens_job(args.pack, args.to, args.tokens, memo=args.memo, made_by="cli", owner_id=None)
+    result = run_job(settings, job)
+    return emit(args, result, f"moved {result['tokens']:,} tokens from {result['from_pack']} to {result['to_account']} "
+                              f"({result['to_pack']})")  # fmt: skip
+
+
+def budget_set(args: argparse.Namespace, settings: Settings) -> int:
+    if (args.cny is None) == (args.tokens is None):
+        raise BadRequest("give the budget as --cny AMOUNT or --tokens N")
+    unit = "cny" if args.cny is not None else "tokens"
+    try:
+        amount = cny_to_nano(args.cny) if args.cny is not None else args.tokens
+    except MoneyFormatError as exc:
+        raise BadRequest(f"--cny: {exc}") from None
+    budget = run_job(settings, market.set_budget_job(args.account, args.key, args.period, unit, amount))
+    return emit(args, {"id": budget.id, "period": budget.period, "unit": budget.unit, "key": budget.key_id},
+                f"budget {budget.id}: {args.cny or args.tokens} {unit} a {budget.period}")  # fmt: skip
+
+
+def budget_remove(args: argparse.Namespace, settings: Settings) -> int:
+    def job(conn: sqlite3.Connection) -> None:
+        econ.remove_budget(conn, find_account(conn, args.account).id, args.budget)
+
+    run_job(settings, job)
+    return emit(args, {"id": args.budget, "removed": True}, f"removed budget {args.budget}")
+
+
+def funding(args: argparse.Namespace, settings: Settings) -> int:
+    result = run_job(settings, market.set_funding_job(args.account, args.order, args.fallthrough))
+    return emit(args, result, f"{args.account} is funded by {' → '.join(result['order'])}")
+
+
+def trust(args: argparse.Namespace, settings: Settings) -> int:
+    result = run_job(settings, market.trust_job(args.account, args.other))
+    return emit(args, result, f"{result['account']} may now transfer tokens to {result['trusts']}")
+
+
+def add_commands(commands: Any, common: Common) -> None:
+    _shop_commands(commands, common)
+    _holding_commands(commands, common)
+
+
+def _shop_commands(commands: Any, common: Common) -> None:
+    product = commands.add_parser("product", help="the products on sale").add_subparsers(
+        dest="action", required=True, metavar="ACTION")  # fmt: skip
+    p = product.add_parser("list", help="list packs and subscriptions on sale")
+    p.add_argument("--all", action="store_true", help="retired products too")
+    p.set_defaults(handler=product_list)
+    common(p)
+    p = product.add_parser("retire", help="stop selling a product (what was sold stays usable)")
+    p.add_argument("product")
+    p.set_defaults(handler=product_retire)
+    common(p)
+
+    pack = commands.add_parser("pack", help="token packs").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = pack.add_parser("buy", help="buy a pack for an account, from its wallet")
+    p.add_argument("account")
+    p.add_argument("product")
+    p.set_defaults(handler=pack_buy)
+    common(p)
+
+    p = commands.add_parser("subscribe", help="subscribe an account to a plan (or upgrade it mid-month)")
+    p.add_argument("account")
+    p.add_argument("product")
+    p.set_defaults(handler=subscribe)
+    common(p)
+    p = commands.add_parser("unsubscribe", help="end an account's subscription now")
+    p.add_argument("account")
+    p.set_defaults(handler=unsubscribe)
+    common(p)
+
+
+def _holding_commands(commands: Any, common: Common) -> None:
+    p = commands.add_parser("plans", help="what an account holds: packs, allowances, budgets, funding order")
+    p.add_argument("account")
+    p.set_defaults(handler=plans)
+    common(p)
+
+    tokens = commands.add_parser("tokens", help="share pack tokens").add_subparsers(
+        dest="action", required=True, metavar="ACTION")  # fmt: skip
+    p = tokens.add_parser("transfer", help="move tokens of a pack to another account")
+    p.add_argument("pack")
+    p.add_argument("to", help="the receiving account")
+    p.add_argument("tokens", type=int)
+    p.add_argument("--memo", default="", help="why (kept in the audit trail)")
+    p.set_defaults(handler=tokens_transfer)
+    common(p)
+
+    budget = commands.add_parser("budget", help="spending caps").add_subparsers(
+        dest="action", required=True, metavar="ACTION")  # fmt: skip
+    p = budget.add_parser("set", help="cap an account (or one of its keys) per day, week or month")
+    p.add_argument("account")
+    p.add_argument("--period", required=True, choices=market.BUDGET_PERIODS)
+    p.add_argument("--cny", help="the cap in CNY")
+    p.add_argument("--tokens", type=int, help="the cap in tokens")
+    p.add_argument("--key", help="a key id: cap that key only")
+    p.set_defaults(handler=budget_set)
+    common(p)
+    p = budget.add_parser("remove", help="remove a budget")
+    p.add_argument("account")
+    p.add_argument("budget")
+    p.set_defaults(handler=budget_remove)
+    common(p)
+
+    p = commands.add_parser("funding", help="the order an account's requests are funded in")
+    p.add_argument("account")
+    p.add_argument("order", nargs="+", choices=FUNDING_SOURCES)
+    p.add_argument("--fallthrough", action="store_true", help="a spent allowance falls through to the next source")
+    p.set_defaults(handler=funding)
+    common(p)
+    p = commands.add_parser("trust", help="let an account transfer tokens to another")
+    p.add_argument("account")
+    p.add_argument("other")
+    p.set_defaults(handler=trust)
+    common(p)
