@@ -145,10 +145,8 @@ def test_streamed_tool_call(gateway: Gateway, unique: str) -> None:
     assert final.stop_reason == "tool_use" and call.name == "lookup" and call.input == {"q": MESSAGES[0]["content"]}
 
 
-def test_recorded_claude_code_request(gateway: Gateway, unique: str) -> None:
-    """Claude Code's first request, sent as it sends it: a bearer key, its betas, a system turn after the user's
-    prompt, 32,000 max_tokens (more than the offer's 16,384), settings with no OpenAI counterpart."""
-    key = gateway.account(unique, topup_cny="1")
+def claude_code_stream(gateway: Gateway, key: str, body: dict[str, Any]) -> list[Any]:
+    """The events of a request sent as Claude Code sends it: a bearer key, its betas, ``?beta=true``."""
     headers = {
         "authorization": f"Bearer {key}",
         "anthropic-version": "2023-06-01",
@@ -156,9 +154,17 @@ def test_recorded_claude_code_request(gateway: Gateway, unique: str) -> None:
         "x-app": "cli",
     }
     url = f"{gateway.url}/v1/messages?beta=true"
-    with httpx.stream("POST", url, json=CLAUDE_CODE_REQUEST, headers=headers, timeout=20) as response:
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=20) as response:
         assert response.status_code == 200, response.read()
-        events = [_event(line) for line in response.iter_lines() if line.startswith("data:")]
+        data = [orjson.loads(line.removeprefix("data:")) for line in response.iter_lines() if line.startswith("data:")]
+    return [STREAM_EVENT.validate_python(event) for event in data if event["type"] != "ping"]  # ping: not in the union
+
+
+def test_recorded_claude_code_request(gateway: Gateway, unique: str) -> None:
+    """Claude Code's first request, sent as it sends it: a bearer key, its betas, a system turn after the user's
+    prompt, 32,000 max_tokens (more than the offer's 16,384), settings with no OpenAI counterpart."""
+    key = gateway.account(unique, topup_cny="1")
+    events = claude_code_stream(gateway, key, CLAUDE_CODE_REQUEST)
     assert [event.type for event in events][:2] == ["message_start", "content_block_start"]
     assert events[-1].type == "message_stop"
     # The system turn rode in the user message, so the simulated model answers the user, here with a tool call.
@@ -170,8 +176,25 @@ def test_recorded_claude_code_request(gateway: Gateway, unique: str) -> None:
     assert event["outcome"] == "ok" and event["output_tokens"] == delta.usage.output_tokens > 0
 
 
+def test_claude_code_at_an_anthropic_operator_reads_the_cache_of_the_last_conversation(
+    gateway: Gateway, unique: str
+) -> None:
+    """``coder`` goes to ``gamma``, which speaks Anthropic's protocol and gets Claude Code's body as it came, system
+    turn among the messages included, but for the billing line: its suffix changes with every conversation, and
+    at the front of the prompt it would leave nothing for the operator's prefix cache to match."""
+    key = gateway.account(unique, topup_cny="1")
+    rules = " ".join(f"Rule {n} of {unique}: answer briefly and cite the catalog." for n in range(30))
+    for suffix in ("1c0", "e1a"):
+        billing = f"x-anthropic-billing-header: cc_version=2.1.197.{suffix}; cc_entrypoint=sdk-cli;"
+        system = [
+            {"type": "text", "text": billing},
+            {"type": "text", "text": rules, "cache_control": {"type": "ephemeral"}},
+        ]
+        events = claude_code_stream(gateway, key, {**CLAUDE_CODE_REQUEST, "model": "coder", "system": system})
+        assert events[-1].type == "message_stop"
+    later, earlier = usage_events(gateway, unique)
+    assert earlier["operator"] == later["operator"] == "gamma"
+    assert earlier["cached_input_tokens"] == 0 < int(later["cached_input_tokens"])  # type: ignore[call-overload]
+
+
 STREAM_EVENT: TypeAdapter[RawMessageStreamEvent] = TypeAdapter(RawMessageStreamEvent)
-
-
-def _event(line: str) -> Any:
-    return STREAM_EVENT.validate_python(orjson.loads(line.removeprefix("data:")))

@@ -8,7 +8,16 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
+from suanli.api.errors import error_response, handle_suanli_error, handle_unexpected
+from suanli.api.middleware.request_id import RequestIdMiddleware
+from suanli.errors import BadRequest, Conflict, NotFound, RateLimited, ServiceUnavailable, SuanliError, Unauthorized
 from suanli.limits import REQUEST_BODY_BYTES_MAX
 from tests.conftest import Gateway, Simulator
 
@@ -186,3 +195,59 @@ def test_upstream_timeout_is_504_and_free(gateway: Gateway, simulator: Simulator
         simulator.reset("faulty")
     assert_error(response, 504, "upstream_timeout")
     assert_nothing_charged(gateway, unique, 10**9)
+
+
+def test_the_request_id_is_sent_once_on_answers_and_errors(gateway: Gateway, funded: tuple[str, str]) -> None:
+    answered = post(gateway, funded[1], body={"model": "glm-5", "messages": MESSAGES, "max_tokens": 5})
+    refused = post(gateway, "sk-nope", body={"model": "glm-5", "messages": MESSAGES})
+    anthropic_headers = {"x-api-key": "sk-nope", "anthropic-version": "2023-06-01"}
+    body = {"model": "glm-5", "max_tokens": 5, "messages": MESSAGES}
+    anthropic_refused = httpx.post(f"{gateway.url}/v1/messages", headers=anthropic_headers, json=body, timeout=30)
+    too_large = post(gateway, funded[1], content=b"x" * (REQUEST_BODY_BYTES_MAX + 1))
+    for response, status in ((answered, 200), (refused, 401), (anthropic_refused, 401), (too_large, 413)):
+        assert response.status_code == status, response.text
+        [request_id] = response.headers.get_list("x-request-id")
+        assert request_id.startswith("req_")
+    assert anthropic_refused.json()["request_id"] == anthropic_refused.headers["x-request-id"]
+
+
+async def _fail(request: Request) -> Response:
+    raise RuntimeError("a bug")
+
+
+def test_an_unexpected_error_is_a_500_with_the_request_id_once() -> None:
+    """Starlette answers an unhandled exception from outside the middleware; the handler adds the id itself.
+    The app is wired as ``api/app.py`` wires it, around one route that fails."""
+    app = Starlette(
+        routes=[Route("/v1/chat/completions", _fail, methods=["POST"])],
+        middleware=[Middleware(RequestIdMiddleware)],
+        exception_handlers={SuanliError: handle_suanli_error, Exception: handle_unexpected},
+    )
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/v1/chat/completions")
+    assert response.status_code == 500 and "a bug" not in response.text
+    [request_id] = response.headers.get_list("x-request-id")
+    assert request_id in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "should_retry"),
+    [
+        (BadRequest("bad"), 400, "false"),
+        (Unauthorized("who"), 401, "false"),
+        (NotFound("what"), 404, "false"),
+        (Conflict("again"), 409, None),
+        (RateLimited("spent", headers={"retry-after": "3600"}), 429, None),
+        (ServiceUnavailable("busy"), 529, None),
+    ],
+)
+def test_anthropic_errors_say_whether_a_retry_can_help(
+    error: SuanliError, status: int, should_retry: str | None
+) -> None:
+    """Claude Code retries a 401 for minutes unless told not to; a refusal's own headers are kept."""
+    anthropic = error_response(error, "req_1", "/v1/messages")
+    assert anthropic.status_code == status
+    assert anthropic.headers.get("x-should-retry") == should_retry
+    assert anthropic.headers.get("retry-after") == {429: "3600", 529: "1"}.get(status)
+    assert "x-request-id" not in anthropic.headers  # the middleware's to add
+    assert "x-should-retry" not in error_response(error, "req_1", "/v1/chat/completions").headers

@@ -203,6 +203,22 @@ def test_repeated_long_prompt_reports_cached_tokens(sim: Sim) -> None:
     assert cached % 64 == 0
 
 
+def test_repeated_long_prompt_answered_with_a_tool_call_reports_cached_tokens(sim: Sim) -> None:
+    messages: Any = _long_prompt("tools")
+    tools: Any = [{"type": "function", "function": {"name": "lookup", "parameters": {
+        "type": "object", "properties": {"query": {"type": "string"}}}}}]  # fmt: skip
+    with sim.client("alpha") as client:
+        first = client.chat.completions.create(model=MODEL, messages=messages, tools=tools)
+        second = client.chat.completions.create(model=MODEL, messages=messages, tools=tools)
+    assert first.choices[0].finish_reason == second.choices[0].finish_reason == "tool_calls"
+    assert first.usage is not None and first.usage.prompt_tokens_details is not None
+    assert second.usage is not None and second.usage.prompt_tokens_details is not None
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert cached is not None and 0 < cached <= second.usage.prompt_tokens and cached % 64 == 0
+    assert sim.stats("alpha")["cached_tokens"] == cached
+
+
 def test_operators_in_one_process_keep_their_own_knobs(sim: Sim) -> None:
     with sim.client("fixed") as fixed, sim.client("quiet") as quiet, sim.client() as default:
         five = fixed.chat.completions.create(model="glm-5", messages=HELLO)

@@ -213,6 +213,36 @@ def test_tools_get_a_tool_use_answer_and_a_tool_result_gets_text(sim: Sim) -> No
     assert answer.stop_reason == "end_turn" and _text(answer)
 
 
+def test_a_system_turn_among_the_messages_is_context_for_the_user_turn_before_it(sim: Sim) -> None:
+    """Claude Code sends its list of agent types as a system turn right after the user's prompt."""
+    system_turn = {"role": "system", "content": [{"type": "text", "text": "Agent types: claude."}]}
+    turns = [{"role": "user", "content": "Please echo: the ledger balances"}, system_turn]
+    answer = sim.post({"model": MODEL, "max_tokens": 50, "messages": turns})
+    assert answer.status_code == 200, answer.text
+    message = Message.model_validate(answer.json())
+    assert _text(message) == "the ledger balances" and message.stop_reason == "end_turn"
+    as_chat = [turns[0], {"role": "system", "content": "Agent types: claude."}]
+    assert _input_sum(message) == count_messages(as_chat)
+    asking = [*HELLO, {"role": "system", "content": "Agent types: claude."}]
+    call = Message.model_validate(
+        sim.post({"model": MODEL, "max_tokens": 100, "messages": asking, "tools": [LOOKUP]}).json()
+    )
+    [block] = call.content
+    assert isinstance(block, ToolUseBlock) and block.input == {"query": "Say something."}
+
+
+def test_server_tools_are_never_called(sim: Sim) -> None:
+    """A typed tool such as web search runs at Anthropic, not at the client (the Cline CLI offers one always)."""
+    web_search: Any = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
+    with sim.client() as client:
+        alone = client.messages.create(model=MODEL, max_tokens=100, messages=HELLO, tools=[web_search])
+        both = client.messages.create(model=MODEL, max_tokens=100, messages=HELLO, tools=[web_search, LOOKUP],
+                                      tool_choice={"type": "tool", "name": "web_search"})  # fmt: skip
+    assert alone.stop_reason == "end_turn" and _text(alone)
+    [block] = both.content
+    assert isinstance(block, ToolUseBlock) and block.name == "lookup"
+
+
 @pytest.mark.parametrize(
     ("status", "error"),
     [(503, anthropic.InternalServerError), (429, anthropic.RateLimitError), (529, anthropic.OverloadedError)],
@@ -234,7 +264,8 @@ def test_injected_errors_are_anthropic_errors(sim: Sim, status: int, error: type
         {"model": MODEL, "max_tokens": 0, "messages": HELLO},
         {"model": MODEL, "max_tokens": True, "messages": HELLO},
         {"model": MODEL, "max_tokens": 5, "messages": []},
-        {"model": MODEL, "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]},
+        {"model": MODEL, "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]},
+        {"model": MODEL, "max_tokens": 5, "messages": [*HELLO, {"role": "system", "content": [{"type": "image"}]}]},
         {"model": MODEL, "max_tokens": 5, "messages": HELLO, "system": [{"type": "image"}]},
         {"max_tokens": 5, "messages": HELLO},
     ],

@@ -1,8 +1,10 @@
-"""Error bodies in the protocol the client speaks. OpenAI-style for now:
+"""Error bodies in the protocol the client speaks: OpenAI's,
 
     {"error": {"message": "...", "type": "...", "param": null, "code": "..."}}
 
-Unexpected exceptions become a 500 with the request id and nothing else: no trace, no credential.
+or Anthropic's under ``/v1/messages``, with the headers Anthropic's clients act on (``retry-after``,
+``x-should-retry``). Unexpected exceptions become a 500 with the request id and nothing else: no trace, no
+credential. ``x-request-id`` is the request-id middleware's to add, once, on every answer.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from suanli.gateway.messages import anthropic_error, anthropic_error_body
 
 log = logging.getLogger("suanli.api")
 RETRY_AFTER_S = 1  # what Anthropic clients are told to wait after 429 and 529
+# Claude Code (2.1) retries a 401 ten times over about three minutes, expecting a refreshed credential, unless
+# the answer says ``x-should-retry: false``, which Anthropic's SDKs obey before their own rules. Every error
+# below 500 says so, except those a later attempt can get past: a timeout, a conflict, a rate limit.
+RETRYABLE_CLIENT_STATUSES = frozenset({408, 409, 429})
 
 
 def openai_error_body(exc: SuanliError) -> bytes:
@@ -28,13 +34,14 @@ ANTHROPIC_PATH_PREFIX = "/v1/messages"
 
 
 def error_response(exc: SuanliError, request_id: str | None = None, path: str = "") -> Response:
-    """The error in the protocol of the endpoint that was called."""
-    headers = {"x-request-id": request_id} if request_id else {}
-    headers.update(exc.headers or {})
+    """The error in the protocol of the endpoint that was called; ``request_id`` goes in an Anthropic body."""
+    headers = dict(exc.headers or {})  # a refusal's own advice first, e.g. an exhausted allowance's retry-after
     if path.startswith(ANTHROPIC_PATH_PREFIX):
         status, _ = anthropic_error(exc)
         if status in (429, 529):
             headers.setdefault("retry-after", str(RETRY_AFTER_S))
+        if 400 <= status < 500 and status not in RETRYABLE_CLIENT_STATUSES:
+            headers["x-should-retry"] = "false"
         return Response(anthropic_error_body(exc, request_id), status, headers=headers, media_type="application/json")
     return Response(openai_error_body(exc), exc.status, headers=headers, media_type="application/json")
 
@@ -52,4 +59,9 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
     request_id = request.scope.get("state", {}).get("request_id", "")
     log.exception("unexpected error in request %s", request_id)
     error = SuanliError(f"Internal error; quote request id {request_id} when reporting it.")
-    return error_response(error, request_id, request.url.path)
+    response = error_response(error, request_id, request.url.path)
+    # Starlette answers an unhandled exception from its outermost layer, outside the request-id middleware, so
+    # this is the one answer that must carry the id itself.
+    if request_id:
+        response.headers["x-request-id"] = request_id
+    return response

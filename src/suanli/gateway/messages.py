@@ -32,6 +32,7 @@ from suanli.providers.anthropic_translate import (
     AnthropicStreamTranslator,
     anthropic_to_openai_request,
     openai_to_anthropic_message,
+    without_billing_header,
 )
 from suanli.providers.base import UpstreamResponse
 
@@ -193,7 +194,9 @@ async def anthropic_messages(platform: Platform, caller: Caller, body: dict[str,
     translated = anthropic_to_openai_request(body)
     translated.update({name: body[name] for name in ROUTING_FIELDS if name in body})  # the gateway's own fields
     request = chat_request_from(translated)
-    request.protocol, request.native_body = "anthropic", body
+    # An Anthropic-protocol operator gets the body as it came, but for Claude Code's billing line, whose suffix
+    # changes with every conversation: at the front of the prompt it would defeat the operator's prefix cache.
+    request.protocol, request.native_body = "anthropic", without_billing_header(body)
     return await run_chat(platform, caller, request, request_id, ANTHROPIC)
 
 

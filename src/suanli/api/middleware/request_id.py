@@ -1,7 +1,9 @@
 """Give every request an id (``x-request-id`` on the response) before anything else runs.
 
 The id names the request's ledger transfers and usage event, so it is made here, never taken from the
-client: a client-chosen id could collide with another request's transfers.
+client: a client-chosen id could collide with another request's transfers. This middleware is the one place
+that sets the header, error answers included; only the 500 for an unhandled exception, which Starlette sends
+from outside every middleware, sets it itself (``api/errors.py``).
 """
 
 from __future__ import annotations

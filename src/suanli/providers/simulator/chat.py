@@ -93,14 +93,14 @@ async def _wait_for_disconnect(request: Request) -> bool:
 
 
 def _measure_usage(
-    operator: OperatorState, profile: SimProfile, chat: ChatRequest, completion: Completion
+    operator: OperatorState, profile: SimProfile, chat: ChatRequest, completion_tokens: int
 ) -> dict[str, Any] | None:
-    """Usage as OpenAI and DeepSeek report it, cached tokens from the operator's prefix cache."""
+    """Usage as OpenAI and DeepSeek report it, cached tokens from the operator's prefix cache: the same for a
+    text answer and a tool call, since the cache sees only the prompt."""
     prompt_tokens = count_messages(chat.messages)
     prompt_ids = encode("\n".join(message_text(message) for message in chat.messages))
     seen_tokens = operator.cache.lookup_and_record(chat.model, prompt_ids, profile.cache_block_tokens)
     cached_tokens = min(seen_tokens, prompt_tokens)
-    completion_tokens = len(completion.tokens)
     operator.stats.prompt_tokens += prompt_tokens
     operator.stats.cached_tokens += cached_tokens
     operator.stats.completion_tokens += completion_tokens
@@ -182,11 +182,7 @@ async def _tool_call_answer(
 ) -> Response:
     """Answer with a call of the offered tool, as a model does when it decides to use one."""
     call = _tool_call(chat, tool)
-    prompt_tokens = count_messages(chat.messages)
-    completion_tokens = count_text(tool.name + call["function"]["arguments"])
-    operator.stats.prompt_tokens += prompt_tokens
-    operator.stats.completion_tokens += completion_tokens
-    usage = usage_object(prompt_tokens, completion_tokens, 0) if profile.report_usage else None
+    usage = _measure_usage(operator, profile, chat, count_text(tool.name + call["function"]["arguments"]))
     header = AnswerHeader(f"chatcmpl-sim-{secrets.token_hex(12)}", int(time.time()), chat.model)
     await asyncio.sleep(profile.ttft_ms / _MS_PER_S)
     if not chat.stream:
@@ -242,7 +238,7 @@ async def chat_completions(request: Request) -> Response:
     if chat.tool is not None:
         return await _tool_call_answer(operator, profile, chat, chat.tool)
     completion = plan_completion(profile, chat.model, chat.messages, chat.max_tokens)
-    usage = _measure_usage(operator, profile, chat, completion)
+    usage = _measure_usage(operator, profile, chat, len(completion.tokens))
     header = AnswerHeader(f"chatcmpl-sim-{secrets.token_hex(12)}", int(time.time()), chat.model)
     answer = _Answer(operator, profile, header, completion, usage, chat.include_usage)
     return await _answer(answer, chat.stream)

@@ -23,7 +23,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from suanli.errors import invariant
+from suanli.errors import InvariantViolation, invariant
 from suanli.metering.tokenizer import count_messages, count_text, encode, message_text
 from suanli.providers.simulator.chat import (  # shared with chat.py on purpose: one behaviour, two protocols
     _MS_PER_S,
@@ -41,7 +41,7 @@ from suanli.providers.simulator.profile import SimProfile
 from suanli.providers.simulator.protocol import InvalidRequest, ToolCall
 from suanli.providers.simulator.state import DEFAULT_OPERATOR, OperatorState
 
-ROLES = ("user", "assistant")
+ROLES = ("user", "assistant", "system")  # a system turn among the messages, as Claude Code sends one
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}  # the planner's finish reason → Anthropic's
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -100,8 +100,12 @@ def _parse_messages(value: object) -> list[dict[str, Any]]:
     parsed: list[dict[str, Any]] = []
     for index, message in enumerate(value):
         if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise InvalidRequest(f"messages.{index}.role: Input should be 'user' or 'assistant'")
-        parsed.append({**message, "content": _parse_blocks(f"messages.{index}.content", message.get("content"))})
+            raise InvalidRequest(f"messages.{index}.role: Input should be 'user', 'assistant' or 'system'")
+        where = f"messages.{index}.content"
+        blocks = _parse_blocks(where, message.get("content"))
+        if message["role"] == "system" and any(block["type"] != "text" for block in blocks):
+            raise InvalidRequest(f"{where}: a system turn takes only text blocks")
+        parsed.append({**message, "content": blocks})
     return parsed
 
 
@@ -140,19 +144,35 @@ def parse_messages_request(body: bytes) -> MessagesRequest:
     return MessagesRequest(model, max_tokens, system, messages, stream, tool)
 
 
+def _last_turn(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last user or assistant turn: a system turn after it (Claude Code puts one after the user's
+    prompt) is context for the model, not a turn to answer."""
+    return next((message for message in reversed(messages) if message["role"] != "system"), None)
+
+
+def _is_client_tool(tool: Mapping[str, Any]) -> bool:
+    """A tool the client defines and runs. A typed tool (``web_search_20250305``, ``code_execution_...``,
+    ``bash_...``) has no ``input_schema`` to fill, and the server ones run at Anthropic, never at the client,
+    so the simulated model never calls one."""
+    return tool.get("type") in (None, "custom")
+
+
 def _tool_to_call(tools: object, choice: object, messages: list[dict[str, Any]]) -> ToolCall | None:
-    """The named tool (``tool_choice`` of type "tool") or the first; none after a ``tool_result`` (the
-    simulator then answers in text, closing the round trip) or when ``tool_choice`` is "none"."""
+    """The named client tool (``tool_choice`` of type "tool") or the first; none after a ``tool_result`` (the
+    simulator then answers in text, closing the round trip), when ``tool_choice`` is "none", or when the
+    last turn is not the user's."""
     if tools is None or tools == []:
         return None
     if not isinstance(tools, list) or not all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tools):
         raise InvalidRequest("tools: Input should be a list of tools, each with a string 'name'")
+    offered = [tool for tool in tools if _is_client_tool(tool)]
     choice_fields = choice if isinstance(choice, dict) else {}
-    last = messages[-1]
-    answered = any(block["type"] == "tool_result" for block in last["content"])
-    if choice_fields.get("type") == "none" or last["role"] != "user" or answered:
+    last = _last_turn(messages)
+    if not offered or choice_fields.get("type") == "none" or last is None or last["role"] != "user":
         return None
-    tool = next((t for t in tools if t["name"] == choice_fields.get("name")), tools[0])
+    if any(block["type"] == "tool_result" for block in last["content"]):
+        return None
+    tool = next((t for t in offered if t["name"] == choice_fields.get("name")), offered[0])
     schema = tool.get("input_schema")
     properties = schema.get("properties") if isinstance(schema, dict) else None
     argument = next(iter(properties), "input") if isinstance(properties, dict) else "input"
@@ -178,7 +198,9 @@ def _block_text(block: Mapping[str, Any]) -> str:
 
 
 def chat_messages(system: list[dict[str, Any]], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The request as chat messages: the system blocks as one system message, blocks as their text."""
+    """The request as chat messages: the system blocks as one system message, blocks as their text. A system
+    turn stays a system message where it stands, so the planner reads it as context and answers the last
+    user turn before it (``echo:`` included), and the prompt's prefix stays as the client sent it."""
     converted = [{"role": "system", "content": "\n".join(_block_text(b) for b in system)}] if system else []
     for message in messages:
         converted.append({"role": message["role"], "content": "\n".join(_block_text(b) for b in message["content"])})
@@ -256,7 +278,10 @@ def _text_reply(operator: OperatorState, profile: SimProfile, request: MessagesR
 
 def _tool_reply(operator: OperatorState, profile: SimProfile, request: MessagesRequest, tool: ToolCall) -> _Reply:
     """A call of the offered tool with the user's words as its first parameter, as chat.py's ``_tool_call``."""
-    words = chat_messages([], request.messages[-1:])[0]["content"]
+    last = _last_turn(request.messages)
+    if last is None:  # pragma: no cover - _tool_to_call offers a tool only after a user turn
+        raise InvariantViolation("a tool is called only in answer to a user turn")
+    words = chat_messages([], [last])[0]["content"]
     arguments = orjson.dumps({tool.argument: words[:TOOL_ARGUMENT_CHARS_MAX]}).decode()
     call_id = "toolu_sim_" + hashlib.sha256(arguments.encode()).hexdigest()[:24]
     opening = {"type": "tool_use", "id": call_id, "name": tool.name, "input": {}}
