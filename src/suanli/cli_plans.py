@@ -16,6 +16,7 @@ from suanli.catalog import TIERS, load_catalog
 from suanli.cli_admin import Common, emit, read_db, run_job, table
 from suanli.economy import market
 from suanli.economy import store as econ
+from suanli.economy.contracts import parse_tiers
 from suanli.economy.products import FUNDING_SOURCES, Product
 from suanli.economy.views import pack_dict, plans_view
 from suanli.errors import BadRequest
@@ -131,6 +132,22 @@ def funding(args: argparse.Namespace, settings: Settings) -> int:
     return emit(args, result, f"{args.account} is funded by {' → '.join(result['order'])}")
 
 
+def contract_set(args: argparse.Namespace, settings: Settings) -> int:
+    tiers = []
+    for text in args.tier or ["0:100"]:
+        above, _, percent = text.partition(":")
+        if not percent.isdigit():
+            raise BadRequest(f"--tier {text!r}: write it as ABOVE_CNY:PERCENT, e.g. 10000:90")
+        tiers.append({"above": above, "percent": int(percent)})
+    try:
+        credit_limit = cny_to_nano(args.credit_limit)
+    except MoneyFormatError as exc:
+        raise BadRequest(f"--credit-limit: {exc}") from None
+    result = run_job(settings, market.set_contract_job(args.account, credit_limit, parse_tiers(tiers)))
+    shown = ", ".join(f"above ¥{t['above']}: {t['percent']}%" for t in result["tiers"])
+    return emit(args, result, f"{result['account']}: postpaid to ¥{result['credit_limit']}; {shown}")
+
+
 def trust(args: argparse.Namespace, settings: Settings) -> int:
     result = run_job(settings, market.trust_job(args.account, args.other))
     return emit(args, result, f"{result['account']} may now transfer tokens to {result['trusts']}")
@@ -210,6 +227,14 @@ def _holding_commands(commands: Any, common: Common) -> None:
     p.add_argument("order", nargs="+", choices=FUNDING_SOURCES)
     p.add_argument("--fallthrough", action="store_true", help="a spent allowance falls through to the next source")
     p.set_defaults(handler=funding)
+    common(p)
+    contract = commands.add_parser("contract", help="enterprise contracts").add_subparsers(
+        dest="action", required=True, metavar="ACTION")  # fmt: skip
+    p = contract.add_parser("set", help="postpaid to a credit limit, with graduated volume tiers over the month")
+    p.add_argument("account")
+    p.add_argument("--credit-limit", required=True, help="CNY the account may owe")
+    p.add_argument("--tier", action="append", help="ABOVE_CNY:PERCENT, repeated; e.g. 0:100 --tier 10000:90")
+    p.set_defaults(handler=contract_set)
     common(p)
     p = commands.add_parser("trust", help="let an account transfer tokens to another")
     p.add_argument("account")

@@ -17,6 +17,7 @@ from suanli.api.openai_compat import authenticate
 from suanli.catalog import TIERS
 from suanli.economy import market
 from suanli.economy import store as econ
+from suanli.economy.contracts import parse_tiers
 from suanli.economy.products import parse_product
 from suanli.economy.views import pack_dict, plans_view
 from suanli.errors import BadRequest
@@ -234,6 +235,19 @@ async def admin_set_funding(request: Request) -> Response:
     return json_response(result)
 
 
+async def admin_set_contract(request: Request) -> Response:
+    platform = require_admin(request)
+    body = await json_body(request)
+    account = request.path_params["account"]
+    try:
+        credit_limit = cny_to_nano(string_field(body, "credit_limit"))
+    except MoneyFormatError as exc:
+        raise BadRequest(f"'credit_limit': {exc}", param="credit_limit") from None
+    result = await write(platform, market.set_contract_job(account, credit_limit, parse_tiers(body.get("tiers"))))
+    _forget(platform, account)
+    return json_response(result)
+
+
 async def admin_trust(request: Request) -> Response:
     platform = require_admin(request)
     body = await json_body(request)
@@ -275,6 +289,7 @@ routes = [
     Route("/admin/v1/accounts/{account}/budgets/{budget}", admin_remove_budget, methods=["DELETE"]),
     Route("/admin/v1/accounts/{account}/funding", admin_set_funding, methods=["PUT"]),
     Route("/admin/v1/accounts/{account}/trust", admin_trust, methods=["POST"]),
+    Route("/admin/v1/accounts/{account}/contract", admin_set_contract, methods=["PUT"]),
     Route("/admin/v1/token-transfers", admin_transfer, methods=["POST"]),
     Route("/admin/v1/packs/expire", admin_expire, methods=["POST"]),
 ]

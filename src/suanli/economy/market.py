@@ -20,11 +20,12 @@ import orjson
 
 from suanli.economy import names, windows
 from suanli.economy import store as econ
+from suanli.economy.contracts import CREDIT_LIMIT_NANO_MAX, Contract, Tier, save_contract
 from suanli.economy.products import FUNDING_SOURCES, Product
 from suanli.errors import BadRequest, Conflict, Forbidden, NotFound, PaymentRequired
 from suanli.ledger import ASSET_CNY, Balance, Kind, LedgerRejected, Rejection, Transfer
 from suanli.ledger import names as ledger_names
-from suanli.ledger.sqlite import apply_entry, open_account, read_balance
+from suanli.ledger.sqlite import apply_entry, open_account, read_balance, set_floor
 from suanli.money import nano_to_cny
 from suanli.store.accounts import Account, find_account
 from suanli.store.db import now_ms
@@ -283,5 +284,31 @@ def trust_job(account_ref: str, other_ref: str) -> Callable[[sqlite3.Connection]
         account, other = find_account(conn, account_ref), find_account(conn, other_ref)
         econ.add_trust(conn, account.id, other.id)
         return {"account": account.name, "trusts": other.name}
+
+    return job
+
+
+def set_contract_job(
+    account_ref: str, credit_limit_nano: int, tiers: tuple[Tier, ...]
+) -> Callable[[sqlite3.Connection], dict[str, Any]]:
+    """Put an enterprise account on a contract: postpaid to ``credit_limit_nano``, graduated tiers."""
+    if isinstance(credit_limit_nano, bool) or not 0 <= credit_limit_nano <= CREDIT_LIMIT_NANO_MAX:
+        raise BadRequest("'credit_limit' must be from 0 to 1,000,000,000 CNY.", param="credit_limit")
+
+    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+        account = find_account(conn, account_ref)
+        if account.tier != "enterprise":
+            raise Forbidden("Contracts are for enterprise accounts.", code="contract_not_for_tier", param="account")
+        try:
+            set_floor(conn, ledger_names.wallet(account.id), -credit_limit_nano)
+        except LedgerRejected:
+            balance = read_balance(conn, ledger_names.wallet(account.id))
+            owed = -(balance.available if balance else 0)
+            raise BadRequest(f"The account owes ¥{nano_to_cny(owed)}, more than that credit limit.",
+                             code="credit_limit_below_debt", param="credit_limit") from None  # fmt: skip
+        contract = Contract(account.id, credit_limit_nano, tiers)
+        save_contract(conn, contract)
+        econ.mark_has_plans(conn, account.id)
+        return {"account": account.name, **contract.public()}
 
     return job

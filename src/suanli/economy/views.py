@@ -9,8 +9,10 @@ from zoneinfo import ZoneInfo
 
 from suanli.economy import names, windows
 from suanli.economy import store as econ
+from suanli.economy.contracts import find_contract, graduated, month_volume
 from suanli.economy.funding import DEFAULT_ORDER
 from suanli.economy.products import Product
+from suanli.ledger import names as ledger_names
 from suanli.ledger.sqlite import read_balance
 from suanli.money import nano_to_cny
 from suanli.store.accounts import Account
@@ -35,7 +37,21 @@ def plans_view(
         "packs": [pack_dict(conn, pack, now) for pack in econ.packs_of(conn, account.id)],
         "subscription": _subscription(conn, account, products, now, zone),
         "budgets": [_budget(conn, budget, now, zone) for budget in econ.budgets_of(conn, account.id)],
+        "contract": _contract(conn, account, now, zone),
     }
+
+
+def _contract(conn: sqlite3.Connection, account: Account, now: int, zone: ZoneInfo) -> dict[str, Any] | None:
+    contract = find_contract(conn, account.id)
+    if contract is None:
+        return None
+    wallet = read_balance(conn, ledger_names.wallet(account.id))
+    available = wallet.available if wallet else 0
+    volume = month_volume(conn, account.id, now, zone)
+    return {**contract.public(), "owed": nano_to_cny(max(0, -available)),
+            "credit_available": nano_to_cny(available + contract.credit_limit_nano),
+            "month_volume": nano_to_cny(volume),
+            "month_charged": nano_to_cny(graduated(contract.tiers, volume))}  # fmt: skip
 
 
 def _subscription(

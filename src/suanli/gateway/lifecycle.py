@@ -18,6 +18,8 @@ from functools import partial
 import orjson
 
 from suanli.catalog import Offer
+from suanli.economy import contracts
+from suanli.economy.contracts import find_contract
 from suanli.economy.funding import Funding, FundingRequest, reserve_job, settlement_transfers
 from suanli.economy.products import FUNDING_SOURCES
 from suanli.errors import BadRequest, InvariantViolation, PaymentRequired
@@ -185,7 +187,13 @@ async def settle(
     else:
         raise InvariantViolation("a call without plans must hold a wallet reservation")
     wallet = ledger_names.wallet(call.caller.account.id)
-    balance = await platform.ledger.settle(transfers, event, call.attempts, wallet)
+    contract = find_contract(platform.reader, call.caller.account.id) if call.caller.account.has_plans else None
+    if contract is not None:  # postpaid, with volume tiers: the rebate is settled in the same transaction
+        job = partial(contracts.settle_job, transfers=transfers, event=event, attempts=call.attempts,
+                      contract=contract, zone=platform.zone)  # fmt: skip
+        balance = await platform.writer.run(job)
+    else:
+        balance = await platform.ledger.settle(transfers, event, call.attempts, wallet)
     platform.metrics.observe(event, call.attempts)
     if call.first_byte_ns is not None and usage.output + usage.reasoning:
         # A stream's generation runs from its first byte; a whole answer's is hidden inside the wait for it.

@@ -27,6 +27,18 @@ def open_account(conn: sqlite3.Connection, account_id: str, asset: str, floor: i
     )
 
 
+def set_floor(conn: sqlite3.Connection, account_id: str, floor: int | None) -> Balance:
+    """Change an account's floor (a credit limit); refused if the account is already below the new one."""
+    balance = read_balance(conn, account_id)
+    if balance is None:
+        raise LedgerRejected(Rejection.ACCOUNT_NOT_FOUND, account_id)
+    if floor is not None and balance.available < floor:
+        raise LedgerRejected(Rejection.EXCEEDS_FLOOR, account_id)
+    conn.execute("UPDATE ledger_accounts SET floor = ? WHERE id = ?", (floor, account_id))
+    return Balance(balance.account_id, balance.asset, floor, balance.debits_pending, balance.debits_posted,
+                   balance.credits_pending, balance.credits_posted)  # fmt: skip
+
+
 def read_balance(conn: sqlite3.Connection, account_id: str) -> Balance | None:
     row = conn.execute(
         "SELECT id, asset, floor, debits_pending, debits_posted, credits_pending, credits_posted "

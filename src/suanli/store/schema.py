@@ -196,4 +196,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE accounts ADD COLUMN has_plans INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE usage_events ADD COLUMN funding TEXT;
     """,
+    # Enterprise contracts: postpaid up to a credit limit (the wallet's floor), graduated volume tiers.
+    """
+    CREATE TABLE contracts (
+        account_id TEXT PRIMARY KEY REFERENCES accounts(id),
+        credit_limit_nano INTEGER NOT NULL CHECK (credit_limit_nano >= 0),
+        tiers TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    );
+    """,
 )
