@@ -19,7 +19,7 @@ from suanli.economy import market, names
 from suanli.economy import store as econ
 from suanli.economy.funding import Funding, FundingRequest, reserve_job, settlement_transfers
 from suanli.economy.products import Product, parse_product
-from suanli.errors import PaymentRequired, RateLimited
+from suanli.errors import BadRequest, PaymentRequired, RateLimited
 from suanli.gateway import accounts as ops
 from suanli.ledger import ASSET_CNY, Kind, Transfer
 from suanli.ledger import names as ledger_names
@@ -265,3 +265,47 @@ def _check_one_request(
         spent = used.get(names.pack(pack.id), 0)
         assert forfeited.get(pack.id, 0) == pack.tokens - spent  # expiry takes exactly what is left
     verify(shop.conn)
+
+
+def test_a_mid_month_upgrade_charges_the_prorated_difference_and_raises_the_open_windows(shop: Shop) -> None:
+    shop.subscribe("lite", T0)  # ¥49 a month: 2026-12-02 10:00 to 2027-01-02 10:00 (31 days)
+    shop.settle(shop.reserve(T0 + 1), TokenUsage(input=1))
+    PRODUCTS["pro"] = parse_product("pro", {**SPECS["lite"], "price": "149",
+                                            "allowances": [{"window": "5h", "requests": 400},
+                                                           {"window": "week", "requests": 500}]},
+                                    models=MODELS, tiers=TIERS)  # fmt: skip
+    try:
+        run_in_transaction(shop.conn, lambda c: econ.list_product(c, PRODUCTS["pro"], {}, "test"))
+        halfway = T0 + 31 * DAY_MS // 2
+        shop.topup(100 * 10**9)
+        upgraded = run_in_transaction(shop.conn, market.subscribe_job(shop.account, "pro", PRODUCTS, SHANGHAI,
+                                                                      at_ms=halfway))  # fmt: skip
+        assert upgraded["charged"] == "50"  # half of the ¥100 difference, the month being half gone
+        assert shop.available(ledger_names.wallet(shop.account)) == 50 * 10**9
+        week = shop.reserve(halfway + 1).limits
+        assert {(limit.name, limit.limit) for limit in week} == {("5h", 400), ("week", 500)}
+        assert {(limit.name, limit.remaining) for limit in week} == {("5h", 399), ("week", 499)}
+        with pytest.raises(BadRequest) as refused:  # back down mid-month: not until the month ends
+            run_in_transaction(shop.conn, market.subscribe_job(shop.account, "lite", PRODUCTS, SHANGHAI,
+                                                               at_ms=halfway + 2))  # fmt: skip
+        assert refused.value.code == "downgrade_mid_cycle"
+    finally:
+        del PRODUCTS["pro"]
+
+
+def test_a_token_allowance_reserves_the_bound_and_keeps_what_was_used(shop: Shop) -> None:
+    PRODUCTS["tokens"] = parse_product("tokens", {"kind": "subscription", "price": "1", "models": ["chat"],
+                                                  "allowances": [{"window": "5h", "tokens": 1000}]},
+                                       models=MODELS, tiers=TIERS)  # fmt: skip
+    try:
+        run_in_transaction(shop.conn, lambda c: econ.list_product(c, PRODUCTS["tokens"], {}, "test"))
+        shop.subscribe("tokens", T0)
+        funding = shop.reserve(T0, input_max=300, output_max=300)
+        assert funding.limits[0].remaining == 400  # the bound is held while the call runs
+        shop.settle(funding, TokenUsage(input=120, output=80))
+        assert shop.reserve(T0 + 1, input_max=300, output_max=300).limits[0].remaining == 1000 - 200 - 600
+        with pytest.raises(RateLimited) as refused:
+            shop.reserve(T0 + 2, input_max=300, output_max=300)  # 200 left: a 600-token bound can't be covered
+        assert (refused.value.headers or {})["x-ratelimit-remaining-tokens"] == "200"
+    finally:
+        del PRODUCTS["tokens"]
