@@ -62,12 +62,7 @@ def result(run: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     "model",
     [
         "glm-5",  # an OpenAI-protocol operator: translated both ways
-        pytest.param(
-            "anthropic-only",  # an Anthropic-protocol operator: passed through
-            marks=pytest.mark.xfail(
-                strict=True, reason="the simulator refuses Claude Code's mid-conversation system turn"
-            ),
-        ),
+        "anthropic-only",  # an Anthropic-protocol operator: passed through
     ],
 )
 def test_prompt_with_default_tools(gateway: Gateway, unique: str, tmp_path: Path, model: str) -> None:

@@ -198,12 +198,19 @@ def _block_text(block: Mapping[str, Any]) -> str:
 
 
 def chat_messages(system: list[dict[str, Any]], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The request as chat messages: the system blocks as one system message, blocks as their text. A system
+    """The request as chat messages: the system blocks as one system message, blocks as their text, tool
+    results as tool messages. A system
     turn stays a system message where it stands, so the planner reads it as context and answers the last
     user turn before it (``echo:`` included), and the prompt's prefix stays as the client sent it."""
     converted = [{"role": "system", "content": "\n".join(_block_text(b) for b in system)}] if system else []
     for message in messages:
-        converted.append({"role": message["role"], "content": "\n".join(_block_text(b) for b in message["content"])})
+        blocks = message["content"]
+        results = [b for b in blocks if b["type"] == "tool_result"]
+        # Tool results are the tool's turn, as in the chat protocol: the planner answers the user's last words.
+        converted.extend({"role": "tool", "content": _block_text(b)} for b in results)
+        rest = [b for b in blocks if b["type"] != "tool_result"]
+        if rest or not results:
+            converted.append({"role": message["role"], "content": "\n".join(_block_text(b) for b in rest)})
     return converted
 
 
