@@ -4,20 +4,26 @@ Prices are written as people write them, in CNY per million tokens, and converte
 nano-CNY per token. Operator credentials are never in the file: an operator names the environment
 variable that holds its key (``api_key_env``). ``${NAME}`` and ``${NAME:-default}`` in a base URL are
 read from the environment, so one file serves the demo and a deployment.
+
+An offer's ``price`` is its base price; a ``pricing`` table adds its dynamic rules (time-of-day windows,
+long-context tiers, batch price, load surcharge) and ``price_versions`` its later prices, each from an
+instant on. They become the catalog's ``price_book``, read on the ``calendar`` (time zone and holidays);
+``Offer.prices`` is the base price in force when the catalog was read.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from suanli.errors import ConfigError
+from suanli.errors import BadRequest, ConfigError
 from suanli.limits import (
     OFFER_CAPACITY_DEFAULT,
     UPSTREAM_CONNECT_TIMEOUT_S,
@@ -26,23 +32,15 @@ from suanli.limits import (
     UPSTREAM_TOTAL_TIMEOUT_S,
 )
 from suanli.money import MoneyFormatError, price_per_mtok_to_nano_per_token
+from suanli.pricing.calendar import Calendar, epoch_ms, parse_calendar
+from suanli.pricing.prices import Prices
+from suanli.pricing.schedule import PriceBook, PriceSchedule, PriceVersion, parse_schedule
 
 TIERS = ("enterprise", "household")
 PROTOCOLS = ("openai", "anthropic")  # the OpenAI chat-completions API; the Anthropic Messages API
 MODEL_KINDS = ("chat", "embedding", "image")
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-
-
-@dataclass(frozen=True, slots=True)
-class Prices:
-    """nano-CNY per token, by token class."""
-
-    input_nano: int
-    cached_input_nano: int
-    output_nano: int
-    reasoning_nano: int
-    cache_write_nano: int  # input written to a prompt cache (only Anthropic-protocol operators report it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +110,8 @@ class Catalog:
     offers: tuple[Offer, ...]
     products: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # read by economy.products
     timezone: str = "Asia/Shanghai"  # where days, weeks and price windows are counted
+    calendar: Calendar = field(default_factory=Calendar)  # the same zone, with holidays and make-up workdays
+    price_book: PriceBook = field(default_factory=PriceBook)  # every offer's price versions, by offer id
 
     def offers_for(self, model: str) -> tuple[Offer, ...]:
         return tuple(offer for offer in self.offers if offer.model == model)
@@ -126,7 +126,9 @@ def load_catalog(path: str | Path, environ: Mapping[str, str] | None = None) -> 
     return parse_catalog(data, os.environ if environ is None else environ)
 
 
-def parse_catalog(data: Mapping[str, Any], environ: Mapping[str, str]) -> Catalog:
+def parse_catalog(data: Mapping[str, Any], environ: Mapping[str, str], now_ms: int | None = None) -> Catalog:
+    """``now_ms`` (epoch ms UTC, default the clock) chooses which price version is ``Offer.prices``."""
+    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     operators = {
         name: _operator(name, _table(spec, f"operators.{name}"), environ)
         for name, spec in _table(data.get("operators", {}), "operators").items()
@@ -135,7 +137,8 @@ def parse_catalog(data: Mapping[str, Any], environ: Mapping[str, str]) -> Catalo
         name: _model(name, _table(spec, f"models.{name}"))
         for name, spec in _table(data.get("models", {}), "models").items()
     }
-    offers = tuple(_offer(_table(spec, "offers[]"), operators, models) for spec in data.get("offers", []))
+    priced = [_offer(_table(spec, "offers[]"), operators, models, now_ms) for spec in data.get("offers", [])]
+    offers = tuple(offer for offer, _ in priced)
     ids = [offer.id for offer in offers]
     if len(set(ids)) != len(ids):
         raise ConfigError("two offers share an id; give each offer a unique `id`")
@@ -143,12 +146,9 @@ def parse_catalog(data: Mapping[str, Any], environ: Mapping[str, str]) -> Catalo
         raise ConfigError("the catalog has no offers")
     products = {str(name): _table(spec, f"products.{name}") for name, spec in
                 _table(data.get("products", {}), "products").items()}  # fmt: skip
-    timezone = str(_table(data.get("calendar", {}), "calendar").get("timezone", "Asia/Shanghai"))
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"calendar.timezone: unknown time zone {timezone!r}") from None
-    return Catalog(operators, models, offers, products, timezone)
+    calendar = parse_calendar(_table(data.get("calendar", {}), "calendar"))
+    book = PriceBook({offer.id: versions for offer, versions in priced})
+    return Catalog(operators, models, offers, products, calendar.timezone, calendar, book)
 
 
 def _model(name: str, spec: Mapping[str, Any]) -> Model:
@@ -218,7 +218,10 @@ def _timeouts(name: str, spec: Mapping[str, Any]) -> Timeouts:
     return Timeouts(**values)
 
 
-def _offer(spec: Mapping[str, Any], operators: Mapping[str, Operator], models: Mapping[str, Model]) -> Offer:
+def _offer(
+    spec: Mapping[str, Any], operators: Mapping[str, Operator], models: Mapping[str, Model], now_ms: int
+) -> tuple[Offer, tuple[PriceVersion, ...]]:
+    """The offer, with its base price in force at ``now_ms``, and its price versions."""
     operator, model = str(spec.get("operator", "")), str(spec.get("model", ""))
     where = f"offer {operator}/{model}"
     if operator not in operators:
@@ -228,18 +231,66 @@ def _offer(spec: Mapping[str, Any], operators: Mapping[str, Operator], models: M
     tiers = frozenset(spec.get("tiers", TIERS))
     if not tiers or not tiers <= set(TIERS):
         raise ConfigError(f"{where}: tiers must be a non-empty subset of {', '.join(TIERS)}")
-    return Offer(
+    versions = _price_versions(spec, where)
+    in_force = [v for v in versions if v.effective_from_ms <= now_ms][-1]  # the first is in force from 1970
+    offer = Offer(
         id=str(spec.get("id", f"{operator}/{model}")),
         operator=operator,
         model=model,
         upstream_model=str(spec.get("upstream_model", model)),
-        prices=_prices(_table(spec.get("price", {}), f"{where}.price"), where),
+        prices=in_force.schedule.base,
         context_window_tokens=_positive(spec, "context_window", where),
         max_output_tokens=_positive(spec, "max_output_tokens", where),
         tiers=tiers,
         capacity=_positive(spec, "capacity", where) if "capacity" in spec else OFFER_CAPACITY_DEFAULT,
         image_tokens=_image_tokens(spec.get("image_tokens", {}), where),
     )
+    return offer, versions
+
+
+def _price_versions(spec: Mapping[str, Any], where: str) -> tuple[PriceVersion, ...]:
+    """The offer's ``price`` (with its ``pricing``) in force from the start of time, then each of its
+    ``price_versions`` from its ``effective_from``; a version without a ``pricing`` table keeps the
+    offer's rules, applied to its own base price."""
+    rules = _table(spec.get("pricing", {}), f"{where}.pricing")
+    versions = [PriceVersion(0, _schedule(_prices(_table(spec.get("price", {}), f"{where}.price"), where), rules,
+                                          f"{where}.pricing"))]  # fmt: skip
+    entries = spec.get("price_versions", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}: price_versions must be a list of tables ([[offers.price_versions]])")
+    for index, entry in enumerate(entries):
+        at = f"{where}.price_versions[{index}]"
+        table = _table(entry, at)
+        unknown = sorted(set(table) - {"effective_from", "price", "pricing"})
+        if unknown:
+            raise ConfigError(f"{at}: unknown key {unknown[0]!r} (expected effective_from, price, pricing)")
+        start_ms = _instant(table.get("effective_from"), f"{at}.effective_from")
+        if start_ms <= versions[-1].effective_from_ms:
+            raise ConfigError(f"{at}.effective_from must be later than the version before it")
+        base = _prices(_table(table.get("price", {}), f"{at}.price"), at)
+        versions.append(PriceVersion(start_ms, _schedule(base, _table(table.get("pricing", rules), f"{at}.pricing"),
+                                                         f"{at}.pricing")))  # fmt: skip
+    return tuple(versions)
+
+
+def _schedule(base: Prices, rules: Mapping[str, Any], where: str) -> PriceSchedule:
+    try:
+        return parse_schedule(base, rules, where)
+    except BadRequest as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
+
+
+def _instant(value: Any, where: str) -> int:
+    """An ISO 8601 date-time with its zone (a TOML offset date-time, or a string), as epoch ms UTC."""
+    moment = value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        raise ConfigError(f"{where}: {value!r} is not a date-time with its zone (write e.g. 2026-03-01T00:00:00+08:00)")
+    return epoch_ms(moment)
 
 
 def _image_tokens(spec: Any, where: str) -> dict[str, dict[str, int]]:

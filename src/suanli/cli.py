@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from suanli import cli_admin, cli_plans, cli_run
+from suanli import cli_admin, cli_plans, cli_pricing, cli_run
 from suanli.errors import ConfigError, SuanliError
 from suanli.gateway.platform import DEFAULT_DATABASE_PATH, Settings
 
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_run.add_commands(commands, _common)
     cli_admin.add_commands(commands, _common)
     cli_plans.add_commands(commands, _common)
+    cli_pricing.add_commands(commands, _common)
     return parser
 
 

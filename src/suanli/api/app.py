@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from suanli.api import admin, anthropic, openai_compat, plans
+from suanli.api import admin, anthropic, openai_compat, plans, pricing
 from suanli.api.errors import handle_suanli_error, handle_unexpected
 from suanli.api.middleware.body_limit import BodyLimitMiddleware
 from suanli.api.middleware.request_id import RequestIdMiddleware
@@ -52,6 +52,7 @@ def build_app(settings: Settings, platform: Platform | None = None, catalog: Cat
             *openai_compat.routes,
             *anthropic.routes,
             *plans.routes,
+            *pricing.routes,
             *admin.routes,
             Route("/healthz", healthz, methods=["GET"]),
         ],

@@ -25,13 +25,14 @@ from suanli.economy.products import FUNDING_SOURCES
 from suanli.errors import BadRequest, InvariantViolation, PaymentRequired
 from suanli.gateway.auth import Caller
 from suanli.gateway.platform import Platform
+from suanli.gateway.quoting import input_bound, quote_plan
 from suanli.gateway.requests import ChatRequest
 from suanli.ledger import Balance, LedgerRejected, Rejection, Transfer, entries
 from suanli.ledger import names as ledger_names
 from suanli.limits import INPUT_ESTIMATE_MARGIN_PERCENT, ROUTE_ATTEMPTS_MAX
 from suanli.metering import count_messages
 from suanli.money import nano_to_cny
-from suanli.pricing import Charge, Quote, TokenUsage, charge, quote
+from suanli.pricing import Charge, Quote, TokenUsage, charge
 from suanli.store.db import now_ms
 from suanli.store.usage import Attempt, UsageEvent
 
@@ -74,17 +75,10 @@ def _input_bound(prompt_tokens: int) -> int:
     return prompt_tokens + (prompt_tokens * INPUT_ESTIMATE_MARGIN_PERCENT + 99) // 100
 
 
-def _quotes(plan: Sequence[Offer], request: ChatRequest, prompt_tokens: int) -> dict[str, Quote]:
-    input_max = _input_bound(prompt_tokens)
-    quotes = {}
-    for offer in plan:
-        output_max = min(request.max_output_tokens or offer.max_output_tokens, offer.max_output_tokens)
-        if request.kind == "embedding":
-            output_max = 0  # an embedding's price is all input
-        elif request.image is not None:
-            output_max = request.image.count * (offer.tokens_per_image(request.image.size, request.image.quality) or 0)
-        quotes[offer.id] = quote(offer, input_max, output_max)
-    return quotes
+def _quotes(platform: Platform, plan: Sequence[Offer], request: ChatRequest, prompt_tokens: int) -> dict[str, Quote]:
+    """Lock every planned offer's prices now (its price version, window and load) and bound the cost."""
+    return quote_plan(platform.catalog, platform.health, plan, request, input_max=input_bound(prompt_tokens),
+                      t_ms=now_ms())  # fmt: skip
 
 
 def _fitting(plan: Sequence[Offer], request: ChatRequest, prompt_tokens: int) -> list[Offer]:
@@ -111,7 +105,7 @@ async def admit(
     the first candidate alone and drop the dearer ones; if not even that, 402 and nothing written."""
     prompt_tokens = count_messages(request.messages)
     candidates = _fitting(plan, request, prompt_tokens)
-    quotes = _quotes(candidates, request, prompt_tokens)
+    quotes = _quotes(platform, candidates, request, prompt_tokens)
     if caller.account.has_plans:
         return await _admit_funded(platform, caller, request, request_id, candidates=candidates, quotes=quotes,
                                    prompt_tokens=prompt_tokens)  # fmt: skip
@@ -214,7 +208,7 @@ def usage_event(
     error_code: str,
 ) -> UsageEvent:
     now_ns = time.perf_counter_ns()
-    prices = call.quote.prices
+    prices = result.prices  # the per-token prices charged: the locked tier the usage's input reached
     return UsageEvent(
         request_id=call.request_id, account_id=call.caller.account.id, key_id=call.caller.key.id,
         model=call.offer.model, operator=call.offer.operator, offer_id=call.offer.id,

@@ -1,5 +1,6 @@
-"""Pure pricing: quotes fixed at reservation and costs from token usage."""
+"""Pure pricing: price schedules, quotes fixed at reservation and costs from token usage."""
 
-from suanli.pricing.quote import Charge, Quote, TokenUsage, charge, cost_nano, quote
+from suanli.pricing.prices import Prices
+from suanli.pricing.quote import Charge, PricedOffer, Quote, TokenUsage, charge, cost_nano, quote
 
-__all__ = ["Charge", "Quote", "TokenUsage", "charge", "cost_nano", "quote"]
+__all__ = ["Charge", "PricedOffer", "Prices", "Quote", "TokenUsage", "charge", "cost_nano", "quote"]

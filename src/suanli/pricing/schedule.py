@@ -25,10 +25,10 @@ from itertools import pairwise
 from types import MappingProxyType
 from typing import Any, NamedTuple, TypeVar
 
-from suanli.catalog import Prices
 from suanli.errors import BadRequest, ConfigError, InvariantViolation, invariant
 from suanli.money import MoneyFormatError, price_per_mtok_to_nano_per_token
 from suanli.pricing.calendar import DAY_MS, DAY_TYPES, Calendar, wall_date
+from suanli.pricing.prices import Prices
 
 PERCENT_MIN = 1
 PERCENT_MAX = 1000  # a window or batch price is 1%..1000% of the base price
@@ -37,6 +37,7 @@ NEXT_CHANGE_LOOKAHEAD_MS = 8 * DAY_MS  # a week and a day: every weekly pattern 
 WINDOW_NAME_CHARS_MAX = 64
 DEFAULT_WINDOW_NAME = "standard"  # what time outside every window is called; it is priced at 100%
 BP_PER_UNIT = 10_000  # basis points in a multiplier of 1
+NEVER_MS = 2**63 - 1  # the end of a lock that no schedule will ever change
 PERMILLE = 1000
 _PRICE_FIELDS = tuple(f.name for f in fields(Prices))  # every token class, should one be added
 _TIME_PATTERN = re.compile(r"^(\d{2}):(\d{2})$")
@@ -190,11 +191,11 @@ class LockedPrices:
 def scale_prices(prices: Prices, multiplier_bp: int) -> Prices:
     """Each price × multiplier, rounded down; 10,000 bp returns the prices unchanged."""
     invariant(multiplier_bp >= 0, "a multiplier cannot be negative")
-    values = {name: getattr(prices, name) for name in _PRICE_FIELDS}
-    invariant(all(value >= 0 for value in values.values()), "a price cannot be negative")
+    values = [getattr(prices, name) for name in _PRICE_FIELDS]  # positional: this runs on every admission
+    invariant(min(values) >= 0, "a price cannot be negative")
     if multiplier_bp == BP_PER_UNIT:
         return prices
-    return Prices(**{name: value * multiplier_bp // BP_PER_UNIT for name, value in values.items()})
+    return Prices(*[value * multiplier_bp // BP_PER_UNIT for value in values])
 
 
 def lock(
@@ -219,6 +220,12 @@ def lock(
             for tier in schedule.long_context
         ),
     )
+
+
+def base_lock(prices: Prices) -> LockedPrices:
+    """The lock of prices with no schedule behind them: base at 100%, no tier, no surcharge, never
+    changing. A quote made without an instant gets it, so it prices exactly as the base price does."""
+    return LockedPrices(BP_PER_UNIT, DEFAULT_WINDOW_NAME, 100, 0, 100, NEVER_MS, prices, ())
 
 
 def prices_for(locked: LockedPrices, input_tokens_total: int) -> Prices:
@@ -260,10 +267,10 @@ def cheapest_window_today(schedule: PriceSchedule, calendar: Calendar, t_ms: int
 
 
 def _now_and_next(schedule: PriceSchedule, calendar: Calendar, t_ms: int) -> tuple[PricePoint, PricePoint | None]:
+    if not schedule.windows:  # the whole of every day is the default window: no clock to read
+        return PricePoint(t_ms, schedule.default_window_name, 100), None
     pieces = _pieces(schedule, calendar, t_ms, t_ms + NEXT_CHANGE_LOOKAHEAD_MS)
     now = next(pieces)
-    if not schedule.windows:
-        return now, None
     return now, next((point for point in pieces if point.percent != now.percent), None)
 
 
@@ -316,6 +323,10 @@ class PriceBook:
 
     def history(self, offer_id: str) -> tuple[PriceVersion, ...]:
         return self.versions.get(offer_id, ())
+
+    def version_after(self, offer_id: str, t_ms: int) -> PriceVersion | None:
+        """The first version to take effect after ``t_ms``, if one is on the book."""
+        return next((v for v in self.history(offer_id) if v.effective_from_ms > t_ms), None)
 
     def add_version(self, offer_id: str, effective_from_ms: int, schedule: PriceSchedule, now_ms: int) -> PriceBook:
         """A new book with this version added; the book itself is unchanged."""
