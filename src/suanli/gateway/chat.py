@@ -96,7 +96,7 @@ async def run_chat(
 ) -> ChatAnswer:
     """The one path of every request to an operator, whatever its protocol: route, admit, call, relay, settle."""
     _check_kind(platform, request)
-    prefs = parse_preferences(_with_account_routing(request.body, caller), request.model)
+    prefs = parse_preferences(with_account_routing(request.body, caller), request.model)
     plan = plan_route(platform.catalog, model=request.model, tier=caller.account.tier, key_models=caller.key.models,
                       prefs=prefs, state_of=platform.health.state_of, serves=_serves(platform, request))  # fmt: skip
     call = await admit(platform, caller, request, request_id, plan)
@@ -131,7 +131,7 @@ def _check_kind(platform: Platform, request: ChatRequest) -> None:
                          param="model")  # fmt: skip
 
 
-def _with_account_routing(body: dict[str, Any], caller: Caller) -> dict[str, Any]:
+def with_account_routing(body: dict[str, Any], caller: Caller) -> dict[str, Any]:
     """The request's routing fields over the account's defaults, field by field."""
     default = caller.account.routing
     if not default:
@@ -146,6 +146,7 @@ def _headers(call: Call) -> dict[str, str]:
         "x-suanli-operator": call.offer.operator,
         "x-suanli-offer": call.offer.id,
         "x-suanli-attempts": str(len(call.attempts)),
+        "x-suanli-price-window": call.quote.locked.window_name,  # the time-of-day price the call was locked at
     }
     if call.funding is not None and call.funding.limits:  # what remains of the plan, for tools to show
         headers.update(limit_headers(call.funding.limits, now_ms()))

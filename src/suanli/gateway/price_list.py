@@ -12,7 +12,7 @@ from typing import Any
 from suanli.catalog import Offer
 from suanli.errors import BadRequest, NotFound
 from suanli.gateway.auth import Caller
-from suanli.gateway.chat import _with_account_routing  # the account's routing defaults, merged as for a real call
+from suanli.gateway.chat import with_account_routing
 from suanli.gateway.platform import Platform
 from suanli.gateway.quoting import input_bound, output_bound, price_list_of, utilisation_permille
 from suanli.gateway.requests import chat_request_from, parse_json_object
@@ -58,7 +58,7 @@ def quote_request(platform: Platform, caller: Caller, raw_body: bytes) -> dict[s
     if model is not None and model.kind != "chat":
         raise BadRequest(f"'{request.model}' is an {model.kind} model; quotes are for chat requests.",
                          code="wrong_model_kind", param="model")  # fmt: skip
-    prefs = parse_preferences(_with_account_routing(request.body, caller), request.model)
+    prefs = parse_preferences(with_account_routing(request.body, caller), request.model)
     plan = plan_route(platform.catalog, model=request.model, tier=caller.account.tier, key_models=caller.key.models,
                       prefs=prefs, state_of=lambda offer: OfferState())  # fmt: skip
     prompt_tokens = count_messages(request.messages)
