@@ -120,6 +120,7 @@ async def admit(
                 raise
             continue
         covered = [o for o in candidates if quotes[o.id].reserved_nano <= amount]
+        platform.calls_in_flight += 1
         return Call(request_id, caller, request, covered, quotes, prompt_tokens, reservation, covered[0])
     raise _refusal(platform, caller, quotes[candidates[0].id])
 
@@ -141,6 +142,7 @@ async def _admit_funded(
     funding = await platform.writer.run(partial(reserve_job, req=spec, products=platform.products, zone=platform.zone),
                                         durable=False)  # fmt: skip
     covered = [o for o in candidates if funding.wallet is None or o.id in funding.covered_offers]
+    platform.calls_in_flight += 1
     call = Call(request_id, caller, request, covered, quotes, prompt_tokens, funding.wallet, covered[0])
     call.funding = funding
     return call
@@ -169,6 +171,8 @@ async def settle(
     """Charge ``usage`` at the serving offer's quoted prices and record the usage event, in one durable
     step. A second call for the same request is refused by the ledger."""
     call.settled = True
+    alone = platform.calls_in_flight == 1  # the only call in flight: its settlement needn't wait for a batch
+    platform.calls_in_flight -= 1
     result = charge(call.quote, usage)
     event = usage_event(call, usage, result, estimated=estimated, outcome=outcome,
                         http_status=http_status, error_code=error_code)  # fmt: skip
@@ -185,9 +189,9 @@ async def settle(
     if contract is not None:  # postpaid, with volume tiers: the rebate is settled in the same transaction
         job = partial(contracts.settle_job, transfers=transfers, event=event, attempts=call.attempts,
                       contract=contract, zone=platform.zone)  # fmt: skip
-        balance = await platform.writer.run(job)
+        balance = await platform.writer.run(job, alone=alone)
     else:
-        balance = await platform.ledger.settle(transfers, event, call.attempts, wallet)
+        balance = await platform.ledger.settle(transfers, event, call.attempts, wallet, alone=alone)
     platform.metrics.observe(event, call.attempts)
     if call.first_byte_ns is not None and usage.output + usage.reasoning:
         # A stream's generation runs from its first byte; a whole answer's is hidden inside the wait for it.

@@ -89,6 +89,7 @@ class Platform:
         self._prober: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.admin_key_created: str | None = None  # shown once, when the platform made it
+        self.calls_in_flight = 0  # admitted and not yet settled
 
     async def start(self) -> RecoveryReport:
         """Resolve what a previous process left reserved, then open for business."""

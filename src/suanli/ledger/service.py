@@ -26,10 +26,16 @@ class Ledger(Protocol):
         returns unless every transfer is a reservation (see ``store.writer`` on why that is safe)."""
 
     async def settle(
-        self, transfers: Sequence[Transfer], usage: UsageEvent, attempts: Sequence[Attempt], balance_of: str
+        self,
+        transfers: Sequence[Transfer],
+        usage: UsageEvent,
+        attempts: Sequence[Attempt],
+        balance_of: str,
+        *,
+        alone: bool = False,
     ) -> Balance | None:
         """Apply the settlement transfers and record the usage event and upstream attempts in one durable
-        step; return the balance of ``balance_of`` after it."""
+        step; return the balance of ``balance_of`` after it. ``alone``: no other request is in flight."""
 
     def balance(self, account_id: str) -> Balance | None: ...
 
@@ -66,10 +72,16 @@ class SqliteLedger:
         await self._writer.run(partial(apply_entry, transfers=transfers, request_id=request_id), durable=durable)
 
     async def settle(
-        self, transfers: Sequence[Transfer], usage: UsageEvent, attempts: Sequence[Attempt], balance_of: str
+        self,
+        transfers: Sequence[Transfer],
+        usage: UsageEvent,
+        attempts: Sequence[Attempt],
+        balance_of: str,
+        *,
+        alone: bool = False,
     ) -> Balance | None:
         job = partial(_settle_job, transfers=transfers, usage=usage, attempts=attempts, balance_of=balance_of)
-        result: Balance | None = await self._writer.run(job)
+        result: Balance | None = await self._writer.run(job, alone=alone)
         return result
 
     def balance(self, account_id: str) -> Balance | None:

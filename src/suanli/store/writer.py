@@ -15,7 +15,9 @@ durable commit syncs every earlier commit too, since the WAL is written in order
 
 A job that needs no fsync, arriving when nothing is queued and the thread is idle, runs at once on the
 caller's thread (under the same lock as the thread's batches): at low load that saves the two thread
-hand-offs, at high load jobs queue and are batched as above.
+hand-offs, at high load jobs queue and are batched as above. A durable job does so only when its caller
+says it is ``alone`` (the gateway's only request in flight): its fsync then blocks the event loop, but
+there is nothing else for the loop to do and no batch to share the fsync with.
 
 ``sync_money=False`` (setting ``SUANLI_DURABILITY=process``) commits settlements without an fsync as
 well: every commit still survives the process dying, but the last few may be lost if the machine loses
@@ -47,7 +49,7 @@ class Writer(Protocol):
 
     def start(self) -> None: ...
 
-    async def run(self, job: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T: ...
+    async def run(self, job: Callable[[sqlite3.Connection], T], *, durable: bool = True, alone: bool = False) -> T: ...
 
     def close(self) -> None: ...
 
@@ -96,12 +98,14 @@ class GroupCommitWriter:
             self._conn = connect(self._path)
             self._thread.start()
 
-    async def run(self, job: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+    async def run(self, job: Callable[[sqlite3.Connection], T], *, durable: bool = True, alone: bool = False) -> T:
         """Run ``job`` in the next group commit and return its result once committed (and, if
-        ``durable``, synced to disk)."""
+        ``durable``, synced to disk). ``alone``: the caller knows no other request is in flight, so a
+        durable job may run inline too, since there is no batch for it to share an fsync with."""
         durable = durable and self._sync_money
-        if not durable and self._depth == 0 and self._conn is not None and self._busy.acquire(blocking=False):
-            return self._run_inline(self._conn, job)
+        inline = not durable or alone
+        if inline and self._depth == 0 and self._conn is not None and self._busy.acquire(blocking=False):
+            return self._run_inline(self._conn, job, durable)
         with self._depth_lock:
             if self._depth >= LEDGER_QUEUE_DEPTH_MAX:
                 raise ServiceUnavailable("The platform is at its write capacity; retry shortly.", code="overloaded")
@@ -111,11 +115,11 @@ class GroupCommitWriter:
         self._queue.put(_Pending(job, durable, future, loop))
         return await future
 
-    def _run_inline(self, conn: sqlite3.Connection, job: Callable[[sqlite3.Connection], T]) -> T:
+    def _run_inline(self, conn: sqlite3.Connection, job: Callable[[sqlite3.Connection], T], durable: bool) -> T:
         """A job that needs no fsync, with nothing queued and the thread idle: run it here. It takes tens
         of microseconds, less than handing it to the thread and back; with load, jobs queue and batch."""
         try:
-            item = _Pending(job, False, None, None)
+            item = _Pending(job, durable, None, None)
             commit_batch(conn, [item], self._synchronous)
         finally:
             self._busy.release()
@@ -197,6 +201,11 @@ def commit_batch(conn: sqlite3.Connection, batch: list[_Pending], synchronous: _
     try:
         synchronous.set(conn, "FULL" if any(item.durable for item in batch) else "NORMAL")
         conn.execute("BEGIN IMMEDIATE")
+        if len(batch) == 1:  # alone in its transaction: a failure rolls the transaction back, no savepoint needed
+            item = batch[0]
+            item.outcome = _run_alone(conn, item.job)
+            conn.execute("COMMIT" if item.outcome[0] else "ROLLBACK")
+            return
         for item in batch:
             item.outcome = _run_in_savepoint(conn, item.job)
         conn.execute("COMMIT")
@@ -207,6 +216,13 @@ def commit_batch(conn: sqlite3.Connection, batch: list[_Pending], synchronous: _
         failure.__cause__ = exc
         for item in batch:
             item.outcome = (False, failure)
+
+
+def _run_alone(conn: sqlite3.Connection, job: Job) -> tuple[bool, Any]:
+    try:
+        return (True, job(conn))
+    except Exception as exc:  # the job's own failure: the caller rolls the transaction back
+        return (False, exc)
 
 
 def _run_in_savepoint(conn: sqlite3.Connection, job: Job) -> tuple[bool, Any]:
