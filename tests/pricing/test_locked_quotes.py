@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from suanli.catalog import Catalog, Offer, Prices, parse_catalog
 from suanli.errors import BadRequest, ConfigError
 from suanli.gateway.health import HealthRegistry
-from suanli.gateway.quoting import lock_offer, quote_plan
+from suanli.gateway.quoting import PriceClock, quote_plan
 from suanli.gateway.requests import chat_request_from
+from suanli.gateway.routing import OfferState, RoutePreferences, plan_route
 from suanli.pricing import TokenUsage, charge, cost_nano, quote
 from suanli.pricing.calendar import Calendar, epoch_ms
 from suanli.pricing.listing import Bounds, PriceList, offer_quote, parse_instant
@@ -169,11 +170,11 @@ def test_the_load_surcharge_comes_from_the_offers_calls_in_flight() -> None:
     offer = OFFERS["deepseek-v3.2"]
     health = HealthRegistry(BOOK.offers)
     at = ms("2026-06-10T10:00:00+08:00")
-    assert lock_offer(BOOK, health, offer, at).surcharge_permille == 0
+    assert PriceClock(BOOK).lock(offer, at, health).surcharge_permille == 0
     health.of(offer).in_flight = 9  # 900 per mille: halfway from 80% to 100%
-    assert lock_offer(BOOK, health, offer, at).surcharge_permille == 100
+    assert PriceClock(BOOK).lock(offer, at, health).surcharge_permille == 100
     health.of(offer).in_flight = 25  # over capacity: the surcharge stays at its cap
-    locked = lock_offer(BOOK, health, offer, at)
+    locked = PriceClock(BOOK).lock(offer, at, health)
     assert locked.surcharge_permille == 200 and locked.base.input_nano == 2400
 
 
@@ -182,7 +183,9 @@ def test_quote_plan_locks_every_offer_at_the_instant_given() -> None:
     request = chat_request_from({"model": "deepseek-v3.2", "messages": [{"role": "user", "content": "hi"}],
                                  "max_tokens": 50})  # fmt: skip
     plan = [OFFERS["deepseek-v3.2"], OFFERS["plain"]]
-    quotes = quote_plan(BOOK, health, plan, request, input_max=20, t_ms=ms("2026-06-13T11:00:00+08:00"))  # Saturday
+    quotes = quote_plan(
+        PriceClock(BOOK), health, plan, request, input_max=20, t_ms=ms("2026-06-13T11:00:00+08:00")
+    )  # Saturday
     assert quotes["ds/deepseek-v3.2"].locked.window_name == "off-peak"
     assert quotes["ds/deepseek-v3.2"].reserved_nano == 20 * 1000 + 50 * 1500
     assert quotes["zp/plain"].output_tokens_max == 50 and quotes["zp/plain"].locked.window_name == "standard"
@@ -319,3 +322,52 @@ def test_a_quote_is_never_exceeded(
 
 def test_catalog_type_is_what_the_gateway_reads() -> None:
     assert isinstance(BOOK, Catalog) and BOOK.price_book.schedule_at("zp/plain", 0) is not None
+
+
+ROUTED = """
+[operators.flat]
+base_url = "http://flat/v1"
+[operators.tidal]
+base_url = "http://tidal/v1"
+[models.m]
+[[offers]]
+operator = "flat"
+model = "m"
+context_window = 1000
+max_output_tokens = 100
+price = { input = "2", output = "3" }
+[[offers]]
+operator = "tidal"
+model = "m"
+context_window = 1000
+max_output_tokens = 100
+price = { input = "3", output = "4" }
+[offers.pricing]
+default_window_name = "peak"
+windows = [{ name = "off-peak", days = ["weekday"], from = "00:00", to = "09:00", percent = 50 }]
+"""
+
+
+def test_routing_prefers_the_offer_cheapest_now_not_at_its_base_price() -> None:
+    catalog = parse_catalog(tomllib.loads(ROUTED), {}, now_ms=BEFORE_JULY_MS)
+    clock = PriceClock(catalog)
+
+    def route(at: str) -> list[str]:
+        t = ms(at)
+        plan = plan_route(catalog, model="m", tier="enterprise", key_models=None, prefs=RoutePreferences(),
+                          state_of=lambda offer: OfferState(),
+                          price_of=lambda offer: clock.prices(offer, t))  # fmt: skip
+        return [offer.operator for offer in plan]
+
+    assert route("2026-06-10T10:00:00+08:00") == ["flat", "tidal"]  # peak: ¥3+¥4 against ¥2+¥3
+    assert route("2026-06-10T08:59:59.999+08:00") == ["tidal", "flat"]  # off-peak: ¥1.5+¥2 is the cheapest now
+
+
+def test_the_price_clock_keeps_a_lock_until_the_price_changes() -> None:
+    catalog = parse_catalog(tomllib.loads(ROUTED), {}, now_ms=BEFORE_JULY_MS)
+    clock, tidal = PriceClock(catalog), catalog.offers[1]
+    early = clock.locked(tidal, ms("2026-06-10T08:00:00+08:00"))
+    assert clock.locked(tidal, ms("2026-06-10T08:59:59.999+08:00")) is early  # the same window: kept
+    later = clock.locked(tidal, ms("2026-06-10T09:00:00+08:00"))
+    assert (early.window_name, later.window_name) == ("off-peak", "peak")
+    assert clock.prices(tidal, ms("2026-06-10T09:00:00+08:00")).input_nano == 3000

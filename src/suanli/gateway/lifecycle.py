@@ -77,7 +77,7 @@ def _input_bound(prompt_tokens: int) -> int:
 
 def _quotes(platform: Platform, plan: Sequence[Offer], request: ChatRequest, prompt_tokens: int) -> dict[str, Quote]:
     """Lock every planned offer's prices now (its price version, window and load) and bound the cost."""
-    return quote_plan(platform.catalog, platform.health, plan, request, input_max=input_bound(prompt_tokens),
+    return quote_plan(platform.price_clock, platform.health, plan, request, input_max=input_bound(prompt_tokens),
                       t_ms=now_ms())  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from suanli.errors import BadRequest, ConfigError
 from suanli.gateway.auth import KeyCache
 from suanli.gateway.health import HealthRegistry
 from suanli.gateway.metrics import Metrics
+from suanli.gateway.quoting import PriceClock
 from suanli.gateway.recovery import RecoveryReport, recover
 from suanli.ledger import ASSET_CNY, SqliteLedger
 from suanli.ledger import names as ledger_names
@@ -84,6 +85,7 @@ class Platform:
             for protocol in op.endpoints
         }
         self.zone = ZoneInfo(self.catalog.timezone)
+        self.price_clock = PriceClock(self.catalog)
         self.products: dict[str, Product] = {}  # the shelf: the catalog's products and those listed since
         self._tasks: set[asyncio.Task[Any]] = set()
         self._prober: asyncio.Task[None] | None = None

@@ -60,7 +60,8 @@ def quote_request(platform: Platform, caller: Caller, raw_body: bytes) -> dict[s
                          code="wrong_model_kind", param="model")  # fmt: skip
     prefs = parse_preferences(with_account_routing(request.body, caller), request.model)
     plan = plan_route(platform.catalog, model=request.model, tier=caller.account.tier, key_models=caller.key.models,
-                      prefs=prefs, state_of=lambda offer: OfferState())  # fmt: skip
+                      prefs=prefs, state_of=lambda offer: OfferState(),
+                      price_of=lambda offer: platform.price_clock.prices(offer, t_ms))  # fmt: skip
     prompt_tokens = count_messages(request.messages)
     input_max = input_bound(prompt_tokens)
     prices = price_list_of(platform.catalog)

@@ -19,6 +19,7 @@ from suanli.gateway.requests import ChatRequest
 from suanli.limits import INPUT_ESTIMATE_MARGIN_PERCENT
 from suanli.pricing import Quote, quote
 from suanli.pricing.listing import PriceList, utilisation_of
+from suanli.pricing.prices import Prices
 from suanli.pricing.schedule import LockedPrices
 
 
@@ -41,20 +42,45 @@ def utilisation_permille(health: HealthRegistry, offer: Offer) -> int:
     return utilisation_of(health.of(offer).in_flight, offer.capacity)
 
 
-def lock_offer(catalog: Catalog, health: HealthRegistry, offer: Offer, t_ms: int) -> LockedPrices:
-    """The prices a request reserved at ``t_ms`` locks on ``offer``, at its load now."""
-    return price_list_of(catalog).lock_at(offer, t_ms, utilisation_permille(health, offer))
-
-
 def price_list_of(catalog: Catalog) -> PriceList:
     return PriceList(catalog.price_book, catalog.calendar)
 
 
+class PriceClock:
+    """Each offer's price by the clock (its price version and time-of-day window, before any load
+    surcharge), kept until it next changes. Routing sorts and filters offers by it, so the cheapest offer
+    is the cheapest now, not at its base price; and an offer without a surcharge rule locks it as is."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._prices = price_list_of(catalog)
+        self._cache: dict[str, tuple[int, int, LockedPrices]] = {}  # offer id -> (from, until, lock)
+
+    def locked(self, offer: Offer, t_ms: int) -> LockedPrices:
+        entry = self._cache.get(offer.id)
+        if entry is not None and entry[0] <= t_ms < entry[1]:
+            return entry[2]
+        locked = self._prices.lock_at(offer, t_ms, 0)
+        change = self._prices.next_price_change(offer, t_ms)
+        until = locked.valid_until_ms if change is None else min(change, locked.valid_until_ms)
+        self._cache[offer.id] = (t_ms, until, locked)
+        return locked
+
+    def prices(self, offer: Offer, t_ms: int) -> Prices:
+        """The per-token prices by the clock at ``t_ms`` (the base tier)."""
+        return self.locked(offer, t_ms).base
+
+    def lock(self, offer: Offer, t_ms: int, health: HealthRegistry) -> LockedPrices:
+        """The prices a request reserved at ``t_ms`` locks on ``offer``, at its load now."""
+        if self._prices.schedule_in_force(offer, t_ms).surcharge is None:
+            return self.locked(offer, t_ms)  # no load rule: the clock's price is the price
+        return self._prices.lock_at(offer, t_ms, utilisation_permille(health, offer))
+
+
 def quote_plan(
-    catalog: Catalog, health: HealthRegistry, plan: Sequence[Offer], request: ChatRequest, *, input_max: int, t_ms: int
+    clock: PriceClock, health: HealthRegistry, plan: Sequence[Offer], request: ChatRequest, *, input_max: int, t_ms: int
 ) -> dict[str, Quote]:
     """A quote for every offer the request may go to, by offer id, locked at ``t_ms``."""
     return {
-        offer.id: quote(offer, input_max, output_bound(offer, request), lock_offer(catalog, health, offer, t_ms))
+        offer.id: quote(offer, input_max, output_bound(offer, request), clock.lock(offer, t_ms, health))
         for offer in plan
     }

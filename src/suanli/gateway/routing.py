@@ -22,6 +22,7 @@ from suanli.catalog import Catalog, Offer
 from suanli.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
 from suanli.limits import FALLBACK_MODELS_MAX
 from suanli.money import MoneyFormatError, price_per_mtok_to_nano_per_token
+from suanli.pricing.prices import Prices
 
 SORTS = ("price", "latency", "throughput")
 NO_FIGURE = float("inf")
@@ -135,17 +136,24 @@ def plan_route(
     prefs: RoutePreferences,
     state_of: Callable[[Offer], OfferState],
     serves: Callable[[Offer], bool] | None = None,
+    price_of: Callable[[Offer], Prices] | None = None,
 ) -> list[Offer]:
     """The offers to try, best first; raises the error that says why when there are none. ``serves``
-    keeps the offers whose operator can answer the client's protocol (all of them when None)."""
+    keeps the offers whose operator can answer the client's protocol (all of them when None);
+    ``price_of`` is an offer's price now (its time-of-day price; the base price when None)."""
     refusals = _Refusals()
     plan: list[Offer] = []
+    price = price_of or _base_price
     for name in (model, *prefs.fallback_models):
         plan.extend(_candidates(catalog, model=name, tier=tier, key_models=key_models, prefs=prefs,
-                                state_of=state_of, refusals=refusals, serves=serves))  # fmt: skip
+                                state_of=state_of, refusals=refusals, serves=serves, price_of=price))  # fmt: skip
     if plan:
         return plan
-    raise _no_route(model, prefs, refusals)
+    raise _no_route(model, prefs, refusals, price)
+
+
+def _base_price(offer: Offer) -> Prices:
+    return offer.prices
 
 
 def _candidates(
@@ -158,6 +166,7 @@ def _candidates(
     state_of: Callable[[Offer], OfferState],
     refusals: _Refusals,
     serves: Callable[[Offer], bool] | None,
+    price_of: Callable[[Offer], Prices],
 ) -> list[Offer]:
     offers = catalog.offers_for(model)
     if not offers:
@@ -176,10 +185,10 @@ def _candidates(
             refusals.protocol.append(model)
             return []
     chosen = _by_operator(offers, prefs, refusals)
-    affordable = _split(chosen, lambda o: _within_price(o, prefs), refusals.over_price)
+    affordable = _split(chosen, lambda o: _within_price(price_of(o), prefs), refusals.over_price)
     states = {o.id: state_of(o) for o in affordable}
     healthy = _split(affordable, lambda o: states[o.id].available, refusals.unhealthy)
-    return _apply_order(sorted(healthy, key=_rank(prefs.sort, states)), prefs)
+    return _apply_order(sorted(healthy, key=_rank(prefs.sort, states, price_of)), prefs)
 
 
 def _split(offers: Sequence[Offer], keep: Callable[[Offer], bool], refused: list[Offer]) -> list[Offer]:
@@ -200,26 +209,28 @@ def _by_operator(offers: Sequence[Offer], prefs: RoutePreferences, refusals: _Re
     return kept
 
 
-def _within_price(offer: Offer, prefs: RoutePreferences) -> bool:
-    p = offer.prices
+def _within_price(p: Prices, prefs: RoutePreferences) -> bool:
     if prefs.max_prompt_nano is not None and max(p.input_nano, p.cached_input_nano) > prefs.max_prompt_nano:
         return False
     return prefs.max_completion_nano is None or max(p.output_nano, p.reasoning_nano) <= prefs.max_completion_nano
 
 
-def _price_key(offer: Offer) -> int:
-    return offer.prices.input_nano + offer.prices.output_nano
+def _price_key(prices: Prices) -> int:
+    return prices.input_nano + prices.output_nano
 
 
-def _rank(sort: str | None, states: Mapping[str, OfferState]) -> Callable[[Offer], tuple[float, ...]]:
+def _rank(
+    sort: str | None, states: Mapping[str, OfferState], price_of: Callable[[Offer], Prices]
+) -> Callable[[Offer], tuple[float, ...]]:
     def key(offer: Offer) -> tuple[float, ...]:
         state = states[offer.id]
+        price = _price_key(price_of(offer))
         full = 1.0 if state.utilization >= 1.0 else 0.0  # offers at capacity go after the others
         if sort == "latency":
-            return (state.latency_p50_ms, _price_key(offer), state.utilization)
+            return (state.latency_p50_ms, price, state.utilization)
         if sort == "throughput":
-            return (-state.tokens_per_s, _price_key(offer), state.utilization)
-        return (full, _price_key(offer), state.utilization)
+            return (-state.tokens_per_s, price, state.utilization)
+        return (full, price, state.utilization)
 
     return key
 
@@ -235,7 +246,9 @@ def _apply_order(ranked: list[Offer], prefs: RoutePreferences) -> list[Offer]:
     return first + rest if prefs.allow_fallbacks else first
 
 
-def _no_route(model: str, prefs: RoutePreferences, refusals: _Refusals) -> Exception:
+def _no_route(
+    model: str, prefs: RoutePreferences, refusals: _Refusals, price_of: Callable[[Offer], Prices]
+) -> Exception:
     asked = [model, *prefs.fallback_models]
     if len(refusals.unknown_models) == len(asked):
         return NotFound(f"The model '{model}' does not exist.", code="model_not_found", param="model")
@@ -252,11 +265,12 @@ def _no_route(model: str, prefs: RoutePreferences, refusals: _Refusals) -> Excep
         return ServiceUnavailable(f"No operator of '{model}' is healthy right now ({names}); retry shortly.",
                                   code="no_healthy_offer")  # fmt: skip
     if refusals.over_price:
-        cheapest = min(refusals.over_price, key=_price_key)
+        cheapest = min(refusals.over_price, key=lambda o: _price_key(price_of(o)))
+        asks = price_of(cheapest)
         return BadRequest(
             f"No operator of '{model}' is within provider.max_price; the cheapest, {cheapest.operator}, asks "
-            f"{_per_mtok(cheapest.prices.input_nano)} input and {_per_mtok(cheapest.prices.output_nano)} output "
-            "CNY per million tokens.",
+            f"{_per_mtok(asks.input_nano)} input and {_per_mtok(asks.output_nano)} output CNY per million tokens "
+            "now.",
             code="no_offer_within_max_price", param="provider.max_price",
         )  # fmt: skip
     names = ", ".join(sorted(set(refusals.excluded)))
