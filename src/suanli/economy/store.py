@@ -204,12 +204,14 @@ def open_window(
     conn: sqlite3.Connection, sub_id: str, window: str, unit: str, *, start_ms: int, end_ms: int, amount: int
 ) -> str:
     """The ledger account of an allowance window, opened and granted its amount once (idempotent)."""
+    account = names.allowance(sub_id, window, unit, start_ms)
+    if read_balance(conn, account) is not None:
+        return account  # opened by an earlier request: the usual case, one look-up
     conn.execute(
         "INSERT OR IGNORE INTO allowance_windows (subscription_id, window, unit, start_ms, end_ms, amount) "
         "VALUES (?, ?, ?, ?, ?, ?)",
         (sub_id, window, unit, start_ms, end_ms, amount),
     )
-    account = names.allowance(sub_id, window, unit, start_ms)
     grant(conn, account, names.allowance_asset(unit), amount)
     return account
 
@@ -217,6 +219,8 @@ def open_window(
 def grant(conn: sqlite3.Connection, account: str, asset: str, amount: int, suffix: str = "") -> None:
     """Open a limit's ledger account (floor 0) and credit it ``amount`` from the grants account, once:
     the transfer's id is derived from the account, so a second grant is an idempotent replay."""
+    if read_balance(conn, account) is not None:
+        return  # granted already (the account is opened only here, with its grant)
     open_account(conn, account, asset, 0)
     open_account(conn, names.grants(asset), asset, None)
     open_account(conn, names.spent(asset), asset, None)
