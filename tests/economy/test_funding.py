@@ -309,3 +309,27 @@ def test_a_token_allowance_reserves_the_bound_and_keeps_what_was_used(shop: Shop
         assert (refused.value.headers or {})["x-ratelimit-remaining-tokens"] == "200"
     finally:
         del PRODUCTS["tokens"]
+
+
+def test_a_subscription_renews_from_the_wallet_when_its_month_ends_or_lapses(shop: Shop) -> None:
+    shop.subscribe("weekly", T0)  # ¥9 a month, paid
+    month_end = at("2027-01-02 10:00:00")
+    assert run_in_transaction(shop.conn, market.renew_due_job(PRODUCTS, SHANGHAI, at_ms=month_end - 1)) == []
+    shop.topup(9 * 10**9)
+    (renewed,) = run_in_transaction(shop.conn, market.renew_due_job(PRODUCTS, SHANGHAI, at_ms=month_end))
+    assert renewed["renewed"] is True and shop.available(ledger_names.wallet(shop.account)) == 0
+    sub = econ.current_subscription(shop.conn, shop.account)
+    assert sub is not None and (sub.period_start_ms, sub.period_end_ms) == (month_end, at("2027-02-02 10:00:00"))
+    (lapsed,) = run_in_transaction(shop.conn, market.renew_due_job(PRODUCTS, SHANGHAI, at_ms=sub.period_end_ms))
+    assert lapsed["renewed"] is False and econ.current_subscription(shop.conn, shop.account) is None
+    verify(shop.conn)
+
+
+def test_a_wallet_short_of_the_dearest_quote_reserves_the_first_and_drops_the_dearer(shop: Shop) -> None:
+    shop.topup(1_500)
+    req = FundingRequest(request_id="r-two", account_id=shop.account, key_id="k", model="chat", now_ms=T0,
+                         quotes=[("cheap", 1_000), ("dear", 2_000)], input_max=50, output_max=50)  # fmt: skip
+    funding = run_in_transaction(shop.conn, lambda c: reserve_job(c, req, PRODUCTS, SHANGHAI))
+    assert funding.wallet is not None and funding.wallet.amount == 1_000 and funding.covered_offers == ("cheap",)
+    assert shop.available(ledger_names.wallet(shop.account)) == 500
+    verify(shop.conn)  # the refused first try left nothing behind

@@ -38,9 +38,9 @@ from suanli.economy import store as econ
 from suanli.economy.market import renew_if_due
 from suanli.economy.products import FUNDING_SOURCES, Allowance, Product, Weights
 from suanli.errors import PaymentRequired, RateLimited
-from suanli.ledger import ASSET_CNY, Kind, LedgerRejected, Rejection, Transfer, entries
+from suanli.ledger import ASSET_CNY, Kind, Transfer, entries
 from suanli.ledger import names as ledger_names
-from suanli.ledger.sqlite import apply_entry, read_balance
+from suanli.ledger.sqlite import apply_if_covered, read_balance
 from suanli.money import nano_to_cny
 from suanli.pricing import TokenUsage
 
@@ -96,14 +96,8 @@ class FundingRequest:
 
 
 def _reserve(conn: sqlite3.Connection, transfer: Transfer, request_id: str) -> bool:
-    """Apply a reservation; False if its account can't cover it."""
-    try:
-        apply_entry(conn, [transfer], request_id)
-    except LedgerRejected as exc:
-        if exc.rejection is Rejection.EXCEEDS_FLOOR:
-            return False
-        raise
-    return True
+    """Apply a reservation; False, with nothing written, if its account can't cover it."""
+    return apply_if_covered(conn, [transfer], request_id)
 
 
 def _pending(transfer_id: str, debit: str, asset: str, amount: int, memo: str) -> Transfer:

@@ -25,7 +25,7 @@ from suanli.economy.products import FUNDING_SOURCES, Product
 from suanli.errors import BadRequest, Conflict, Forbidden, NotFound, PaymentRequired
 from suanli.ledger import ASSET_CNY, Balance, Kind, LedgerRejected, Rejection, Transfer
 from suanli.ledger import names as ledger_names
-from suanli.ledger.sqlite import apply_entry, open_account, read_balance, set_floor
+from suanli.ledger.sqlite import apply_entry, apply_if_covered, open_account, read_balance, set_floor
 from suanli.money import nano_to_cny
 from suanli.store.accounts import Account, find_account
 from suanli.store.db import now_ms
@@ -53,15 +53,11 @@ def _pay(conn: sqlite3.Connection, account: Account, transfer_id: str, amount: i
     wallet = ledger_names.wallet(account.id)
     open_account(conn, names.PLANS, ASSET_CNY, None)
     transfer = Transfer(transfer_id, Kind.POSTED, wallet, names.PLANS, ASSET_CNY, amount, memo=what)
-    try:
-        apply_entry(conn, [transfer])
-    except LedgerRejected as exc:
-        if exc.rejection is not Rejection.EXCEEDS_FLOOR:
-            raise
+    if not apply_if_covered(conn, [transfer]):  # refused: nothing written, so a renewal can lapse instead
         balance = read_balance(conn, wallet)
         raise PaymentRequired(f"{what} costs ¥{nano_to_cny(amount)} and the account has "
                               f"¥{nano_to_cny(balance.available if balance else 0)} available. Nothing was "
-                              "charged.") from None  # fmt: skip
+                              "charged.")  # fmt: skip
 
 
 def buy_pack_job(
@@ -165,6 +161,26 @@ def renew_if_due(conn: sqlite3.Connection, sub: econ.Subscription, product: Prod
         return False
     econ.set_period(conn, sub.id, start, end)
     return True
+
+
+def renew_due_job(
+    products: Mapping[str, Product], zone: ZoneInfo, at_ms: int | None = None
+) -> Callable[[sqlite3.Connection], list[dict[str, Any]]]:
+    """Renew every subscription whose month has ended, from its wallet; end those the wallet can't pay
+    for (the gateway runs this with the expiry sweep, and a request renews its own subscription too)."""
+
+    def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        now = now_ms() if at_ms is None else at_ms
+        done = []
+        for sub in econ.due_subscriptions(conn, now):
+            product = products.get(sub.product_id)
+            if product is None:
+                continue  # a product this process does not know yet: the next sweep, after a reload
+            renewed = renew_if_due(conn, sub, product, now, zone)
+            done.append({"subscription": sub.id, "account_id": sub.account_id, "renewed": renewed})
+        return done
+
+    return job
 
 
 def transfer_tokens_job(

@@ -182,6 +182,14 @@ def insert_subscription(conn: sqlite3.Connection, sub: Subscription) -> None:
     mark_has_plans(conn, sub.account_id)
 
 
+def due_subscriptions(conn: sqlite3.Connection, now: int) -> list[Subscription]:
+    """Subscriptions whose month has ended and that are not ended: to renew, or to lapse."""
+    rows = conn.execute(
+        f"SELECT {_SUB_COLUMNS} FROM subscriptions WHERE ended_at_ms IS NULL AND period_end_ms <= ?", (now,)
+    )
+    return [Subscription(*tuple(row)) for row in rows]
+
+
 def end_subscription(conn: sqlite3.Connection, sub_id: str, at_ms: int) -> None:
     conn.execute("UPDATE subscriptions SET ended_at_ms = ? WHERE id = ?", (at_ms, sub_id))
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from suanli.catalog import TIERS, Catalog, load_catalog
 from suanli.economy import names as economy_names
-from suanli.economy.market import expire_packs_job
+from suanli.economy.market import expire_packs_job, renew_due_job
 from suanli.economy.products import Product, parse_product
 from suanli.economy.store import list_product, load_products
 from suanli.errors import BadRequest, ConfigError
@@ -115,9 +115,11 @@ class Platform:
         self.products = load_products(self.reader, frozenset(self.catalog.models), TIERS)
 
     async def _expire_forever(self) -> None:
-        """Forfeit what is left of expired packs, every ``PACK_EXPIRY_SWEEP_S``."""
+        """Forfeit what is left of expired packs and renew (or lapse) subscriptions whose month ended,
+        every ``PACK_EXPIRY_SWEEP_S``."""
         while True:
             await self.writer.run(expire_packs_job())
+            await self.writer.run(renew_due_job(self.products, self.zone))
             await asyncio.sleep(PACK_EXPIRY_SWEEP_S)
             self.reload_products()  # products listed from the CLI, by another process
 

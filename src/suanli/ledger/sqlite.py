@@ -60,6 +60,23 @@ def apply_entry(conn: sqlite3.Connection, transfers: Sequence[Transfer], request
             _apply_resolution(conn, transfer)
 
 
+def apply_if_covered(conn: sqlite3.Connection, transfers: Sequence[Transfer], request_id: str = "") -> bool:
+    """Apply ``transfers``, or nothing and return False if a debit account can't cover them: for a job
+    that goes on after a refusal (trying a smaller amount, or another source). Its own savepoint undoes
+    the rows a refused entry wrote before the refusal; every other rejection still raises."""
+    conn.execute("SAVEPOINT covered")
+    try:
+        apply_entry(conn, transfers, request_id)
+    except LedgerRejected as exc:
+        conn.execute("ROLLBACK TO covered")
+        conn.execute("RELEASE covered")
+        if exc.rejection is Rejection.EXCEEDS_FLOOR:
+            return False
+        raise
+    conn.execute("RELEASE covered")
+    return True
+
+
 def _check_shape(t: Transfer) -> None:
     if t.amount < 0:
         raise LedgerRejected(Rejection.NEGATIVE_AMOUNT, t.id)
