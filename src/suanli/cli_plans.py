@@ -59,7 +59,7 @@ def product_retire(args: argparse.Namespace, settings: Settings) -> int:
 
 def pack_buy(args: argparse.Namespace, settings: Settings) -> int:
     products, _ = _shelf(settings)
-    pack, balance = run_job(settings, market.buy_pack_job(args.account, args.product, products))
+    pack, balance = run_job(settings, market.buy_pack_job(args.account, args.product, products, args.idempotency_key))
     view = read_db(settings, lambda conn: pack_dict(conn, pack, now_ms()))
     left = nano_to_cny(balance.available) if balance else "?"
     return emit(args, {"pack": view}, f"bought {pack.id}: {pack.tokens:,} tokens of {pack.product_id} until "
@@ -176,6 +176,7 @@ def _shop_commands(commands: Any, common: Common) -> None:
     p = pack.add_parser("buy", help="buy a pack for an account, from its wallet")
     p.add_argument("account")
     p.add_argument("product")
+    p.add_argument("--idempotency-key", help="a retried purchase with the same key buys once")
     p.set_defaults(handler=pack_buy)
     common(p)
 

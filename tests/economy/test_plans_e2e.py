@@ -16,8 +16,11 @@ from tests.conftest import Gateway
 QUESTION = [{"role": "user", "content": "Say something about tokens."}]
 
 
-def call(gateway: Gateway, key: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    return httpx.request(method, f"{gateway.url}{path}", headers={"Authorization": f"Bearer {key}"}, **kwargs)
+def call(
+    gateway: Gateway, key: str, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+) -> httpx.Response:
+    return httpx.request(method, f"{gateway.url}{path}", headers={"Authorization": f"Bearer {key}", **(headers or {})},
+                         **kwargs)  # fmt: skip
 
 
 def plans(gateway: Gateway, key: str) -> dict[str, Any]:
@@ -154,3 +157,15 @@ def test_buying_needs_the_money_and_the_right_tier(gateway: Gateway, unique: str
     unknown = call(gateway, poor, "POST", "/v1/packs", json={"product": "nope"})
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "product_not_found"
     assert call(gateway, poor, "POST", "/v1/subscription", json={"product": "pack-small"}).status_code == 404
+
+
+def test_a_retried_purchase_with_the_same_idempotency_key_buys_once(gateway: Gateway, unique: str) -> None:
+    key = gateway.account(unique, topup_cny="5")
+    headers = {"Idempotency-Key": "order-42"}
+    first = call(gateway, key, "POST", "/v1/packs", json={"product": "pack-small"}, headers=headers)
+    again = call(gateway, key, "POST", "/v1/packs", json={"product": "pack-small"}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json()["pack"]["id"] == again.json()["pack"]["id"]
+    assert wallet(gateway, unique) == "4" and len(plans(gateway, key)["packs"]) == 1  # charged once
+    other = call(gateway, key, "POST", "/v1/packs", json={"product": "pack-late"}, headers=headers)
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_conflict"

@@ -32,8 +32,8 @@ def _wallet(balance: Balance | None) -> dict[str, str] | None:
     return None if balance is None else {"available": nano_to_cny(balance.available)}
 
 
-async def _buy_pack(platform: Platform, account: str, product: str) -> dict[str, Any]:
-    pack, balance = await write(platform, market.buy_pack_job(account, product, platform.products))
+async def _buy_pack(platform: Platform, account: str, product: str, idempotency_key: str | None) -> dict[str, Any]:
+    pack, balance = await write(platform, market.buy_pack_job(account, product, platform.products, idempotency_key))
     return {"pack": pack_dict(platform.reader, pack, now_ms()), "wallet": _wallet(balance)}
 
 
@@ -67,7 +67,8 @@ async def my_buy_pack(request: Request) -> Response:
     platform = request.app.state.platform
     caller = authenticate(request)
     body = await json_body(request)
-    result = await _buy_pack(platform, caller.account.id, string_field(body, "product"))
+    result = await _buy_pack(platform, caller.account.id, string_field(body, "product"),
+                             request.headers.get("idempotency-key"))  # fmt: skip
     platform.keys.forget_account(caller.account.id)
     return json_response(result, 201)
 
@@ -161,7 +162,7 @@ async def admin_buy_pack(request: Request) -> Response:
     platform = require_admin(request)
     body = await json_body(request)
     account = request.path_params["account"]
-    result = await _buy_pack(platform, account, string_field(body, "product"))
+    result = await _buy_pack(platform, account, string_field(body, "product"), request.headers.get("idempotency-key"))
     _forget(platform, account)
     return json_response(result, 201)
 

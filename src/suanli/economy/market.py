@@ -8,6 +8,7 @@ receiving account (same product, same expiry), and expiry forfeits exactly what 
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +32,7 @@ from suanli.store.accounts import Account, find_account
 from suanli.store.db import now_ms
 
 TRANSFER_MEMO_CHARS_MAX = 200
+IDEMPOTENCY_KEY_CHARS_MAX = 200
 BUDGET_PERIODS = ("day", "week", "month")
 BUDGET_UNITS = ("cny", "tokens")
 
@@ -61,13 +63,27 @@ def _pay(conn: sqlite3.Connection, account: Account, transfer_id: str, amount: i
 
 
 def buy_pack_job(
-    account_ref: str, product_id: str, products: Mapping[str, Product]
+    account_ref: str, product_id: str, products: Mapping[str, Product], idempotency_key: str | None = None
 ) -> Callable[[sqlite3.Connection], tuple[econ.Pack, Balance | None]]:
+    """Buy a pack from the wallet. With ``idempotency_key``, a retried purchase returns the pack the first
+    one bought and charges nothing again (the pack's id is derived from the account and the key)."""
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_CHARS_MAX:
+        raise BadRequest(f"An Idempotency-Key is 1 to {IDEMPOTENCY_KEY_CHARS_MAX} characters.", param="Idempotency-Key")
+
     def job(conn: sqlite3.Connection) -> tuple[econ.Pack, Balance | None]:
         account = find_account(conn, account_ref)
+        pack_id = None
+        if idempotency_key is not None:
+            pack_id = "pack_" + hashlib.sha256(f"{account.id}\n{idempotency_key}".encode()).hexdigest()[:16]
+            bought = conn.execute("SELECT product_id FROM packs WHERE id = ?", (pack_id,)).fetchone()
+            if bought is not None:
+                if bought[0] != product_id:
+                    raise Conflict("That Idempotency-Key already bought another product.", code="idempotency_conflict",
+                                   param="Idempotency-Key")  # fmt: skip
+                return econ.find_pack(conn, pack_id), read_balance(conn, ledger_names.wallet(account.id))
         product = _product(products, product_id, "pack", account)
         now = now_ms()
-        pack = econ.create_pack(conn, account.id, product, tokens=product.tokens,
+        pack = econ.create_pack(conn, account.id, product, tokens=product.tokens, pack_id=pack_id,
                                 expires_at_ms=now + product.valid_days * econ.DAY_MS, origin="purchase")  # fmt: skip
         _pay(conn, account, f"{pack.id}.buy", product.price_nano, f"The pack {product.id}")
         asset = names.pack_asset(product.id)

@@ -133,9 +133,17 @@ def find_pack(conn: sqlite3.Connection, pack_id: str) -> Pack:
 
 
 def create_pack(
-    conn: sqlite3.Connection, account_id: str, product: Product, *, tokens: int, expires_at_ms: int, origin: str
+    conn: sqlite3.Connection,
+    account_id: str,
+    product: Product,
+    *,
+    tokens: int,
+    expires_at_ms: int,
+    origin: str,
+    pack_id: str | None = None,
 ) -> Pack:
-    pack = Pack("pack_" + secrets.token_hex(8), account_id, product.id, tokens, expires_at_ms, origin, now_ms(), None)
+    pack_id = pack_id or "pack_" + secrets.token_hex(8)
+    pack = Pack(pack_id, account_id, product.id, tokens, expires_at_ms, origin, now_ms(), None)
     conn.execute(
         f"INSERT INTO packs ({_PACK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (pack.id, account_id, product.id, tokens, expires_at_ms, origin, pack.created_at_ms, None),
