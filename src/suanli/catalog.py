@@ -18,7 +18,7 @@ import re
 import time
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -271,6 +271,20 @@ def _price_versions(spec: Mapping[str, Any], where: str) -> tuple[PriceVersion, 
         versions.append(PriceVersion(start_ms, _schedule(base, _table(table.get("pricing", rules), f"{at}.pricing"),
                                                          f"{at}.pricing")))  # fmt: skip
     return tuple(versions)
+
+
+def parse_version_table(table: Mapping[str, Any], previous: PriceSchedule, where: str) -> PriceVersion:
+    """A later price of an offer set while the platform runs: ``{"effective_from", "price", "pricing"?}``
+    as in ``[[offers.price_versions]]``; without ``pricing`` it keeps the rules of the version before it,
+    applied to its own base price. Raises ``ConfigError`` naming the field."""
+    unknown = sorted(set(table) - {"effective_from", "price", "pricing"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (expected effective_from, price, pricing)")
+    start_ms = _instant(table.get("effective_from"), f"{where}.effective_from")
+    base = _prices(_table(table.get("price", {}), f"{where}.price"), where)
+    if "pricing" in table:
+        return PriceVersion(start_ms, _schedule(base, _table(table["pricing"], f"{where}.pricing"), f"{where}.pricing"))
+    return PriceVersion(start_ms, replace(previous, base=base))
 
 
 def _schedule(base: Prices, rules: Mapping[str, Any], where: str) -> PriceSchedule:

@@ -9,16 +9,27 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import orjson
+
 from suanli.catalog import Catalog, Offer, load_catalog
-from suanli.cli_admin import Common, emit, table
+from suanli.cli_admin import Common, emit, read_db, run_job, table
 from suanli.errors import BadRequest, NotFound
 from suanli.gateway.platform import Settings
+from suanli.gateway.price_versions import history_view, set_price_job, stored_versions, with_versions
 from suanli.pricing.listing import Bounds, PriceList, offer_quote, parse_instant
 from suanli.store.db import now_ms
 
 
-def _prices_at(args: argparse.Namespace, settings: Settings) -> tuple[Catalog, PriceList, int]:
+def _catalog(settings: Settings) -> Catalog:
+    """The catalog file's price book, with the prices set since (``suanli price set``) if there is a database."""
     catalog = load_catalog(settings.catalog_path)
+    if not settings.database_path.exists():
+        return catalog
+    return read_db(settings, lambda conn: with_versions(catalog, stored_versions(conn)))
+
+
+def _prices_at(args: argparse.Namespace, settings: Settings) -> tuple[Catalog, PriceList, int]:
+    catalog = _catalog(settings)
     t_ms = now_ms() if args.at is None else parse_instant(args.at, catalog.calendar, "--at")
     return catalog, PriceList(catalog.price_book, catalog.calendar), t_ms
 
@@ -93,7 +104,47 @@ def _rules(rules: dict[str, Any]) -> str:
     return "; ".join(parts) or "-"
 
 
+def price_set(args: argparse.Namespace, settings: Settings) -> int:
+    spec: dict[str, Any] = {"effective_from": args.effective_from, "price": _json_arg(args.price, "--price")}
+    if args.pricing is not None:
+        spec["pricing"] = _json_arg(args.pricing, "--pricing")
+    result = run_job(settings, set_price_job(_catalog(settings), args.offer, spec, args.set_by))
+    return emit(args, result, f"{args.offer}: new price from {args.effective_from} (a running gateway reads it "
+                              "within PACK_EXPIRY_SWEEP_S)")  # fmt: skip
+
+
+def price_history(args: argparse.Namespace, settings: Settings) -> int:
+    versions = history_view(_catalog(settings), args.offer)
+    rows = [[_short(v["effective_from"]) + " UTC" if v["effective_from_ms"] else "(first)",
+             *(v["prices"]["cny_per_mtok"][c] for c in ("input", "cached_input", "output")),
+             v["windows"], v["long_context_tiers"], f"{v['batch_percent']}%"] for v in versions]  # fmt: skip
+    headers = ["FROM", "INPUT ¥/M", "CACHED ¥/M", "OUTPUT ¥/M", "WINDOWS", "LONG-CONTEXT TIERS", "BATCH"]
+    return emit(args, {"offer": args.offer, "data": versions}, table(headers, rows))
+
+
+def _json_arg(text: str, name: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"{name} is not JSON: {exc}") from None
+
+
 def add_commands(commands: Any, common: Common) -> None:
+    price = commands.add_parser("price", help="set an offer's later price, or show its price history").add_subparsers(
+        dest="action", required=True, metavar="ACTION")  # fmt: skip
+    p = price.add_parser("set", help="a new price for an offer, from a time at least PRICE_CHANGE_NOTICE_S ahead")
+    p.add_argument("offer", help="operator/model")
+    p.add_argument("--effective-from", required=True, help="ISO 8601 with its zone, e.g. 2027-01-01T00:00:00+08:00")
+    p.add_argument("--price", required=True, help='CNY per million tokens, e.g. \'{"input": "1.5", "output": "2.5"}\'')
+    p.add_argument("--pricing", help="its rules as JSON (windows, long_context, ...); default: the previous version's")
+    p.add_argument("--set-by", default="cli", help="who sets it (kept with the version)")
+    p.set_defaults(handler=price_set)
+    common(p)
+    p = price.add_parser("history", help="every price version of an offer")
+    p.add_argument("offer", help="operator/model")
+    p.add_argument("--catalog", help="catalog file (default: $SUANLI_CATALOG or the demo catalog)")
+    p.set_defaults(handler=price_history)
+    common(p)
     p = commands.add_parser("prices", help="the price list: each offer's price now, until when, what comes next")
     p.add_argument("--model", help="only this model")
     _where_and_when(p)

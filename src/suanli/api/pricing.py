@@ -11,9 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from suanli.api.admin import json_body, json_response, require_admin, string_field, write
 from suanli.api.openai_compat import authenticate
 from suanli.gateway.platform import Platform
 from suanli.gateway.price_list import pricing, quote_request
+from suanli.gateway.price_versions import history_view, set_price_job
 
 
 def _platform(request: Request) -> Platform:
@@ -34,7 +36,25 @@ async def quote(request: Request) -> Response:
     return Response(orjson.dumps(view), media_type="application/json")
 
 
+async def set_price(request: Request) -> Response:
+    platform = require_admin(request)
+    body = await json_body(request)
+    spec = {k: v for k, v in body.items() if k != "set_by"}
+    job = set_price_job(platform.catalog, request.path_params["offer"], spec, string_field(body, "set_by", "admin"))
+    result = await write(platform, job)
+    platform.reload_prices()
+    return json_response(result, 201)
+
+
+async def price_history(request: Request) -> Response:
+    platform = require_admin(request)
+    offer = request.path_params["offer"]
+    return json_response({"offer": offer, "data": history_view(platform.catalog, offer)})
+
+
 routes = [
+    Route("/admin/v1/offers/{offer:path}/prices", set_price, methods=["POST"]),
+    Route("/admin/v1/offers/{offer:path}/prices", price_history, methods=["GET"]),
     Route("/v1/pricing", list_prices, methods=["GET"]),
     Route("/v1/quote", quote, methods=["POST"]),
 ]

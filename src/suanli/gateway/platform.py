@@ -24,6 +24,7 @@ from suanli.errors import BadRequest, ConfigError
 from suanli.gateway.auth import KeyCache
 from suanli.gateway.health import HealthRegistry
 from suanli.gateway.metrics import Metrics
+from suanli.gateway.price_versions import stored_versions, with_versions
 from suanli.gateway.quoting import PriceClock
 from suanli.gateway.recovery import RecoveryReport, recover
 from suanli.ledger import ASSET_CNY, SqliteLedger
@@ -72,7 +73,8 @@ def _durability(value: str) -> str:
 class Platform:
     def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
         self.settings = settings
-        self.catalog = catalog or load_catalog(settings.catalog_path)
+        self.catalog = self._file_catalog = catalog or load_catalog(settings.catalog_path)
+        self._price_rows: list[tuple[str, int, str]] = []
         self.reader: sqlite3.Connection = open_database(settings.database_path)
         self.writer: Writer = GroupCommitWriter(settings.database_path, sync_money=settings.durability == "full")
         self.ledger = SqliteLedger(self.writer, self.reader)
@@ -97,6 +99,7 @@ class Platform:
         """Resolve what a previous process left reserved, then open for business."""
         report = recover(self.reader)
         self.admin_key_created = ensure_admin_key(self.reader, self.settings.admin_key)
+        self.reload_prices()
         with transaction(self.reader):
             list_catalog_products(self.reader, self.catalog)
         self.reload_products()
@@ -110,6 +113,14 @@ class Platform:
         await self.ledger.open_account(economy_names.PLANS, ASSET_CNY, None)
         return report
 
+    def reload_prices(self) -> None:
+        """Add the price versions set since start (or by another process) to the catalog's price book."""
+        rows = stored_versions(self.reader)
+        if rows != self._price_rows:
+            self._price_rows = rows
+            self.catalog = with_versions(self._file_catalog, rows)
+            self.price_clock = PriceClock(self.catalog)
+
     def reload_products(self) -> None:
         """Read the shelf again (after a product was listed or retired)."""
         self.products = load_products(self.reader, frozenset(self.catalog.models), TIERS)
@@ -122,6 +133,7 @@ class Platform:
             await self.writer.run(renew_due_job(self.products, self.zone))
             await asyncio.sleep(PACK_EXPIRY_SWEEP_S)
             self.reload_products()  # products listed from the CLI, by another process
+            self.reload_prices()  # and prices set from it
 
     async def _probe_forever(self) -> None:
         """Probe operators whose breakers are not closed, so they recover without waiting for traffic."""

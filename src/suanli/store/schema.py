@@ -206,4 +206,15 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at_ms INTEGER NOT NULL
     );
     """,
+    # Price versions set while the platform runs (an operator's price change), added to the catalog's.
+    """
+    CREATE TABLE price_versions (
+        offer_id TEXT NOT NULL,
+        effective_from_ms INTEGER NOT NULL,
+        spec TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (offer_id, effective_from_ms)
+    );
+    """,
 )
