@@ -32,17 +32,34 @@ SIMULATOR_START_TIMEOUT_S = 30.0
 KEEP_ALIVE_TIMEOUT_S = 75  # longer than common load balancers' idle timeout, so they close first
 
 
-def serve_gateway(settings: Settings, host: str, port: int, log_level: str = "warning") -> None:
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling ``on_ready`` once it listens (after the platform started and the socket
+    is bound), so nothing says the gateway is up before it is."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self._on_ready is not None:
+            self._on_ready()
+
+
+def serve_gateway(
+    settings: Settings, host: str, port: int, log_level: str = "warning", on_ready: Callable[[], None] | None = None
+) -> None:
     # Read the catalog before the server starts, so a mistake in it is one clear line (exit status 2),
     # not a start-up traceback from inside the server.
     catalog = load_catalog(settings.catalog_path)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = build_app(settings, catalog=catalog)
-    uvicorn.run(
+    config = uvicorn.Config(
         app, host=host, port=port, loop="uvloop", http="httptools", log_level=log_level,
         access_log=False, timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S, server_header=False, date_header=False,
         proxy_headers=False,  # the gateway does not use client addresses; one layer less per request
     )  # fmt: skip
+    _Server(config, on_ready).run()
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -142,9 +159,12 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
     try:
         _wait_until_up(f"{simulator_url}/v1/models", simulator)
         key, admin_key = _demo_key(settings)
-        sys.stdout.write(demo_instructions(f"http://{args.host}:{args.port}", key, admin_key))
-        sys.stdout.flush()
-        serve_gateway(settings, args.host, args.port)
+
+        def ready() -> None:
+            sys.stdout.write(demo_instructions(f"http://{args.host}:{args.port}", key, admin_key))
+            sys.stdout.flush()
+
+        serve_gateway(settings, args.host, args.port, on_ready=ready)
     finally:
         simulator.terminate()
         simulator.wait()
