@@ -24,8 +24,10 @@ from suanli.pricing.calendar import epoch_ms
 from suanli.store.accounts import find_account
 from suanli.store.db import open_database, run_in_transaction
 from tests.conftest import Gateway, Simulator, start_gateway, stop
+from tests.pricing.catalogs import DEEPSEEK_OFFER_PRICING
 
-CATALOG = """
+CATALOG = (
+    """
 [operators.alpha]
 base_url = "${SIM_URL}/alpha/v1"
 api_key_env = "ALPHA_KEY"
@@ -41,20 +43,9 @@ kind = "embedding"
 [[offers]]
 operator = "alpha"
 model = "deepseek-v3.2"
-context_window = 128000
-max_output_tokens = 8192
-capacity = 10
-price = { input = "2", cached_input = "0.2", output = "3" }
-[offers.pricing]
-default_window_name = "peak"
-load_surcharge = { above_percent = 80, max_percent = 20 }
-windows = [
-  { name = "off-peak", days = ["weekday"], from = "00:00", to = "09:00", percent = 50 },
-  { name = "off-peak", days = ["weekday"], from = "12:00", to = "14:00", percent = 50 },
-  { name = "off-peak", days = ["weekday"], from = "18:00", to = "24:00", percent = 50 },
-  { name = "off-peak", days = ["weekend", "holiday"], from = "00:00", to = "24:00", percent = 50 },
-]
-
+"""
+    + DEEPSEEK_OFFER_PRICING
+    + """
 [[offers]]
 operator = "beta"
 model = "deepseek-v3.2"
@@ -91,6 +82,7 @@ price = { input = "0.5", output = "0" }
 timezone = "Asia/Shanghai"
 holidays = [2026-10-01]
 """
+)
 MESSAGES = [{"role": "user", "content": "What does an hour of computing power cost?"}]
 BEFORE_NOON = "2026-06-10T11:59:59.999+08:00"  # a Wednesday
 

@@ -25,8 +25,10 @@ from suanli.pricing import TokenUsage, charge, cost_nano, quote
 from suanli.pricing.calendar import Calendar, epoch_ms
 from suanli.pricing.listing import Bounds, PriceList, offer_quote, parse_instant
 from suanli.pricing.schedule import LoadSurcharge, LongContextTier, PriceSchedule, TimeWindow, lock
+from tests.pricing.catalogs import DEEPSEEK_OFFER_PRICING
 
-CATALOG = """
+CATALOG = (
+    """
 [operators.ds]
 base_url = "http://ds/v1"
 [operators.zp]
@@ -39,20 +41,9 @@ base_url = "http://zp/v1"
 [[offers]]
 operator = "ds"
 model = "deepseek-v3.2"
-context_window = 128000
-max_output_tokens = 8192
-capacity = 10
-price = { input = "2", cached_input = "0.2", output = "3" }
-[offers.pricing]
-default_window_name = "peak"
-load_surcharge = { above_percent = 80, max_percent = 20 }
-windows = [
-  { name = "off-peak", days = ["weekday"], from = "00:00", to = "09:00", percent = 50 },
-  { name = "off-peak", days = ["weekday"], from = "12:00", to = "14:00", percent = 50 },
-  { name = "off-peak", days = ["weekday"], from = "18:00", to = "24:00", percent = 50 },
-  { name = "off-peak", days = ["weekend", "holiday"], from = "00:00", to = "24:00", percent = 50 },
-]
-[[offers.price_versions]]
+"""
+    + DEEPSEEK_OFFER_PRICING
+    + """[[offers.price_versions]]
 effective_from = 2026-07-01T00:00:00+08:00
 price = { input = "1", cached_input = "0.1", output = "2" }
 
@@ -78,6 +69,7 @@ timezone = "Asia/Shanghai"
 holidays = [2026-06-19]
 workdays = ["2026-06-28"]
 """
+)
 BEFORE_JULY_MS = epoch_ms(datetime.fromisoformat("2026-06-01T00:00:00+08:00"))
 BOOK = parse_catalog(tomllib.loads(CATALOG), {}, now_ms=BEFORE_JULY_MS)
 OFFERS = {offer.model: offer for offer in BOOK.offers}
