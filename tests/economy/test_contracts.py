@@ -8,7 +8,7 @@ import httpx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from suanli.economy.contracts import Tier, graduated, rebate
+from suanli.economy.contracts import Tier, graduated, rebate_nano
 from suanli.ledger.sqlite import verify
 from suanli.money import cny_to_nano
 from tests.conftest import Gateway
@@ -22,15 +22,15 @@ def test_graduated_tiers_charge_each_part_at_its_own_percent() -> None:
     assert graduated(TIERS, 10_000 * CNY + 100) == 10_000 * CNY + 95
     assert graduated(TIERS, 60_000 * CNY) == 10_000 * CNY + 40_000 * CNY * 95 // 100 + 10_000 * CNY * 90 // 100
     # A call crossing the first threshold: the part below at 100%, the part above at 95%.
-    assert rebate(TIERS, 9_999 * CNY, 2 * CNY) == CNY * 5 // 100
+    assert rebate_nano(TIERS, 9_999 * CNY, 2 * CNY) == CNY * 5 // 100
 
 
 @given(st.integers(0, 100_000 * CNY), st.integers(0, 1_000 * CNY), st.integers(0, 1_000 * CNY))
 def test_rebates_add_up_to_the_months_discount_however_the_month_is_split(before: int, a: int, b: int) -> None:
-    together = rebate(TIERS, before, a + b)
-    apart = rebate(TIERS, before, a) + rebate(TIERS, before + a, b)
+    together = rebate_nano(TIERS, before, a + b)
+    apart = rebate_nano(TIERS, before, a) + rebate_nano(TIERS, before + a, b)
     assert abs(together - apart) <= 1  # rounding down once per call, never more than a nano apart
-    assert 0 <= rebate(TIERS, before, a) <= a // 10 + 1  # never more than the deepest tier gives
+    assert 0 <= rebate_nano(TIERS, before, a) <= a // 10 + 1  # never more than the deepest tier gives
 
 
 def test_a_contract_account_spends_on_credit_up_to_its_limit(gateway: Gateway, unique: str) -> None:

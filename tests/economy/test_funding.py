@@ -333,3 +333,13 @@ def test_a_wallet_short_of_the_dearest_quote_reserves_the_first_and_drops_the_de
     assert funding.wallet is not None and funding.wallet.amount == 1_000 and funding.covered_offers == ("cheap",)
     assert shop.available(ledger_names.wallet(shop.account)) == 500
     verify(shop.conn)  # the refused first try left nothing behind
+
+
+def test_a_pay_as_you_go_account_is_reserved_from_its_wallet_alone(shop: Shop) -> None:
+    shop.pack("light", 1000, T0 + DAY_MS)
+    shop.topup(10**9)
+    funding = shop.reserve(T0, plans=False)  # the flag an account without plans carries: no look-ups
+    assert funding.legs == [] and funding.wallet is not None and funding.wallet.amount == 200 * PRICE_NANO
+    shop.settle(funding, TokenUsage(input=10, output=5))
+    assert shop.available(ledger_names.wallet(shop.account)) == 10**9 - 15 * PRICE_NANO
+    verify(shop.conn)

@@ -25,6 +25,7 @@ import orjson
 import pytest
 
 from suanli.catalog import Offer, parse_catalog
+from suanli.economy.funding import Funding
 from suanli.gateway.auth import Caller
 from suanli.gateway.health import HealthRegistry
 from suanli.gateway.lifecycle import Call
@@ -199,7 +200,8 @@ def relay_for(offer: Offer) -> AnthropicRelay:
     key = ApiKey("key", "acc", "sk-x", "", None, 0, None, None, b"")
     q = quote(offer, 4_000, 1_000)
     reservation = entries.reservation("req_1", "acc", q.reserved_nano)
-    call = Call("req_1", Caller(key, account), request, [offer], {offer.id: q}, 3_100, reservation, offer)
+    funding = Funding(wallet=reservation)
+    call = Call("req_1", Caller(key, account), request, [offer], {offer.id: q}, 3_100, funding, offer)
     platform = SimpleNamespace(health=HealthRegistry(tuple(OFFERS.values())))  # feeding events needs no more
     return AnthropicRelay(platform, call, None)  # type: ignore[arg-type]
 

@@ -21,12 +21,12 @@ import orjson
 
 from suanli.economy import windows
 from suanli.errors import BadRequest
-from suanli.ledger import ASSET_CNY, Balance, Kind, Transfer
+from suanli.ledger import ASSET_CNY, Kind, Transfer
 from suanli.ledger import names as ledger_names
 from suanli.ledger.sqlite import apply_entry, open_account, read_balance
 from suanli.money import MoneyFormatError, cny_to_nano, nano_to_cny
 from suanli.store.db import now_ms
-from suanli.store.usage import Attempt, UsageEvent, insert_attempts, insert_usage_event
+from suanli.store.usage import UsageEvent
 
 VOLUME_ASSET = "VOL"
 VOLUME_SOURCE = "platform:volume"
@@ -88,7 +88,7 @@ def graduated(tiers: Sequence[Tier], volume_nano: int) -> int:
     return total // 100
 
 
-def rebate(tiers: Sequence[Tier], before_nano: int, cost_nano: int) -> int:
+def rebate_nano(tiers: Sequence[Tier], before_nano: int, cost_nano: int) -> int:
     """The part of a charge of ``cost_nano`` at list price that the tiers give back, with ``before_nano``
     spent this month already."""
     return cost_nano - (graduated(tiers, before_nano + cost_nano) - graduated(tiers, before_nano))
@@ -119,37 +119,25 @@ def month_volume(conn: sqlite3.Connection, account_id: str, at_ms: int, zone: Zo
     return balance.credits_posted if balance else 0
 
 
-def settle_job(
-    conn: sqlite3.Connection,
-    transfers: Sequence[Transfer],
-    event: UsageEvent,
-    attempts: Sequence[Attempt],
-    *,
-    contract: Contract,
-    zone: ZoneInfo,
-) -> Balance | None:
-    """The settlement of a contract account: as any other, then the month's volume and the rebate."""
-    wallet = ledger_names.wallet(event.account_id)
-    apply_entry(conn, transfers, event.request_id)
-    paid = sum(t.amount for t in transfers if t.kind is Kind.POST and t.debit_account == wallet)
-    if paid:
-        start, _ = windows.calendar_month(event.created_at_ms, zone)
-        account = volume_account(event.account_id, start)
-        open_account(conn, VOLUME_SOURCE, VOLUME_ASSET, None)
-        open_account(conn, account, VOLUME_ASSET, None)
-        open_account(conn, DISCOUNTS, ASSET_CNY, None)
-        balance = read_balance(conn, account)
-        before = balance.credits_posted if balance else 0
-        given_back = rebate(contract.tiers, before, paid)
-        entry = [Transfer(f"{event.request_id}.volume", Kind.POSTED, VOLUME_SOURCE, account, VOLUME_ASSET, paid)]
-        if given_back:
-            entry.append(Transfer(f"{event.request_id}.rebate", Kind.POSTED, DISCOUNTS, wallet, ASSET_CNY, given_back,
-                                  memo="volume tier"))  # fmt: skip
-        apply_entry(conn, entry, event.request_id)
-        legs = orjson.loads(event.funding) if event.funding else []
-        legs.append({"source": "contract", "list_nano": paid, "rebate_nano": given_back, "month_before_nano": before})
-        event = replace(event, funding=orjson.dumps(legs).decode())
-    insert_usage_event(conn, event)
-    if len(attempts) > 1 or any(a.outcome != "ok" for a in attempts):
-        insert_attempts(conn, event.request_id, attempts)
-    return read_balance(conn, wallet)
+def rebate(
+    conn: sqlite3.Connection, event: UsageEvent, *, paid_nano: int, contract: Contract, zone: ZoneInfo
+) -> UsageEvent:
+    """In the settling transaction of a contract account's call, after its transfers: add what the wallet
+    paid to the month's volume, give back what the tiers take off it, and say so in the usage event."""
+    start, _ = windows.calendar_month(event.created_at_ms, zone)
+    account = volume_account(event.account_id, start)
+    open_account(conn, VOLUME_SOURCE, VOLUME_ASSET, None)
+    open_account(conn, account, VOLUME_ASSET, None)
+    open_account(conn, DISCOUNTS, ASSET_CNY, None)
+    balance = read_balance(conn, account)
+    before = balance.credits_posted if balance else 0
+    given_back = rebate_nano(contract.tiers, before, paid_nano)
+    entry = [Transfer(f"{event.request_id}.volume", Kind.POSTED, VOLUME_SOURCE, account, VOLUME_ASSET, paid_nano)]
+    if given_back:
+        wallet = ledger_names.wallet(event.account_id)
+        entry.append(Transfer(f"{event.request_id}.rebate", Kind.POSTED, DISCOUNTS, wallet, ASSET_CNY, given_back,
+                              memo="volume tier"))  # fmt: skip
+    apply_entry(conn, entry, event.request_id)
+    legs = orjson.loads(event.funding) if event.funding else []
+    legs.append({"source": "contract", "list_nano": paid_nano, "rebate_nano": given_back, "month_before_nano": before})
+    return replace(event, funding=orjson.dumps(legs).decode())

@@ -38,9 +38,9 @@ from suanli.economy import store as econ
 from suanli.economy.market import renew_if_due
 from suanli.economy.products import FUNDING_SOURCES, Allowance, Product, Weights
 from suanli.errors import PaymentRequired, RateLimited
-from suanli.ledger import ASSET_CNY, Kind, Transfer, entries
+from suanli.ledger import ASSET_CNY, Kind, LedgerRejected, Rejection, Transfer, entries
 from suanli.ledger import names as ledger_names
-from suanli.ledger.sqlite import apply_if_covered, read_balance
+from suanli.ledger.sqlite import apply_entry, apply_if_covered, read_balance
 from suanli.money import nano_to_cny
 from suanli.pricing import TokenUsage
 
@@ -93,6 +93,7 @@ class FundingRequest:
     order: Sequence[str] = DEFAULT_ORDER
     fallthrough: bool = False  # a spent allowance falls through to packs and wallet
     memo: str = ""
+    plans: bool = True  # False: the account has no plans, budgets or contract, so the wallet alone pays
 
 
 def _reserve(conn: sqlite3.Connection, transfer: Transfer, request_id: str) -> bool:
@@ -107,8 +108,7 @@ def _pending(transfer_id: str, debit: str, asset: str, amount: int, memo: str) -
 
 def _reset_headers(limit: Limit, now_ms: int) -> dict[str, str]:
     seconds = max(1, -(-(limit.reset_ms - now_ms) // 1000))
-    reset = datetime.fromtimestamp(limit.reset_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"retry-after": str(seconds), **limit_headers([limit], now_ms), "x-suanli-reset": reset}
+    return {"retry-after": str(seconds), **limit_headers([limit], now_ms), "x-suanli-reset": _iso(limit.reset_ms)}
 
 
 def limit_headers(limits: Sequence[Limit], now_ms: int) -> dict[str, str]:
@@ -120,7 +120,7 @@ def limit_headers(limits: Sequence[Limit], now_ms: int) -> dict[str, str]:
             continue
         tightest = min(of_unit, key=lambda limit: (limit.remaining, limit.reset_ms))
         seconds = max(0, -(-(tightest.reset_ms - now_ms) // 1000))
-        reset = datetime.fromtimestamp(tightest.reset_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        reset = _iso(tightest.reset_ms)
         headers[f"x-ratelimit-limit-{openai_unit}"] = str(tightest.limit)
         headers[f"x-ratelimit-remaining-{openai_unit}"] = str(tightest.remaining)
         headers[f"x-ratelimit-reset-{openai_unit}"] = f"{seconds}s"
@@ -134,6 +134,9 @@ def reserve_job(
     conn: sqlite3.Connection, req: FundingRequest, products: Mapping[str, Product], zone: ZoneInfo
 ) -> Funding:
     funding = Funding()
+    if not req.plans:  # pay-as-you-go: no look-ups, the wallet's reservation alone
+        _reserve_wallet(conn, req, funding, Fraction(1))
+        return funding
     dearest = max(amount for _, amount in req.quotes)
     _reserve_budgets(conn, req, funding, dearest, zone)
     share = Fraction(1)
@@ -198,14 +201,14 @@ def _reserve_allowances(
     product = products.get(sub.product_id) if sub else None
     if sub is None or product is None or not product.covers(req.model):
         return False
-    if not renew_if_due(conn, sub, product, req.now_ms, zone):
+    sub = renew_if_due(conn, sub, product, req.now_ms, zone)
+    if sub is None:
         return False  # lapsed: the wallet could not pay the next month
-    sub = econ.current_subscription(conn, req.account_id) or sub
     conn.execute("SAVEPOINT allowances")
     legs: list[Leg] = []
     limits: list[Limit] = []
     for allowance in product.allowances:
-        account, start, end = _window(conn, sub, allowance, req.now_ms, zone)
+        account, end = _window(conn, sub, allowance, req.now_ms, zone)
         asset = names.allowance_asset(allowance.unit)
         amount = 1 if allowance.unit == "requests" else req.input_max + req.output_max
         transfer = _pending(f"{req.request_id}.allow.{allowance.window}.{allowance.unit}", account,
@@ -226,7 +229,6 @@ def _reserve_allowances(
             )  # fmt: skip
         legs.append(Leg("allowance", transfer, unit=allowance.unit))
         limits.append(Limit(allowance.window, allowance.unit, granted, remaining - amount, end))
-        del start
     conn.execute("RELEASE allowances")
     funding.legs.extend(legs)
     funding.limits.extend(limits)
@@ -239,8 +241,9 @@ def _window_name(window: str) -> str:
 
 def _window(
     conn: sqlite3.Connection, sub: econ.Subscription, allowance: Allowance, now_ms: int, zone: ZoneInfo
-) -> tuple[str, int, int]:
-    """The window of ``allowance`` open at ``now_ms``, opened (and granted) if it is new."""
+) -> tuple[str, int]:
+    """The ledger account and end of the window of ``allowance`` open at ``now_ms``, opened (and granted)
+    if it is new."""
     if allowance.window == "5h":
         last = econ.last_window(conn, sub.id, allowance.window, allowance.unit)
         start, end = windows.rolling(last[1] if last else None, last[0] if last else None, now_ms)
@@ -250,7 +253,7 @@ def _window(
         start, end = sub.period_start_ms, sub.period_end_ms
     account = econ.open_window(conn, sub.id, allowance.window, allowance.unit, start_ms=start, end_ms=end,
                                amount=allowance.amount)  # fmt: skip
-    return account, start, end
+    return account, end
 
 
 def _reserve_packs(
@@ -268,7 +271,7 @@ def _reserve_packs(
         most = product.weights.draw_max(req.input_max, req.output_max)
         if available <= 0 or most <= 0:
             continue
-        amount = min(available, _ceil(most * share))
+        amount = min(available, _share(most, share))
         asset = names.pack_asset(product.id)
         transfer = _pending(f"{req.request_id}.pack.{pack.id}", names.pack(pack.id), asset,
                             amount, req.memo)  # fmt: skip
@@ -285,32 +288,54 @@ def _reserve_wallet(conn: sqlite3.Connection, req: FundingRequest, funding: Fund
     """The wallet's share at the dearest candidate's quote; failing that, at the first's (dropping the
     dearer candidates); failing that, 402 and everything reserved is rolled back."""
     first = req.quotes[0][1]
-    dearest = max(amount for _, amount in req.quotes)
-    for price in sorted({dearest, first}, reverse=True):
-        amount = _ceil(price * share)
+    prices = sorted({max(amount for _, amount in req.quotes), first}, reverse=True)
+    for index, price in enumerate(prices):
+        amount = _share(price, share)
         transfer = entries.reservation(req.request_id, req.account_id, amount, req.memo)
-        if _reserve(conn, transfer, req.request_id):
+        last = index == len(prices) - 1
+        try:  # a refused last try fails the job, which undoes it; an earlier one is undone by its savepoint
+            covered = apply_if_covered(conn, [transfer], req.request_id) if not last else _apply(conn, transfer, req)
+        except LedgerRejected as exc:
+            if exc.rejection is not Rejection.ACCOUNT_NOT_FOUND:
+                raise
+            covered = False
+        if covered:
             funding.wallet, funding.wallet_share = transfer, share
-            funding.covered_offers = tuple(o for o, q in req.quotes if _ceil(q * share) <= amount)
+            funding.covered_offers = tuple(o for o, q in req.quotes if _share(q, share) <= amount)
             return
     balance = read_balance(conn, ledger_names.wallet(req.account_id))
+    part = "this request" if share == 1 else "the wallet's share of this request"
     raise PaymentRequired(
-        f"Insufficient balance: the wallet's share of this request may cost up to ¥{_cny(_ceil(first * share))} and "
-        f"the account has ¥{_cny(balance.available if balance else 0)} available. Top up, or lower max_tokens. "
+        f"Insufficient balance: {part} may cost up to ¥{nano_to_cny(_share(first, share))} ({req.input_max} input "
+        f"and {req.output_max} output tokens at most) and the account has "
+        f"¥{nano_to_cny(balance.available if balance else 0)} available. Top up, or lower max_tokens. "
         "Nothing was charged."
     )
 
 
-def _ceil(value: Fraction | int) -> int:
-    return -(-value.numerator // value.denominator) if isinstance(value, Fraction) else value
+def _apply(conn: sqlite3.Connection, transfer: Transfer, req: FundingRequest) -> bool:
+    """Apply a reservation with no savepoint of its own: False if refused for the floor (the caller then
+    fails the whole job, whose own rollback removes what the refused entry wrote)."""
+    try:
+        apply_entry(conn, [transfer], req.request_id)
+    except LedgerRejected as exc:
+        if exc.rejection is Rejection.EXCEEDS_FLOOR:
+            return False
+        raise
+    return True
 
 
-def _cny(nano: int) -> str:
-    return nano_to_cny(nano)
+def _share(amount: int, share: Fraction) -> int:
+    """``amount × share``, rounded up to a whole unit (the whole amount, with no fraction arithmetic,
+    when the share is all of it: the pay-as-you-go case)."""
+    if share == 1:
+        return amount
+    scaled = amount * share
+    return -(-scaled.numerator // scaled.denominator)
 
 
 def _amount(unit: str, amount: int) -> str:
-    return f"¥{_cny(amount)}" if unit == "cny" else f"{amount} tokens"
+    return f"¥{nano_to_cny(amount)}" if unit == "cny" else f"{amount} tokens"
 
 
 def _iso(ms: int) -> str:
@@ -350,14 +375,14 @@ def settlement_transfers(
             share = Fraction(0)
         else:  # a pack
             draw = leg.weights.draw(usage) if leg.weights else 0
-            used = min(leg.reservation.amount, _ceil(draw * share)) if share > 0 else 0
+            used = min(leg.reservation.amount, _share(draw, share)) if share > 0 else 0
             share = max(Fraction(0), share - Fraction(used, draw)) if draw else Fraction(0)
         transfers.append(_resolve(request_id, leg, used, index))
         summary.append({"source": leg.source, "account": leg.reservation.debit_account, "used": used,
                         "reserved": leg.reservation.amount})  # fmt: skip
     wallet_nano = 0
     if funding.wallet is not None:
-        wallet_nano = min(funding.wallet.amount, _ceil(cost_nano * share))
+        wallet_nano = min(funding.wallet.amount, _share(cost_nano, share))
         transfers.extend(entries.settlement(request_id, funding.wallet, operator, wallet_nano))
         summary.append({"source": "wallet", "used": wallet_nano, "reserved": funding.wallet.amount})
     plan_nano = cost_nano - wallet_nano if funding.plan_funded else 0

@@ -12,6 +12,7 @@ import hashlib
 import secrets
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
@@ -51,8 +52,8 @@ def _product(products: Mapping[str, Product], product_id: str, kind: str, accoun
     return product
 
 
-def _pay(conn: sqlite3.Connection, account: Account, transfer_id: str, amount: int, what: str) -> None:
-    wallet = ledger_names.wallet(account.id)
+def _pay(conn: sqlite3.Connection, account_id: str, transfer_id: str, amount: int, what: str) -> None:
+    wallet = ledger_names.wallet(account_id)
     open_account(conn, names.PLANS, ASSET_CNY, None)
     transfer = Transfer(transfer_id, Kind.POSTED, wallet, names.PLANS, ASSET_CNY, amount, memo=what)
     if not apply_if_covered(conn, [transfer]):  # refused: nothing written, so a renewal can lapse instead
@@ -85,7 +86,7 @@ def buy_pack_job(
         now = now_ms()
         pack = econ.create_pack(conn, account.id, product, tokens=product.tokens, pack_id=pack_id,
                                 expires_at_ms=now + product.valid_days * econ.DAY_MS, origin="purchase")  # fmt: skip
-        _pay(conn, account, f"{pack.id}.buy", product.price_nano, f"The pack {product.id}")
+        _pay(conn, account.id, f"{pack.id}.buy", product.price_nano, f"The pack {product.id}")
         asset = names.pack_asset(product.id)
         open_account(conn, names.issue(product.id), asset, None)
         apply_entry(conn, [Transfer(f"{pack.id}.issue", Kind.POSTED, names.issue(product.id), names.pack(pack.id),
@@ -112,7 +113,7 @@ def subscribe_job(
         if current is None:
             start, end = windows.billing_month(now, now, zone)
             sub = econ.Subscription("sub_" + secrets.token_hex(8), account.id, product.id, now, start, end, now, None)
-            _pay(conn, account, f"{sub.id}.fee.{start}", product.price_nano, f"The plan {product.id}")
+            _pay(conn, account.id, f"{sub.id}.fee.{start}", product.price_nano, f"The plan {product.id}")
             econ.insert_subscription(conn, sub)
             return {"subscription": sub.id, "product": product.id, "charged": nano_to_cny(product.price_nano),
                     "period_end_ms": end}  # fmt: skip
@@ -133,7 +134,7 @@ def _upgrade(
     remaining = Fraction(sub.period_end_ms - now, sub.period_end_ms - sub.period_start_ms)
     charge = -(-(new.price_nano - old.price_nano) * remaining.numerator // remaining.denominator)
     if charge:
-        _pay(conn, account, f"{sub.id}.upgrade.{new.id}.{now}", charge, f"The upgrade to {new.id}")
+        _pay(conn, account.id, f"{sub.id}.upgrade.{new.id}.{now}", charge, f"The upgrade to {new.id}")
     conn.execute("UPDATE subscriptions SET product_id = ? WHERE id = ?", (new.id, sub.id))
     for window, unit, start, _, amount in econ.windows_of(conn, sub.id, now):
         target = next((a.amount for a in new.allowances if a.window == window and a.unit == unit), amount)
@@ -164,19 +165,21 @@ def cancel_job(account_ref: str) -> Callable[[sqlite3.Connection], dict[str, Any
     return job
 
 
-def renew_if_due(conn: sqlite3.Connection, sub: econ.Subscription, product: Product, now: int, zone: ZoneInfo) -> bool:
-    """Charge the next month of a subscription whose period has ended; end it if the wallet can't pay."""
+def renew_if_due(
+    conn: sqlite3.Connection, sub: econ.Subscription, product: Product, now: int, zone: ZoneInfo
+) -> econ.Subscription | None:
+    """The subscription in force at ``now``: as it is, or renewed for the month that holds ``now`` from
+    the wallet; None if its month ended and the wallet can't pay the next (it is ended then)."""
     if now < sub.period_end_ms:
-        return True
+        return sub
     start, end = windows.billing_month(sub.anchor_ms, now, zone)
-    account = Account(sub.account_id, "", "", 0)
     try:
-        _pay(conn, account, f"{sub.id}.fee.{start}", product.price_nano, f"The plan {product.id}")
+        _pay(conn, sub.account_id, f"{sub.id}.fee.{start}", product.price_nano, f"The plan {product.id}")
     except PaymentRequired:
         econ.end_subscription(conn, sub.id, sub.period_end_ms)
-        return False
+        return None
     econ.set_period(conn, sub.id, start, end)
-    return True
+    return replace(sub, period_start_ms=start, period_end_ms=end)
 
 
 def renew_due_job(
@@ -192,7 +195,7 @@ def renew_due_job(
             product = products.get(sub.product_id)
             if product is None:
                 continue  # a product this process does not know yet: the next sweep, after a reload
-            renewed = renew_if_due(conn, sub, product, now, zone)
+            renewed = renew_if_due(conn, sub, product, now, zone) is not None
             done.append({"subscription": sub.id, "account_id": sub.account_id, "renewed": renewed})
         return done
 

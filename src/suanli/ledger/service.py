@@ -8,7 +8,7 @@ writer, so a reservation or settlement returns only once it is durable.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Protocol
 
@@ -16,6 +16,8 @@ from suanli.ledger.model import Balance, Kind, Transfer
 from suanli.ledger.sqlite import apply_entry, open_account, read_balance
 from suanli.store.usage import Attempt, UsageEvent, insert_attempts, insert_usage_event
 from suanli.store.writer import Writer
+
+Adjustment = Callable[[sqlite3.Connection, UsageEvent], UsageEvent]
 
 
 class Ledger(Protocol):
@@ -33,9 +35,11 @@ class Ledger(Protocol):
         balance_of: str,
         *,
         alone: bool = False,
+        adjust: Adjustment | None = None,
     ) -> Balance | None:
         """Apply the settlement transfers and record the usage event and upstream attempts in one durable
-        step; return the balance of ``balance_of`` after it. ``alone``: no other request is in flight."""
+        step; return the balance of ``balance_of`` after it. ``alone``: no other request is in flight.
+        ``adjust`` runs in the same step after the transfers (a contract's rebate) and amends the event."""
 
     def balance(self, account_id: str) -> Balance | None: ...
 
@@ -46,8 +50,12 @@ def _settle_job(
     usage: UsageEvent,
     attempts: Sequence[Attempt],
     balance_of: str,
+    *,
+    adjust: Adjustment | None = None,
 ) -> Balance | None:
     apply_entry(conn, transfers, usage.request_id)
+    if adjust is not None:
+        usage = adjust(conn, usage)
     insert_usage_event(conn, usage)
     if len(attempts) > 1 or any(a.outcome != "ok" for a in attempts):
         # A single successful attempt is the usage event itself; only failovers and failures need rows.
@@ -79,8 +87,10 @@ class SqliteLedger:
         balance_of: str,
         *,
         alone: bool = False,
+        adjust: Adjustment | None = None,
     ) -> Balance | None:
-        job = partial(_settle_job, transfers=transfers, usage=usage, attempts=attempts, balance_of=balance_of)
+        job = partial(_settle_job, transfers=transfers, usage=usage, attempts=attempts, balance_of=balance_of,
+                      adjust=adjust)  # fmt: skip
         result: Balance | None = await self._writer.run(job, alone=alone)
         return result
 
