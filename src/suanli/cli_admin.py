@@ -167,6 +167,23 @@ def ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
     return emit(args, {"ok": True}, "ledger verified: every account's sums match its transfers")
 
 
+def group(commands: Any, name: str, help_text: str) -> Any:
+    """A command that has actions (``suanli NAME ACTION``)."""
+    return commands.add_parser(name, help=help_text).add_subparsers(dest="action", required=True, metavar="ACTION")
+
+
+def leaf(
+    parent: Any, name: str, help_text: str, handler: Callable[..., int], common: Common, *positionals: str
+) -> argparse.ArgumentParser:
+    """A command that runs ``handler``, with these positional arguments and the common options."""
+    parser: argparse.ArgumentParser = parent.add_parser(name, help=help_text)
+    for positional in positionals:
+        parser.add_argument(positional)
+    parser.set_defaults(handler=handler)
+    common(parser)
+    return parser
+
+
 def add_commands(commands: Any, common: Common) -> None:
     _account_commands(commands, common)
     _key_commands(commands, common)
@@ -175,75 +192,40 @@ def add_commands(commands: Any, common: Common) -> None:
 
 
 def _account_commands(commands: Any, common: Common) -> None:
-    account = commands.add_parser("account", help="create and list accounts").add_subparsers(
-        dest="action", required=True, metavar="ACTION")  # fmt: skip
-    p = account.add_parser("create", help="create an account")
-    p.add_argument("name")
+    account = group(commands, "account", "create and list accounts")
+    p = leaf(account, "create", "create an account", account_create, common, "name")
     p.add_argument("--tier", required=True, choices=TIERS)
-    p.set_defaults(handler=account_create)
-    common(p)
-    p = account.add_parser("routing", help="set an account's default routing preferences (routing.md)")
-    p.add_argument("account")
+    p = leaf(account, "routing", "set an account's default routing preferences (routing.md)", account_routing, common,
+             "account")  # fmt: skip
     p.add_argument("provider", nargs="?", metavar="PROVIDER_JSON", help='e.g. \'{"order": ["mobile"]}\'')
     p.add_argument("--clear", action="store_true", help="remove the account's preferences")
-    p.set_defaults(handler=account_routing)
-    common(p)
-    p = account.add_parser("list", help="list accounts")
-    p.set_defaults(handler=account_list)
-    common(p)
+    leaf(account, "list", "list accounts", account_list, common)
 
 
 def _key_commands(commands: Any, common: Common) -> None:
-    key = commands.add_parser("key", help="create, list and revoke API keys").add_subparsers(
-        dest="action", required=True, metavar="ACTION")  # fmt: skip
-    p = key.add_parser("create", help="create an API key (shown once)")
+    key = group(commands, "key", "create, list and revoke API keys")
+    p = leaf(key, "create", "create an API key (shown once)", key_create, common)
     p.add_argument("account", help="account id or name")
     p.add_argument("--models", nargs="+", help="allowed models (default: all)")
     p.add_argument("--name", default="", help="a label for the key")
     p.add_argument("--expires", help="expiry time, ISO 8601 (UTC if no zone)")
-    p.set_defaults(handler=key_create)
-    common(p)
-    p = key.add_parser("list", help="list an account's keys")
-    p.add_argument("account")
-    p.set_defaults(handler=key_list)
-    common(p)
-    p = key.add_parser("revoke", help="revoke an API key")
-    p.add_argument("key_id")
-    p.set_defaults(handler=key_revoke)
-    common(p)
+    leaf(key, "list", "list an account's keys", key_list, common, "account")
+    leaf(key, "revoke", "revoke an API key", key_revoke, common, "key_id")
 
 
 def _money_commands(commands: Any, common: Common) -> None:
-    wallet = commands.add_parser("wallet", help="fund wallets").add_subparsers(
-        dest="action", required=True, metavar="ACTION")  # fmt: skip
-    p = wallet.add_parser("topup", help="add money to an account's wallet")
-    p.add_argument("account")
+    wallet = group(commands, "wallet", "fund wallets")
+    p = leaf(wallet, "topup", "add money to an account's wallet", wallet_topup, common, "account")
     p.add_argument("amount", metavar="AMOUNT_CNY")
     p.add_argument("--idempotency-key", help="a retried top-up with the same key applies once")
-    p.set_defaults(handler=wallet_topup)
-    common(p)
-
-    p = commands.add_parser("balance", help="show an account's wallet")
-    p.add_argument("account")
-    p.set_defaults(handler=balance)
-    common(p)
-
-    p = commands.add_parser("usage", help="show an account's recent requests and costs")
-    p.add_argument("account")
+    leaf(commands, "balance", "show an account's wallet", balance, common, "account")
+    p = leaf(commands, "usage", "show an account's recent requests and costs", usage, common, "account")
     p.add_argument("--limit", type=int, default=50)
-    p.set_defaults(handler=usage)
-    common(p)
 
 
 def _operations_commands(commands: Any, common: Common) -> None:
-    p = commands.add_parser("operators", help="health of every operator's offers, from a running gateway")
+    p = leaf(commands, "operators", "health of every operator's offers, from a running gateway", operators, common)
     p.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default: %(default)s)")
     p.add_argument("--admin-key", help="the admin key (default: $SUANLI_ADMIN_KEY)")
-    p.set_defaults(handler=operators)
-    common(p)
-
-    ledger = commands.add_parser("ledger", help="check the ledger").add_subparsers(
-        dest="action", required=True, metavar="ACTION")  # fmt: skip
-    p = ledger.add_parser("verify", help="recompute every balance from transfers and check invariants")
-    p.set_defaults(handler=ledger_verify)
-    common(p)
+    ledger = group(commands, "ledger", "check the ledger")
+    leaf(ledger, "verify", "recompute every balance from transfers and check invariants", ledger_verify, common)

@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from suanli.catalog import TIERS, load_catalog
-from suanli.cli_admin import Common, emit, read_db, run_job, table
+from suanli.cli_admin import Common, emit, group, leaf, read_db, run_job, table
 from suanli.economy import market
 from suanli.economy import store as econ
 from suanli.economy.contracts import parse_tiers
@@ -159,86 +159,38 @@ def add_commands(commands: Any, common: Common) -> None:
 
 
 def _shop_commands(commands: Any, common: Common) -> None:
-    product = commands.add_parser("product", help="the products on sale").add_subparsers(
-        dest="action", required=True, metavar="ACTION")  # fmt: skip
-    p = product.add_parser("list", help="list packs and subscriptions on sale")
+    product = group(commands, "product", "the products on sale")
+    p = leaf(product, "list", "list packs and subscriptions on sale", product_list, common)
     p.add_argument("--all", action="store_true", help="retired products too")
-    p.set_defaults(handler=product_list)
-    common(p)
-    p = product.add_parser("retire", help="stop selling a product (what was sold stays usable)")
-    p.add_argument("product")
-    p.set_defaults(handler=product_retire)
-    common(p)
-
-    pack = commands.add_parser("pack", help="token packs").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
-    )
-    p = pack.add_parser("buy", help="buy a pack for an account, from its wallet")
-    p.add_argument("account")
-    p.add_argument("product")
+    leaf(product, "retire", "stop selling a product (what was sold stays usable)", product_retire, common, "product")
+    pack = group(commands, "pack", "token packs")
+    p = leaf(pack, "buy", "buy a pack for an account, from its wallet", pack_buy, common, "account", "product")
     p.add_argument("--idempotency-key", help="a retried purchase with the same key buys once")
-    p.set_defaults(handler=pack_buy)
-    common(p)
-
-    p = commands.add_parser("subscribe", help="subscribe an account to a plan (or upgrade it mid-month)")
-    p.add_argument("account")
-    p.add_argument("product")
-    p.set_defaults(handler=subscribe)
-    common(p)
-    p = commands.add_parser("unsubscribe", help="end an account's subscription now")
-    p.add_argument("account")
-    p.set_defaults(handler=unsubscribe)
-    common(p)
+    leaf(commands, "subscribe", "subscribe an account to a plan (or upgrade it mid-month)", subscribe, common,
+         "account", "product")  # fmt: skip
+    leaf(commands, "unsubscribe", "end an account's subscription now", unsubscribe, common, "account")
 
 
 def _holding_commands(commands: Any, common: Common) -> None:
-    p = commands.add_parser("plans", help="what an account holds: packs, allowances, budgets, funding order")
-    p.add_argument("account")
-    p.set_defaults(handler=plans)
-    common(p)
-
-    tokens = commands.add_parser("tokens", help="share pack tokens").add_subparsers(
-        dest="action", required=True, metavar="ACTION")  # fmt: skip
-    p = tokens.add_parser("transfer", help="move tokens of a pack to another account")
-    p.add_argument("pack")
-    p.add_argument("to", help="the receiving account")
+    leaf(commands, "plans", "what an account holds: packs, allowances, budgets, funding order", plans, common,
+         "account")  # fmt: skip
+    tokens = group(commands, "tokens", "share pack tokens")
+    p = leaf(tokens, "transfer", "move tokens of a pack to another account", tokens_transfer, common, "pack", "to")
     p.add_argument("tokens", type=int)
     p.add_argument("--memo", default="", help="why (kept in the audit trail)")
-    p.set_defaults(handler=tokens_transfer)
-    common(p)
-
-    budget = commands.add_parser("budget", help="spending caps").add_subparsers(
-        dest="action", required=True, metavar="ACTION")  # fmt: skip
-    p = budget.add_parser("set", help="cap an account (or one of its keys) per day, week or month")
-    p.add_argument("account")
+    budget = group(commands, "budget", "spending caps")
+    p = leaf(budget, "set", "cap an account (or one of its keys) per day, week or month", budget_set, common, "account")
     p.add_argument("--period", required=True, choices=market.BUDGET_PERIODS)
     p.add_argument("--cny", help="the cap in CNY")
     p.add_argument("--tokens", type=int, help="the cap in tokens")
     p.add_argument("--key", help="a key id: cap that key only")
-    p.set_defaults(handler=budget_set)
-    common(p)
-    p = budget.add_parser("remove", help="remove a budget")
-    p.add_argument("account")
-    p.add_argument("budget")
-    p.set_defaults(handler=budget_remove)
-    common(p)
-
-    p = commands.add_parser("funding", help="the order an account's requests are funded in")
-    p.add_argument("account")
+    leaf(budget, "remove", "remove a budget", budget_remove, common, "account", "budget")
+    p = leaf(commands, "funding", "the order an account's requests are funded in", funding, common, "account")
     p.add_argument("order", nargs="+", choices=FUNDING_SOURCES)
     p.add_argument("--fallthrough", action="store_true", help="a spent allowance falls through to the next source")
-    p.set_defaults(handler=funding)
-    common(p)
-    contract = commands.add_parser("contract", help="enterprise contracts").add_subparsers(
-        dest="action", required=True, metavar="ACTION")  # fmt: skip
-    p = contract.add_parser("set", help="postpaid to a credit limit, with graduated volume tiers over the month")
-    p.add_argument("account")
+    contract = group(commands, "contract", "enterprise contracts")
+    p = leaf(contract, "set", "postpaid to a credit limit, with graduated volume tiers over the month", contract_set,
+             common, "account")  # fmt: skip
     p.add_argument("--credit-limit", required=True, help="CNY the account may owe")
     p.add_argument("--tier", action="append", help="ABOVE_CNY:PERCENT, repeated; e.g. 0:100 --tier 10000:90")
-    p.set_defaults(handler=contract_set)
-    common(p)
-    p = commands.add_parser("trust", help="let an account transfer tokens to another")
-    p.add_argument("account")
-    p.add_argument("other")
-    p.set_defaults(handler=trust)
-    common(p)
+    leaf(commands, "trust", "let an account transfer tokens to another", trust, common, "account", "other")

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from suanli.catalog import Catalog, Offer, load_catalog
-from suanli.cli_admin import Common, emit, read_db, run_job, table
+from suanli.cli_admin import Common, emit, group, leaf, read_db, run_job, table
 from suanli.errors import BadRequest, NotFound
 from suanli.gateway.platform import Settings
 from suanli.gateway.price_versions import history_view, set_price_job, stored_versions, with_versions
@@ -130,33 +130,25 @@ def _json_arg(text: str, name: str) -> Any:
 
 
 def add_commands(commands: Any, common: Common) -> None:
-    price = commands.add_parser("price", help="set an offer's later price, or show its price history").add_subparsers(
-        dest="action", required=True, metavar="ACTION")  # fmt: skip
-    p = price.add_parser("set", help="a new price for an offer, from a time at least PRICE_CHANGE_NOTICE_S ahead")
+    price = group(commands, "price", "set an offer's later price, or show its price history")
+    p = leaf(price, "set", "a new price for an offer, from a time at least PRICE_CHANGE_NOTICE_S ahead", price_set,
+             common)  # fmt: skip
     p.add_argument("offer", help="operator/model")
     p.add_argument("--effective-from", required=True, help="ISO 8601 with its zone, e.g. 2027-01-01T00:00:00+08:00")
     p.add_argument("--price", required=True, help='CNY per million tokens, e.g. \'{"input": "1.5", "output": "2.5"}\'')
     p.add_argument("--pricing", help="its rules as JSON (windows, long_context, ...); default: the previous version's")
     p.add_argument("--set-by", default="cli", help="who sets it (kept with the version)")
-    p.set_defaults(handler=price_set)
-    common(p)
-    p = price.add_parser("history", help="every price version of an offer")
+    p = leaf(price, "history", "every price version of an offer", price_history, common)
     p.add_argument("offer", help="operator/model")
     p.add_argument("--catalog", help="catalog file (default: $SUANLI_CATALOG or the demo catalog)")
-    p.set_defaults(handler=price_history)
-    common(p)
-    p = commands.add_parser("prices", help="the price list: each offer's price now, until when, what comes next")
+    p = leaf(commands, "prices", "the price list: each offer's price now, until when, what comes next", prices, common)
     p.add_argument("--model", help="only this model")
     _where_and_when(p)
-    p.set_defaults(handler=prices)
-    common(p)
-    p = commands.add_parser("quote", help="the most a request would cost on each offer, now and at its cheapest today")
-    p.add_argument("model")
+    p = leaf(commands, "quote", "the most a request would cost on each offer, now and at its cheapest today", quote,
+             common, "model")  # fmt: skip
     p.add_argument("--input-tokens", type=int, required=True, help="input tokens of the request")
     p.add_argument("--output-tokens", type=int, required=True, help="at most this many output tokens (max_tokens)")
     _where_and_when(p)
-    p.set_defaults(handler=quote)
-    common(p)
 
 
 def _where_and_when(parser: argparse.ArgumentParser) -> None:
