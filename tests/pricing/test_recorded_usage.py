@@ -33,8 +33,8 @@ from hypothesis import strategies as st
 from suanli.catalog import Offer, Prices, parse_catalog
 from suanli.metering import usage_from_openai
 from suanli.pricing import TokenUsage, charge, cost_nano, quote
+from suanli.providers.anthropic_stream import AnthropicStreamTranslator
 from suanli.providers.anthropic_translate import (
-    AnthropicStreamTranslator,
     anthropic_usage,
     openai_to_anthropic_message,
 )

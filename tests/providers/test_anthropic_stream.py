@@ -16,8 +16,8 @@ from pydantic import TypeAdapter
 
 from suanli.metering.usage import usage_from_openai
 from suanli.pricing import TokenUsage
+from suanli.providers.anthropic_stream import AnthropicStreamTranslator
 from suanli.providers.anthropic_translate import (
-    AnthropicStreamTranslator,
     anthropic_to_openai_request,
     openai_to_anthropic_message,
 )

@@ -28,8 +28,8 @@ from suanli.limits import STREAM_DELIVERED_BYTES_KEPT_MAX
 from suanli.metering import count_messages, count_text, delivered_text, estimate_usage, usage_from_anthropic
 from suanli.money import nano_to_cny
 from suanli.pricing import TokenUsage, charge
+from suanli.providers.anthropic_stream import AnthropicStreamTranslator, error_event, sse
 from suanli.providers.anthropic_translate import (
-    AnthropicStreamTranslator,
     anthropic_to_openai_request,
     openai_to_anthropic_message,
     without_billing_header,
@@ -76,11 +76,6 @@ def _relay(platform: Platform, call: Call, response: UpstreamResponse) -> Stream
     translator = AnthropicStreamTranslator(call.request.model, "msg_" + call.request_id.removeprefix("req_"),
                                            call.prompt_tokens)  # fmt: skip
     return TranslatingRelay(platform, call, response, translator, lambda exc: anthropic_error(exc)[1])
-
-
-def error_event(error_type: str, message: str) -> bytes:
-    data = orjson.dumps({"type": "error", "error": {"type": error_type, "message": message}})
-    return b"event: error\ndata: " + data + b"\n\n"
 
 
 # From an operator that speaks Anthropic's protocol: its answer as it came, with the cost added.
@@ -161,10 +156,10 @@ class AnthropicRelay(StreamRelay):
         self._reported = {**(self._reported or {}), **reported}
         if name == b"message_start":
             message["model"] = self._call.request.model
-            return _sse(name, data)
+            return sse(_typed(data, name))
         self._usage = usage_from_anthropic(self._reported)
         reported["cost"] = nano_to_cny(charge(self._call.quote, self._usage).cost_nano)
-        return _sse(name, data)
+        return sse(_typed(data, name))
 
 
 def _event_name(event: bytes) -> bytes:
@@ -178,8 +173,9 @@ def _event_name(event: bytes) -> bytes:
     return str(data.get("type", "")).encode() if isinstance(data, dict) else b""
 
 
-def _sse(name: bytes, data: dict[str, Any]) -> bytes:
-    return b"event: " + name + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+def _typed(data: dict[str, Any], name: bytes) -> dict[str, Any]:
+    data.setdefault("type", name.decode())  # Anthropic puts it in the data too; keep its place if it is there
+    return data
 
 
 ANTHROPIC = Dialect(
