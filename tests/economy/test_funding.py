@@ -73,7 +73,7 @@ class Shop:
 
     def pack(self, product: str, tokens: int, expires_at_ms: int) -> econ.Pack:
         def job(conn: sqlite3.Connection) -> econ.Pack:
-            pack = econ.create_pack(conn, self.account, PRODUCTS[product], tokens=tokens, expires_at_ms=expires_at_ms,
+            pack = econ.create_pack(conn, self.account, product, tokens=tokens, expires_at_ms=expires_at_ms,
                                     origin="test")  # fmt: skip
             asset = names.pack_asset(product)
             apply_entry(conn, [Transfer(f"{pack.id}.issue", Kind.POSTED, names.issue(product), names.pack(pack.id),

@@ -89,18 +89,11 @@ async def my_cancel(request: Request) -> Response:
     return json_response(await write(platform, market.cancel_job(caller.account.id)))
 
 
-def _tokens(body: dict[str, Any]) -> int:
-    tokens = body.get("tokens")
-    if isinstance(tokens, bool) or not isinstance(tokens, int):
-        raise BadRequest("'tokens' must be a positive integer.", param="tokens")
-    return tokens
-
-
 async def my_transfer(request: Request) -> Response:
     platform = request.app.state.platform
     caller = authenticate(request)
     body = await json_body(request)
-    job = market.transfer_tokens_job(string_field(body, "pack"), string_field(body, "to"), _tokens(body),
+    job = market.transfer_tokens_job(string_field(body, "pack"), string_field(body, "to"), body.get("tokens"),
                                      memo=string_field(body, "memo", ""), made_by=f"key {caller.key.id}",
                                      owner_id=caller.account.id)  # fmt: skip
     result = await write(platform, job)
@@ -259,7 +252,7 @@ async def admin_trust(request: Request) -> Response:
 async def admin_transfer(request: Request) -> Response:
     platform = require_admin(request)
     body = await json_body(request)
-    job = market.transfer_tokens_job(string_field(body, "pack"), string_field(body, "to"), _tokens(body),
+    job = market.transfer_tokens_job(string_field(body, "pack"), string_field(body, "to"), body.get("tokens"),
                                      memo=string_field(body, "memo", ""), made_by="admin", owner_id=None)  # fmt: skip
     result = await write(platform, job)
     _forget(platform, result["to_account"])

@@ -84,7 +84,7 @@ def buy_pack_job(
                 return econ.find_pack(conn, pack_id), read_balance(conn, ledger_names.wallet(account.id))
         product = _product(products, product_id, "pack", account)
         now = now_ms()
-        pack = econ.create_pack(conn, account.id, product, tokens=product.tokens, pack_id=pack_id,
+        pack = econ.create_pack(conn, account.id, product.id, tokens=product.tokens, pack_id=pack_id,
                                 expires_at_ms=now + product.valid_days * econ.DAY_MS, origin="purchase")  # fmt: skip
         _pay(conn, account.id, f"{pack.id}.buy", product.price_nano, f"The pack {product.id}")
         asset = names.pack_asset(product.id)
@@ -203,12 +203,14 @@ def renew_due_job(
 
 
 def transfer_tokens_job(
-    pack_id: str, to_ref: str, tokens: int, *, memo: str, made_by: str, owner_id: str | None
+    pack_id: str, to_ref: str, tokens: object, *, memo: str, made_by: str, owner_id: str | None
 ) -> Callable[[sqlite3.Connection], dict[str, Any]]:
-    """Move ``tokens`` of a pack to a new pack of another account. ``owner_id`` is the caller's account
-    when a customer asks (it must own the pack and trust the receiver); None for the admin."""
+    """Move ``tokens`` of a pack to a new pack of another account (``tokens`` as the client sent it: it is
+    checked here). ``owner_id`` is the caller's account when a customer asks (it must own the pack and
+    trust the receiver); None for the admin."""
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens <= 0:
         raise BadRequest("'tokens' must be a positive integer.", param="tokens")
+    count = tokens
     if not isinstance(memo, str) or len(memo) > TRANSFER_MEMO_CHARS_MAX:
         raise BadRequest(f"'memo' is a string of at most {TRANSFER_MEMO_CHARS_MAX} characters.", param="memo")
 
@@ -221,34 +223,26 @@ def transfer_tokens_job(
             raise BadRequest("The pack already belongs to that account.", param="to")
         if owner_id is not None and not econ.trusts(conn, pack.account_id, receiver.id):
             raise Forbidden(f"This account does not trust '{receiver.name}' with tokens; an administrator adds "
-                            "trust with `suanli account trust`.", code="account_not_trusted", param="to")  # fmt: skip
+                            "trust with `suanli trust`.", code="account_not_trusted", param="to")  # fmt: skip
         if pack.expires_at_ms <= now_ms() or pack.forfeited_at_ms is not None:
             raise BadRequest(f"The pack '{pack_id}' has expired.", code="pack_expired", param="pack")
         asset = names.pack_asset(pack.product_id)
-        new_pack = econ.Pack("pack_" + secrets.token_hex(8), receiver.id, pack.product_id, tokens,
-                             pack.expires_at_ms, f"transfer from {pack.id}", now_ms(), None)  # fmt: skip
-        conn.execute(
-            "INSERT INTO packs (id, account_id, product_id, tokens, expires_at_ms, origin, created_at_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (new_pack.id, receiver.id, pack.product_id, tokens, pack.expires_at_ms, new_pack.origin,
-             new_pack.created_at_ms),
-        )  # fmt: skip
-        open_account(conn, names.pack(new_pack.id), asset, 0)
-        econ.mark_has_plans(conn, receiver.id)
+        new_pack = econ.create_pack(conn, receiver.id, pack.product_id, tokens=count, expires_at_ms=pack.expires_at_ms,
+                                    origin=f"transfer from {pack.id}")  # fmt: skip
         move = Transfer(f"{new_pack.id}.from.{pack.id}", Kind.POSTED, names.pack(pack.id), names.pack(new_pack.id),
-                        asset, tokens, memo=memo or f"by {made_by}")  # fmt: skip
+                        asset, count, memo=memo or f"by {made_by}")  # fmt: skip
         try:
             apply_entry(conn, [move])
         except LedgerRejected as exc:
             if exc.rejection is not Rejection.EXCEEDS_FLOOR:
                 raise
             available, _ = econ.pack_remaining(conn, pack)
-            raise BadRequest(f"The pack has {available} tokens available, fewer than {tokens}.",
+            raise BadRequest(f"The pack has {available} tokens available, fewer than {count}.",
                              code="insufficient_tokens", param="tokens") from None  # fmt: skip
-        transfer_id = econ.record_token_transfer(conn, pack.id, new_pack.id, tokens=tokens, memo=memo,
+        transfer_id = econ.record_token_transfer(conn, pack.id, new_pack.id, tokens=count, memo=memo,
                                                  made_by=made_by)  # fmt: skip
         return {"transfer": transfer_id, "from_pack": pack.id, "to_pack": new_pack.id, "to_account": receiver.name,
-                "tokens": tokens, "expires_at_ms": pack.expires_at_ms}  # fmt: skip
+                "tokens": count, "expires_at_ms": pack.expires_at_ms}  # fmt: skip
 
     return job
 

@@ -17,7 +17,7 @@ import orjson
 from suanli.economy import names
 from suanli.economy.products import Product, parse_product
 from suanli.errors import BadRequest, NotFound
-from suanli.ledger import Kind, LedgerRejected, Rejection, Transfer
+from suanli.ledger import Kind, Transfer
 from suanli.ledger.sqlite import apply_entry, open_account, read_balance
 from suanli.store.db import now_ms
 
@@ -135,7 +135,7 @@ def find_pack(conn: sqlite3.Connection, pack_id: str) -> Pack:
 def create_pack(
     conn: sqlite3.Connection,
     account_id: str,
-    product: Product,
+    product_id: str,
     *,
     tokens: int,
     expires_at_ms: int,
@@ -143,12 +143,12 @@ def create_pack(
     pack_id: str | None = None,
 ) -> Pack:
     pack_id = pack_id or "pack_" + secrets.token_hex(8)
-    pack = Pack(pack_id, account_id, product.id, tokens, expires_at_ms, origin, now_ms(), None)
+    pack = Pack(pack_id, account_id, product_id, tokens, expires_at_ms, origin, now_ms(), None)
     conn.execute(
         f"INSERT INTO packs ({_PACK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (pack.id, account_id, product.id, tokens, expires_at_ms, origin, pack.created_at_ms, None),
+        (pack.id, account_id, product_id, tokens, expires_at_ms, origin, pack.created_at_ms, None),
     )
-    open_account(conn, names.pack(pack.id), names.pack_asset(product.id), 0)
+    open_account(conn, names.pack(pack.id), names.pack_asset(product_id), 0)
     mark_has_plans(conn, account_id)
     return pack
 
@@ -341,7 +341,3 @@ def token_transfers_of(conn: sqlite3.Connection, account_id: str) -> list[dict[s
     )
     keys = ("id", "from_pack", "from_account", "to_pack", "to_account", "tokens", "memo", "made_by", "created_at_ms")
     return [dict(zip(keys, tuple(row), strict=True)) for row in rows]
-
-
-def refuse_exceeding(exc: LedgerRejected) -> bool:
-    return exc.rejection is Rejection.EXCEEDS_FLOOR
