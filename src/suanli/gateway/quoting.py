@@ -12,6 +12,7 @@ price a free discount, since the call gets the same service. ``batch`` is for th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from suanli.catalog import Catalog, Offer
 from suanli.gateway.health import HealthRegistry
@@ -53,27 +54,42 @@ class PriceClock:
 
     def __init__(self, catalog: Catalog) -> None:
         self._prices = price_list_of(catalog)
-        self._cache: dict[str, tuple[int, int, LockedPrices]] = {}  # offer id -> (from, until, lock)
+        self._cache: dict[str, _Clocked] = {}
 
-    def locked(self, offer: Offer, t_ms: int) -> LockedPrices:
+    def _clocked(self, offer: Offer, t_ms: int) -> _Clocked:
         entry = self._cache.get(offer.id)
-        if entry is not None and entry[0] <= t_ms < entry[1]:
-            return entry[2]
+        if entry is not None and entry.since_ms <= t_ms < entry.until_ms:
+            return entry
+        schedule = self._prices.schedule_in_force(offer, t_ms)
         locked = self._prices.lock_at(offer, t_ms, 0)
         change = self._prices.next_price_change(offer, t_ms)
         until = locked.valid_until_ms if change is None else min(change, locked.valid_until_ms)
-        self._cache[offer.id] = (t_ms, until, locked)
-        return locked
+        entry = self._cache[offer.id] = _Clocked(t_ms, until, locked, schedule.surcharge is not None)
+        return entry
+
+    def locked(self, offer: Offer, t_ms: int) -> LockedPrices:
+        return self._clocked(offer, t_ms).locked
 
     def prices(self, offer: Offer, t_ms: int) -> Prices:
         """The per-token prices by the clock at ``t_ms`` (the base tier)."""
-        return self.locked(offer, t_ms).base
+        return self._clocked(offer, t_ms).locked.base
 
     def lock(self, offer: Offer, t_ms: int, health: HealthRegistry) -> LockedPrices:
         """The prices a request reserved at ``t_ms`` locks on ``offer``, at its load now."""
-        if self._prices.schedule_in_force(offer, t_ms).surcharge is None:
-            return self.locked(offer, t_ms)  # no load rule: the clock's price is the price
+        clocked = self._clocked(offer, t_ms)
+        if not clocked.load_priced:
+            return clocked.locked  # no load rule: the clock's price is the price
         return self._prices.lock_at(offer, t_ms, utilisation_permille(health, offer))
+
+
+@dataclass(frozen=True, slots=True)
+class _Clocked:
+    """An offer's price by the clock, valid from ``since_ms`` until ``until_ms``."""
+
+    since_ms: int
+    until_ms: int
+    locked: LockedPrices
+    load_priced: bool  # its schedule has a load surcharge, so a lock must read the load too
 
 
 def quote_plan(
