@@ -105,7 +105,7 @@ class Platform:
         self.reload_products()
         self.writer.start()
         self._prober = asyncio.get_running_loop().create_task(self._probe_forever())
-        self._sweeper = asyncio.get_running_loop().create_task(self._expire_forever())
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
         await self.ledger.open_account(ledger_names.TOPUP_SOURCE, ASSET_CNY, None)
         await self.ledger.open_account(ledger_names.ESCROW, ASSET_CNY, ledger_names.ESCROW_FLOOR_NANO)
         for operator in self.catalog.operators:
@@ -125,7 +125,7 @@ class Platform:
         """Read the shelf again (after a product was listed or retired)."""
         self.products = load_products(self.reader, frozenset(self.catalog.models), TIERS)
 
-    async def _expire_forever(self) -> None:
+    async def _sweep_forever(self) -> None:
         """Forfeit what is left of expired packs and renew (or lapse) subscriptions whose month ended,
         every ``PACK_EXPIRY_SWEEP_S``."""
         while True:
