@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from suanli.catalog import Offer, parse_catalog
-from suanli.gateway.health import CLOSED, EWMA_WEIGHT, HALF_OPEN, OPEN, HealthRegistry, OfferHealth, Outcome
+from suanli.gateway.health import CLOSED, EWMA_WEIGHT, HALF_OPEN, OPEN, OfferHealth, Outcome
 from suanli.limits import (
     BREAKER_CONSECUTIVE_FAILURES,
     BREAKER_ERROR_RATE_PERCENT,
@@ -26,94 +23,20 @@ from suanli.limits import (
     HEALTH_WINDOW_S,
     RETRY_AFTER_MAX_S,
 )
-
-CAPACITY = 4
-# A step of time that floats represent exactly, so "just before" and "exactly at" a deadline are exact.
-EPS_S = 0.125
-REASON = "HTTP 503"
-
-
-class FakeClock:
-    def __init__(self, now: float = 1024.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def make_offers(*operator_models: tuple[str, str]) -> tuple[Offer, ...]:
-    data: dict[str, Any] = {
-        "operators": {op: {"base_url": f"https://{op}.example/v1"} for op, _ in operator_models},
-        "models": {model: {} for _, model in operator_models},
-        "offers": [
-            {"operator": op, "model": model, "context_window": 8192, "max_output_tokens": 1024,
-             "price": {"input": "1", "output": "2"}, "capacity": CAPACITY}
-            for op, model in operator_models
-        ],
-    }  # fmt: skip
-    return parse_catalog(data, environ={}).offers
-
-
-OFFER = make_offers(("alpha", "m"))[0]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def health(clock: FakeClock) -> OfferHealth:
-    return OfferHealth(OFFER, clock)
-
-
-def fail(health: OfferHealth, times: int = 1, reason: str = REASON) -> None:
-    for _ in range(times):
-        health.record(Outcome(ok=False, reason=reason))
-
-
-def succeed(health: OfferHealth, times: int = 1) -> None:
-    for _ in range(times):
-        health.record(Outcome(ok=True))
-
-
-def record_all(health: OfferHealth, pattern: list[bool]) -> None:
-    for ok in pattern:
-        health.record(Outcome(ok=ok, reason="" if ok else REASON))
-
-
-def spread(calls: int, failures: int) -> list[bool]:
-    """`calls` outcomes (True = ok) of which `failures` failed, the last one a failure.
-
-    No two failures are adjacent, so the consecutive-failures rule never fires and only the error rate
-    can open the breaker. The spare successes come first, so when `calls >= 2 * failures` no shorter
-    prefix has a higher error rate than the whole: the breaker can only open at the last outcome."""
-    if not (failures >= 1 and 2 * failures - 1 <= calls and BREAKER_CONSECUTIVE_FAILURES >= 2):
-        raise ValueError(f"cannot spread {failures} failures over {calls} calls; the limits changed")
-    return [True] * (calls - 2 * failures + 1) + [False] + [True, False] * (failures - 1)
-
-
-def open_breaker(health: OfferHealth) -> None:
-    fail(health, BREAKER_CONSECUTIVE_FAILURES)
-    assert health.current_state() == OPEN
-
-
-def half_open(health: OfferHealth, clock: FakeClock) -> None:
-    open_breaker(health)
-    clock.advance(BREAKER_OPEN_S)
-    assert health.current_state() == HALF_OPEN
-
-
-def assert_open_for(health: OfferHealth, clock: FakeClock, seconds: float) -> None:
-    """The breaker, opened just now, stays open for exactly `seconds`, then lets a trial through."""
-    clock.advance(seconds - EPS_S)
-    assert health.current_state() == OPEN and not health.available()
-    clock.advance(EPS_S)
-    assert health.current_state() == HALF_OPEN and health.available()
-
+from tests.gateway.breaker import (
+    CAPACITY,
+    EPS_S,
+    OFFER,
+    REASON,
+    FakeClock,
+    assert_open_for,
+    fail,
+    half_open,
+    open_breaker,
+    record_all,
+    spread,
+    succeed,
+)
 
 # --- when the breaker opens ------------------------------------------------------------------------------
 
@@ -516,132 +439,3 @@ def test_snapshot_window_forgets_old_outcomes(health: OfferHealth, clock: FakeCl
     snapshot = health.snapshot()
     assert (snapshot["window_calls"], snapshot["window_error_rate_percent"]) == (0, 0.0)
     assert snapshot["failures_total"] == 2
-
-
-# --- the registry ----------------------------------------------------------------------------------------
-
-ALPHA_M, ALPHA_G, BETA_M = make_offers(("alpha", "m"), ("alpha", "g"), ("beta", "m"))
-
-
-@pytest.fixture
-def registry(clock: FakeClock) -> HealthRegistry:
-    return HealthRegistry([ALPHA_M, ALPHA_G, BETA_M], clock)
-
-
-def test_no_operator_to_probe_while_every_breaker_is_closed(registry: HealthRegistry) -> None:
-    fail(registry.of(ALPHA_M))
-    assert registry.operators_to_probe() == set()
-
-
-def test_operators_with_a_breaker_not_closed_are_probed(registry: HealthRegistry, clock: FakeClock) -> None:
-    open_breaker(registry.of(ALPHA_M))
-    assert registry.operators_to_probe() == {"alpha"}
-    clock.advance(BREAKER_OPEN_S)  # half-open is not closed either
-    assert registry.operators_to_probe() == {"alpha"}
-    open_breaker(registry.of(BETA_M))
-    assert registry.operators_to_probe() == {"alpha", "beta"}
-
-
-def test_a_probe_affects_only_that_operators_offers(registry: HealthRegistry) -> None:
-    open_breaker(registry.of(ALPHA_M))
-    open_breaker(registry.of(BETA_M))
-    registry.probed("alpha", True)
-    states = {o.id: registry.of(o).current_state() for o in (ALPHA_M, ALPHA_G, BETA_M)}
-    assert states == {ALPHA_M.id: HALF_OPEN, ALPHA_G.id: CLOSED, BETA_M.id: OPEN}
-    registry.probed("alpha", True)
-    assert registry.operators_to_probe() == {"beta"}
-
-
-def test_a_failed_probe_affects_only_that_operators_offers(registry: HealthRegistry, clock: FakeClock) -> None:
-    open_breaker(registry.of(ALPHA_M))
-    open_breaker(registry.of(BETA_M))
-    clock.advance(BREAKER_OPEN_S)
-    registry.probed("alpha", False, "timeout")
-    assert registry.of(ALPHA_M).current_state() == OPEN
-    assert registry.of(ALPHA_M).reason == "probe failed: timeout"
-    assert registry.of(ALPHA_G).current_state() == CLOSED
-    assert registry.of(BETA_M).current_state() == HALF_OPEN
-
-
-def test_the_registry_shows_each_offers_state(registry: HealthRegistry) -> None:
-    open_breaker(registry.of(BETA_M))
-    assert registry.of(ALPHA_M).begin()
-    assert registry.state_of(ALPHA_M).utilization == 1 / CAPACITY
-    assert not registry.state_of(BETA_M).available
-    snapshots = {s["offer"]: s for s in registry.snapshot()}
-    assert set(snapshots) == {ALPHA_M.id, ALPHA_G.id, BETA_M.id}
-    assert (snapshots[ALPHA_M.id]["in_flight"], snapshots[BETA_M.id]["state"]) == (1, OPEN)
-
-
-# --- half-open never runs two trials at once -------------------------------------------------------------
-
-
-class BreakerMachine(RuleBasedStateMachine):
-    """Calls begin, end with an outcome (or are cancelled), probes answer and time passes, in any order; the
-    breaker must never let a second call through in one half-open period, and its counts must add up."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.clock = FakeClock()
-        self.health = OfferHealth(OFFER, self.clock)
-        self.calls = 0  # begun and not finished
-        self.trials_this_period = 0
-
-    @rule()
-    def begin(self) -> None:
-        was_half_open = self.health.current_state() == HALF_OPEN
-        if self.health.begin():
-            self.calls += 1
-            if was_half_open:
-                self.trials_this_period += 1
-
-    @precondition(lambda self: self.calls > 0)
-    @rule(ok=st.booleans(), retry_after_s=st.none() | st.sampled_from([1.0, 2 * BREAKER_OPEN_S]))
-    def end_call(self, ok: bool, retry_after_s: float | None) -> None:
-        self.health.record(Outcome(ok=ok, reason="" if ok else REASON, latency_ms=5.0, retry_after_s=retry_after_s))
-        self.health.finish()
-        self.calls -= 1
-
-    @precondition(lambda self: self.calls > 0)
-    @rule()
-    def cancel_call(self) -> None:
-        self.health.finish()
-        self.calls -= 1
-        if self.calls == 0 and self.health.current_state() == HALF_OPEN:
-            # The trial ended without an outcome (its client went away): the slot is free again, so a
-            # new trial may start in this period; two never run at once.
-            self.trials_this_period = max(0, self.trials_this_period - 1)
-
-    @rule(ok=st.booleans())
-    def probe(self, ok: bool) -> None:
-        self.health.probed(ok, "" if ok else "timeout")
-
-    @rule(ok=st.booleans())
-    def late_outcome(self, ok: bool) -> None:
-        """An outcome recorded for a call whose finish() is not modelled (e.g. a stream's end)."""
-        self.health.record(Outcome(ok=ok, reason="" if ok else REASON))
-
-    @rule(seconds=st.sampled_from([EPS_S, 1.0, BREAKER_OPEN_S, 2 * BREAKER_OPEN_S, BREAKER_OPEN_MAX_S]))
-    def wait(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-
-    @invariant()
-    def one_trial_per_half_open_period(self) -> None:
-        state = self.health.current_state()
-        assert state in (CLOSED, OPEN, HALF_OPEN)
-        if state != HALF_OPEN:
-            self.trials_this_period = 0
-        assert self.trials_this_period <= 1
-
-    @invariant()
-    def an_open_breaker_is_unavailable(self) -> None:
-        if self.health.current_state() == OPEN:
-            assert not self.health.available()
-
-    @invariant()
-    def in_flight_counts_the_calls(self) -> None:
-        assert self.health.in_flight == self.calls
-
-
-BreakerMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
-test_breaker_state_machine = BreakerMachine.TestCase

@@ -1,0 +1,140 @@
+"""The registry of every offer's breaker, and a state machine: half-open never runs two trials at once."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from suanli.gateway.health import CLOSED, HALF_OPEN, OPEN, HealthRegistry, OfferHealth, Outcome
+from suanli.limits import BREAKER_OPEN_MAX_S, BREAKER_OPEN_S
+from tests.gateway.breaker import CAPACITY, EPS_S, OFFER, REASON, FakeClock, fail, make_offers, open_breaker
+
+# --- the registry ----------------------------------------------------------------------------------------
+
+ALPHA_M, ALPHA_G, BETA_M = make_offers(("alpha", "m"), ("alpha", "g"), ("beta", "m"))
+
+
+@pytest.fixture
+def registry(clock: FakeClock) -> HealthRegistry:
+    return HealthRegistry([ALPHA_M, ALPHA_G, BETA_M], clock)
+
+
+def test_no_operator_to_probe_while_every_breaker_is_closed(registry: HealthRegistry) -> None:
+    fail(registry.of(ALPHA_M))
+    assert registry.operators_to_probe() == set()
+
+
+def test_operators_with_a_breaker_not_closed_are_probed(registry: HealthRegistry, clock: FakeClock) -> None:
+    open_breaker(registry.of(ALPHA_M))
+    assert registry.operators_to_probe() == {"alpha"}
+    clock.advance(BREAKER_OPEN_S)  # half-open is not closed either
+    assert registry.operators_to_probe() == {"alpha"}
+    open_breaker(registry.of(BETA_M))
+    assert registry.operators_to_probe() == {"alpha", "beta"}
+
+
+def test_a_probe_affects_only_that_operators_offers(registry: HealthRegistry) -> None:
+    open_breaker(registry.of(ALPHA_M))
+    open_breaker(registry.of(BETA_M))
+    registry.probed("alpha", True)
+    states = {o.id: registry.of(o).current_state() for o in (ALPHA_M, ALPHA_G, BETA_M)}
+    assert states == {ALPHA_M.id: HALF_OPEN, ALPHA_G.id: CLOSED, BETA_M.id: OPEN}
+    registry.probed("alpha", True)
+    assert registry.operators_to_probe() == {"beta"}
+
+
+def test_a_failed_probe_affects_only_that_operators_offers(registry: HealthRegistry, clock: FakeClock) -> None:
+    open_breaker(registry.of(ALPHA_M))
+    open_breaker(registry.of(BETA_M))
+    clock.advance(BREAKER_OPEN_S)
+    registry.probed("alpha", False, "timeout")
+    assert registry.of(ALPHA_M).current_state() == OPEN
+    assert registry.of(ALPHA_M).reason == "probe failed: timeout"
+    assert registry.of(ALPHA_G).current_state() == CLOSED
+    assert registry.of(BETA_M).current_state() == HALF_OPEN
+
+
+def test_the_registry_shows_each_offers_state(registry: HealthRegistry) -> None:
+    open_breaker(registry.of(BETA_M))
+    assert registry.of(ALPHA_M).begin()
+    assert registry.state_of(ALPHA_M).utilization == 1 / CAPACITY
+    assert not registry.state_of(BETA_M).available
+    snapshots = {s["offer"]: s for s in registry.snapshot()}
+    assert set(snapshots) == {ALPHA_M.id, ALPHA_G.id, BETA_M.id}
+    assert (snapshots[ALPHA_M.id]["in_flight"], snapshots[BETA_M.id]["state"]) == (1, OPEN)
+
+
+# --- half-open never runs two trials at once -------------------------------------------------------------
+
+
+class BreakerMachine(RuleBasedStateMachine):
+    """Calls begin, end with an outcome (or are cancelled), probes answer and time passes, in any order; the
+    breaker must never let a second call through in one half-open period, and its counts must add up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.health = OfferHealth(OFFER, self.clock)
+        self.calls = 0  # begun and not finished
+        self.trials_this_period = 0
+
+    @rule()
+    def begin(self) -> None:
+        was_half_open = self.health.current_state() == HALF_OPEN
+        if self.health.begin():
+            self.calls += 1
+            if was_half_open:
+                self.trials_this_period += 1
+
+    @precondition(lambda self: self.calls > 0)
+    @rule(ok=st.booleans(), retry_after_s=st.none() | st.sampled_from([1.0, 2 * BREAKER_OPEN_S]))
+    def end_call(self, ok: bool, retry_after_s: float | None) -> None:
+        self.health.record(Outcome(ok=ok, reason="" if ok else REASON, latency_ms=5.0, retry_after_s=retry_after_s))
+        self.health.finish()
+        self.calls -= 1
+
+    @precondition(lambda self: self.calls > 0)
+    @rule()
+    def cancel_call(self) -> None:
+        self.health.finish()
+        self.calls -= 1
+        if self.calls == 0 and self.health.current_state() == HALF_OPEN:
+            # The trial ended without an outcome (its client went away): the slot is free again, so a
+            # new trial may start in this period; two never run at once.
+            self.trials_this_period = max(0, self.trials_this_period - 1)
+
+    @rule(ok=st.booleans())
+    def probe(self, ok: bool) -> None:
+        self.health.probed(ok, "" if ok else "timeout")
+
+    @rule(ok=st.booleans())
+    def late_outcome(self, ok: bool) -> None:
+        """An outcome recorded for a call whose finish() is not modelled (e.g. a stream's end)."""
+        self.health.record(Outcome(ok=ok, reason="" if ok else REASON))
+
+    @rule(seconds=st.sampled_from([EPS_S, 1.0, BREAKER_OPEN_S, 2 * BREAKER_OPEN_S, BREAKER_OPEN_MAX_S]))
+    def wait(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @invariant()
+    def one_trial_per_half_open_period(self) -> None:
+        state = self.health.current_state()
+        assert state in (CLOSED, OPEN, HALF_OPEN)
+        if state != HALF_OPEN:
+            self.trials_this_period = 0
+        assert self.trials_this_period <= 1
+
+    @invariant()
+    def an_open_breaker_is_unavailable(self) -> None:
+        if self.health.current_state() == OPEN:
+            assert not self.health.available()
+
+    @invariant()
+    def in_flight_counts_the_calls(self) -> None:
+        assert self.health.in_flight == self.calls
+
+
+BreakerMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+test_breaker_state_machine = BreakerMachine.TestCase
