@@ -409,23 +409,52 @@ def test_sdk_reads_a_translated_answer() -> None:
     assert (message.stop_reason, message.usage.input_tokens, message.usage.output_tokens) == ("tool_use", 20, 5)
 
 
-def test_what_the_official_sdk_sends_translates() -> None:
-    """The SDK's own serialisation of a Claude-Code-like conversation, with typed params."""
-    messages: list[MessageParam] = [
-        {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
+# A Claude-Code-like conversation as the SDK's typed params, and what it must become for an OpenAI operator.
+SDK_CONVERSATION: list[MessageParam] = [
+    {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
+    {
+        "role": "assistant",
+        "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}],
+    },
+    {
+        "role": "user",
+        "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "18°C"}]},
+            {"type": "text", "text": "Is that warm?", "cache_control": {"type": "ephemeral"}},
+        ],
+    },
+]
+WEATHER_TOOL: ToolParam = {"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}
+SDK_CONVERSATION_IN_OPENAI = {
+    "model": "deepseek-v3.2",
+    "max_tokens": 100,
+    "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Paris?"},
         {
             "role": "assistant",
-            "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}],
-        },
-        {
-            "role": "user",
-            "content": [
-                {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "18°C"}]},
-                {"type": "text", "text": "Is that warm?", "cache_control": {"type": "ephemeral"}},
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "toolu_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                }
             ],
         },
-    ]
-    tool: ToolParam = {"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "18°C"},
+        {"role": "user", "content": "Is that warm?"},
+    ],
+    "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_TOOL["input_schema"]}}],
+    "tool_choice": "auto",
+    "temperature": 0.5,
+    "stop": ["END"],
+    "user": "u1",
+}
+
+
+def test_what_the_official_sdk_sends_translates() -> None:
+    """The SDK's own serialisation of a Claude-Code-like conversation, with typed params."""
     sent: list[dict[str, Any]] = []
 
     def answer_for(body: dict[str, Any]) -> bytes:
@@ -437,37 +466,12 @@ def test_what_the_official_sdk_sends_translates() -> None:
             model="deepseek-v3.2",
             max_tokens=100,
             system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
-            messages=messages,
-            tools=[tool],
+            messages=SDK_CONVERSATION,
+            tools=[WEATHER_TOOL],
             tool_choice={"type": "auto"},
             stop_sequences=["END"],
             metadata={"user_id": "u1"},
             # Sampling settings are no longer among the SDK's arguments, but clients still send them.
             extra_body={"temperature": 0.5, "top_k": 5},
         )
-    assert anthropic_to_openai_request(sent[0]) == {
-        "model": "deepseek-v3.2",
-        "max_tokens": 100,
-        "messages": [
-            {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": "Weather in Paris?"},
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": "toolu_1",
-                        "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
-                    }
-                ],
-            },
-            {"role": "tool", "tool_call_id": "toolu_1", "content": "18°C"},
-            {"role": "user", "content": "Is that warm?"},
-        ],
-        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": tool["input_schema"]}}],
-        "tool_choice": "auto",
-        "temperature": 0.5,
-        "stop": ["END"],
-        "user": "u1",
-    }
+    assert anthropic_to_openai_request(sent[0]) == SDK_CONVERSATION_IN_OPENAI
