@@ -424,7 +424,7 @@ SDK_CONVERSATION: list[MessageParam] = [
         ],
     },
 ]
-WEATHER_TOOL: ToolParam = {"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}
+SDK_WEATHER_TOOL: ToolParam = {"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}
 SDK_CONVERSATION_IN_OPENAI = {
     "model": "deepseek-v3.2",
     "max_tokens": 100,
@@ -445,7 +445,9 @@ SDK_CONVERSATION_IN_OPENAI = {
         {"role": "tool", "tool_call_id": "toolu_1", "content": "18°C"},
         {"role": "user", "content": "Is that warm?"},
     ],
-    "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_TOOL["input_schema"]}}],
+    "tools": [
+        {"type": "function", "function": {"name": "get_weather", "parameters": SDK_WEATHER_TOOL["input_schema"]}}
+    ],
     "tool_choice": "auto",
     "temperature": 0.5,
     "stop": ["END"],
@@ -467,7 +469,7 @@ def test_what_the_official_sdk_sends_translates() -> None:
             max_tokens=100,
             system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
             messages=SDK_CONVERSATION,
-            tools=[WEATHER_TOOL],
+            tools=[SDK_WEATHER_TOOL],
             tool_choice={"type": "auto"},
             stop_sequences=["END"],
             metadata={"user_id": "u1"},
