@@ -48,3 +48,24 @@ def test_a_bad_operator_is_refused_with_a_clear_message(operator: str, message: 
     with pytest.raises(ConfigError) as refused:
         catalog(operator)
     assert message in str(refused.value)
+
+
+def test_an_operator_keeps_its_simulator_knobs_as_written() -> None:
+    styled = catalog('base_url = "http://h/v1"\nsimulator = { ttft_ms = 200, tokens_per_s = 50.5, hang = false }')
+    assert styled.operators["op"].simulator == {"ttft_ms": 200, "tokens_per_s": 50.5, "hang": False}
+    assert catalog('base_url = "http://h/v1"').operators["op"].simulator == {}
+
+
+@pytest.mark.parametrize(
+    ("simulator", "message"),
+    [
+        ('"fast"', "operator op: simulator must be a table of knobs"),
+        ("{ ttft_ms = nan }", "operator op: simulator.ttft_ms must be a string, finite number, boolean or list"),
+        ("{ since = 2026-01-01 }", "operator op: simulator.since must be a string, finite number, boolean or list"),
+        ("{ models = [{ name = 'm' }] }", "operator op: simulator.models must be a string, finite number"),
+    ],
+)
+def test_a_simulator_table_of_another_shape_is_refused(simulator: str, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        catalog(f'base_url = "http://h/v1"\nsimulator = {simulator}')
+    assert message in str(refused.value)

@@ -13,6 +13,7 @@ instant on. They become the catalog's ``price_book``, read on the ``calendar`` (
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -62,6 +63,8 @@ class Operator:
     region: str
     timeouts: Timeouts
     anthropic_base_url: str | None = None  # an OpenAI-protocol operator that also speaks Anthropic natively
+    # The knobs the built-in simulator plays this operator with, as written (``suanli demo`` passes them on).
+    simulator: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def endpoints(self) -> dict[str, str]:
@@ -194,9 +197,16 @@ def _operator(name: str, spec: Mapping[str, Any], environ: Mapping[str, str]) ->
         raise ConfigError(f"operator {name}: credentials never go in the catalog; use api_key_env")
     key_env = spec.get("api_key_env")
     api_key = environ.get(str(key_env)) if key_env else None
-    region = str(spec.get("region", ""))
-    return Operator(_name(name, "operator"), base_url, protocol, api_key, region, _timeouts(name, spec),
-                    anthropic_base_url)  # fmt: skip
+    return Operator(
+        name=_name(name, "operator"),
+        base_url=base_url,
+        protocol=protocol,
+        api_key=api_key,
+        region=str(spec.get("region", "")),
+        timeouts=_timeouts(name, spec),
+        anthropic_base_url=anthropic_base_url,
+        simulator=_simulator(name, spec.get("simulator", {})),
+    )
 
 
 def _url(name: str, key: str, spec: Mapping[str, Any], environ: Mapping[str, str]) -> str:
@@ -204,6 +214,26 @@ def _url(name: str, key: str, spec: Mapping[str, Any], environ: Mapping[str, str
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"operator {name}: {key} must be an http(s) URL")
     return url
+
+
+def _simulator(name: str, value: Any) -> dict[str, Any]:
+    """The operator's ``simulator`` table, checked for shape only: strings, finite numbers, booleans and
+    lists of them, so the demo can hand it to ``suanli simulate`` as JSON. The knobs' names and ranges
+    are the simulator's to check (the demo does, before it starts it): the catalog is read by the
+    providers, so it must not import one of them."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"operator {name}: simulator must be a table of knobs, e.g. simulator = {{ ttft_ms = 200 }}")
+    for knob, setting in value.items():
+        items = setting if isinstance(setting, list) else [setting]
+        if not all(_plain_knob_value(item) for item in items):
+            raise ConfigError(f"operator {name}: simulator.{knob} must be a string, finite number, boolean or list")
+    return dict(value)
+
+
+def _plain_knob_value(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str | int | bool)
 
 
 def _timeouts(name: str, spec: Mapping[str, Any]) -> Timeouts:
