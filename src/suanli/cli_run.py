@@ -16,7 +16,8 @@ from typing import Any
 import uvicorn
 
 from suanli.api.app import build_app
-from suanli.catalog import load_catalog
+from suanli.catalog import Catalog, load_catalog
+from suanli.demo_key import demo_key, demo_key_path
 from suanli.gateway import accounts as ops
 from suanli.gateway.platform import Settings, ensure_admin_key
 from suanli.money import cny_to_nano
@@ -27,7 +28,9 @@ from suanli.store.db import open_database, run_in_transaction, transaction
 Common = Callable[[argparse.ArgumentParser], None]
 DEMO_OPERATORS = ("telecom", "mobile", "unicom")
 DEMO_ACCOUNT = "demo"
+DEMO_TIER = "enterprise"  # may buy every offer of the demo catalog; the example calls use offers it may buy
 DEMO_TOPUP_CNY = "100"
+DEMO_ADMIN_KEY_KEPT = "Admin key: the one set in SUANLI_ADMIN_KEY or shown at first start."
 SIMULATOR_START_TIMEOUT_S = 30.0
 KEEP_ALIVE_TIMEOUT_S = 75  # longer than common load balancers' idle timeout, so they close first
 
@@ -99,49 +102,72 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 def _demo_key(settings: Settings) -> tuple[str, str | None]:
-    """Make sure the demo account exists and is funded; return a fresh demo key and a new admin key."""
+    """Make sure the demo account exists and is funded; return its key (the one kept from an earlier start
+    while it still works, demo_key.py) and the admin key if this start made one (only the first does)."""
     conn = open_database(settings.database_path)
     try:
         admin_key = ensure_admin_key(conn, settings.admin_key)
         with transaction(conn):
             exists = conn.execute("SELECT 1 FROM accounts WHERE name = ?", (DEMO_ACCOUNT,)).fetchone()
         if not exists:
-            run_in_transaction(conn, ops.create_account_job(DEMO_ACCOUNT, "enterprise"))
+            run_in_transaction(conn, ops.create_account_job(DEMO_ACCOUNT, DEMO_TIER))
             run_in_transaction(conn, ops.topup_job(DEMO_ACCOUNT, cny_to_nano(DEMO_TOPUP_CNY), "demo-initial"))
         account = find_account(conn, DEMO_ACCOUNT)
-        _, raw = run_in_transaction(conn, ops.create_key_job(account.id, "demo", None, None))
-        return raw, admin_key
+        return demo_key(conn, account.id, demo_key_path(settings.database_path)), admin_key
     finally:
         conn.close()
 
 
-def demo_instructions(base: str, key: str, admin_key: str | None) -> str:
-    admin = (f"Admin key (shown once, keep it): {admin_key}\n" if admin_key
-             else "Admin key: the one set in SUANLI_ADMIN_KEY or shown at first start.\n")  # fmt: skip
+def demo_chat_models(catalog: Catalog) -> list[str]:
+    """The chat models the demo account may buy, in the catalog's offer order: the example calls' models."""
+    offered = (o.model for o in catalog.offers if DEMO_TIER in o.tiers and catalog.models[o.model].kind == "chat")
+    return list(dict.fromkeys(offered))
+
+
+def demo_instructions(base: str, key: str, admin_key: str | None, catalog: Catalog) -> str:
+    """What the demo prints once the gateway listens: where it is, the key, and calls that work with the
+    catalog it runs (its operators, and chat models it offers), then how to see the cost."""
+    admin = f"Admin key (shown once, keep it): {admin_key}" if admin_key else DEMO_ADMIN_KEY_KEPT
+    models = ", ".join(f"{m.name} ({m.kind})" for m in catalog.models.values() if catalog.offers_for(m.name))
     return f"""
-Suanli is running on the embedded default (SQLite, simulated operators telecom, mobile, unicom).
+Suanli is running on SQLite; the simulator plays the operators {", ".join(catalog.operators)}.
 
 Gateway:  {base}/v1   (OpenAI-compatible)
-Demo key: {key}   (account "{DEMO_ACCOUNT}", ¥{DEMO_TOPUP_CNY} on first start)
+Models:   {models}
+Demo key: {key}   (account "{DEMO_ACCOUNT}", ¥{DEMO_TOPUP_CNY} on first start; reused at each start)
 {admin}
+{_demo_examples(base, key, demo_chat_models(catalog))}
+See what it cost:  .venv/bin/suanli usage {DEMO_ACCOUNT}     Balance: .venv/bin/suanli balance {DEMO_ACCOUNT}
+Stop with Ctrl-C.
+"""
+
+
+def _demo_examples(base: str, key: str, chat_models: list[str]) -> str:
+    """A curl call to the first chat model and an SDK call to the second (or the first again)."""
+    if not chat_models:
+        return "\nThis catalog offers the demo account no chat model, so there is no example call.\n"
+    first, second = chat_models[0], chat_models[1 % len(chat_models)]
+    return f"""
 Try it with curl:
 
 curl -s {base}/v1/chat/completions -H "Authorization: Bearer {key}" \\
   -H "Content-Type: application/json" \\
-  -d '{{"model": "deepseek-v3.2", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+  -d '{{"model": "{first}", "messages": [{{"role": "user", "content": "Hello"}}]}}'
 
 or with the openai SDK (pip install openai):
 
 python3 - <<'PY'
 from openai import OpenAI
 client = OpenAI(base_url="{base}/v1", api_key="{key}")
-reply = client.chat.completions.create(model="glm-5", messages=[{{"role": "user", "content": "Hi"}}])
+reply = client.chat.completions.create(model="{second}", messages=[{{"role": "user", "content": "Hi"}}])
 print(reply.choices[0].message.content, reply.usage)
 PY
-
-See what it cost:  .venv/bin/suanli usage {DEMO_ACCOUNT}     Balance: .venv/bin/suanli balance {DEMO_ACCOUNT}
-Stop with Ctrl-C.
 """
+
+
+def _simulator_command(catalog: Catalog, port: int) -> list[str]:
+    """``suanli simulate`` playing the operators of the catalog the demo runs (not a fixed list)."""
+    return [sys.executable, "-m", "suanli.cli", "simulate", "--port", str(port), "--operators", *catalog.operators]
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -153,15 +179,15 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def demo(args: argparse.Namespace, settings: Settings) -> int:
     simulator_url = f"http://127.0.0.1:{args.simulator_port}"
     os.environ.setdefault("SUANLI_SIMULATOR_URL", simulator_url)
-    command = [sys.executable, "-m", "suanli.cli", "simulate", "--port", str(args.simulator_port)]
+    catalog = load_catalog(settings.catalog_path)  # read first: a mistake in it stops the demo before it starts
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    simulator = subprocess.Popen(command)
+    simulator = subprocess.Popen(_simulator_command(catalog, args.simulator_port))
     try:
         _wait_until_up(f"{simulator_url}/v1/models", simulator)
         key, admin_key = _demo_key(settings)
 
         def ready() -> None:
-            sys.stdout.write(demo_instructions(f"http://{args.host}:{args.port}", key, admin_key))
+            sys.stdout.write(demo_instructions(f"http://{args.host}:{args.port}", key, admin_key, catalog))
             sys.stdout.flush()
 
         serve_gateway(settings, args.host, args.port, on_ready=ready)
