@@ -26,6 +26,8 @@ from typing import Any
 
 from suanli.errors import BadRequest, ConfigError
 from suanli.limits import (
+    INPUT_ESTIMATE_MARGIN_PERCENT,
+    INPUT_MARGIN_PERCENT_MAX,
     OFFER_CAPACITY_DEFAULT,
     UPSTREAM_CONNECT_TIMEOUT_S,
     UPSTREAM_FIRST_BYTE_TIMEOUT_S,
@@ -86,6 +88,8 @@ class Offer:
     max_output_tokens: int
     tiers: frozenset[str]
     capacity: int = OFFER_CAPACITY_DEFAULT  # calls in flight before other offers are preferred
+    # How much more than the gateway's count (cl100k) the operator's tokenizer may count a prompt.
+    input_margin_percent: int = INPUT_ESTIMATE_MARGIN_PERCENT
     image_tokens: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # size -> quality -> tokens
 
     def tokens_per_image(self, size: str, quality: str | None) -> int | None:
@@ -273,9 +277,17 @@ def _offer(
         max_output_tokens=_positive(spec, "max_output_tokens", where),
         tiers=tiers,
         capacity=_positive(spec, "capacity", where) if "capacity" in spec else OFFER_CAPACITY_DEFAULT,
+        input_margin_percent=_margin(spec, where),
         image_tokens=_image_tokens(spec.get("image_tokens", {}), where),
     )
     return offer, versions
+
+
+def _margin(spec: Mapping[str, Any], where: str) -> int:
+    value = spec.get("input_margin_percent", INPUT_ESTIMATE_MARGIN_PERCENT)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INPUT_MARGIN_PERCENT_MAX:
+        raise ConfigError(f"{where}: input_margin_percent must be a whole number from 0 to {INPUT_MARGIN_PERCENT_MAX}")
+    return value
 
 
 def _price_versions(spec: Mapping[str, Any], where: str) -> tuple[PriceVersion, ...]:

@@ -32,9 +32,13 @@ KEY_CACHE_ENTRIES_MAX = 100_000
 
 # Reservation estimate: the tokenizer count of the prompt, plus this margin for upstreams whose
 # tokenizer counts differently, plus a fixed overhead per message for the chat template.
+# The default of an offer's ``input_margin_percent`` (catalog), rounded up to a whole token.
 INPUT_ESTIMATE_MARGIN_PERCENT = 10
+INPUT_MARGIN_PERCENT_MAX = 100
 TOKENS_PER_MESSAGE_OVERHEAD = 4
 TOKENS_PER_REQUEST_OVERHEAD = 3
+IMAGE_INPUT_TOKENS = 1600  # an image in a prompt, counted as this many tokens (above OpenAI's 765 per 1024²)
+CHOICES_MAX = 16  # a chat request's ``n``: answers generated for one prompt
 
 # Routing and failover.
 FALLBACK_MODELS_MAX = 8  # models in a request's "models" fallback list beyond the first

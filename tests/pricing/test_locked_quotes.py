@@ -176,8 +176,8 @@ def test_quote_plan_locks_every_offer_at_the_instant_given() -> None:
                                  "max_tokens": 50})  # fmt: skip
     plan = [OFFERS["deepseek-v3.2"], OFFERS["plain"]]
     quotes = quote_plan(
-        PriceClock(BOOK), health, plan, request, input_max=20, t_ms=ms("2026-06-13T11:00:00+08:00")
-    )  # Saturday
+        PriceClock(BOOK), health, plan, request, prompt_tokens=18, t_ms=ms("2026-06-13T11:00:00+08:00")
+    )  # Saturday: 18 tokens and the default 10 % margin, rounded up, bound the input at 20
     assert quotes["ds/deepseek-v3.2"].locked.window_name == "off-peak"
     assert quotes["ds/deepseek-v3.2"].reserved_nano == 20 * 1000 + 50 * 1500
     assert quotes["zp/plain"].output_tokens_max == 50 and quotes["zp/plain"].locked.window_name == "standard"

@@ -28,12 +28,12 @@ from suanli.catalog import Offer, parse_catalog
 from suanli.economy.funding import Funding
 from suanli.gateway.auth import Caller
 from suanli.gateway.health import HealthRegistry
-from suanli.gateway.lifecycle import Call
+from suanli.gateway.lifecycle import Call, Settlement
 from suanli.gateway.messages import AnthropicRelay
 from suanli.gateway.requests import chat_request_from
 from suanli.ledger import entries
 from suanli.metering import usage_from_anthropic
-from suanli.pricing import TokenUsage, cost_nano, quote
+from suanli.pricing import TokenUsage, charge, cost_nano, quote
 from suanli.store.accounts import Account, ApiKey
 
 CATALOG: dict[str, Any] = {
@@ -216,13 +216,18 @@ def relay_for(offer: Offer) -> AnthropicRelay:
 )
 def test_a_relayed_stream_is_priced_from_message_start_and_message_delta(delta_usage: Mapping[str, Any]) -> None:
     relay = relay_for(OFFERS["anthropic/sonnet"])
-    forwarded = [event for chunk in recorded_stream(delta_usage) for event in relay._feed(chunk)]
+    forwarded = [relay._feed(chunk) for chunk in recorded_stream(delta_usage)]
     assert relay._usage == RECORDED["anthropic-cache-read"].usage  # the input classes once, the final output
-    delta = orjson.loads(next(e for e in forwarded if e.startswith(b"event: message_delta")).split(b"data: ", 1)[1])
-    assert delta["usage"]["cost"] == "0.02035152"  # 20_351_520 nano, added for the client
+    assert relay._finished and relay._ended  # the stop reason came, then message_stop
+    assert not any(b"message_delta" in e or b"message_stop" in e for e in forwarded)  # held for the settlement
     start = orjson.loads(forwarded[0].split(b"data: ", 1)[1])
     assert start["message"]["model"] == "sonnet" and start["message"]["usage"]["cache_read_input_tokens"] == 3_072
-    assert forwarded[-1].startswith(b"event: message_stop")  # kept apart: the settlement goes before it
+    cost = charge(relay._call.quote, relay._usage).list_nano
+    closing = relay._closing(Settlement(cost, relay._call.quote.prices, None, relay._usage))
+    delta_event, stop_event = closing.split(b"\n\n", 1)
+    delta = orjson.loads(delta_event.split(b"data: ", 1)[1])
+    assert delta["usage"]["cost"] == "0.02035152"  # 20_351_520 nano, as settled, added for the client
+    assert delta["delta"]["stop_reason"] == "end_turn" and stop_event.startswith(b"event: message_stop")
 
 
 def test_a_stream_cut_after_message_start_is_estimated_from_the_reported_input() -> None:

@@ -20,21 +20,27 @@ each pack posts what the usage draws for the share still uncovered (never more t
 wallet posts its share of the cost (never more than it reserved), the rest is voided back to where it
 came from; the platform's plan account pays the operator for the part funded by plans, so the operator
 is paid the full cost at the quoted prices whatever funded it. Fractions are exact (``Fraction`` of
-integers); amounts are rounded up to whole tokens and nano-CNY, and capped by the reservations.
+integers); every amount charged is rounded down to a whole token or nano-CNY (the customer's favour),
+every amount reserved up. A share the reservations did not cover (an operator that counted more than
+the bound) is charged from the same sources' available balances in the same transaction
+(``charge_overruns``); only what they cannot pay is absorbed by the platform, and recorded.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from suanli.economy import names, windows
+import orjson
+
+from suanli.economy import contracts, names, windows
 from suanli.economy import store as econ
+from suanli.economy.contracts import Contract
 from suanli.economy.market import renew_if_due
 from suanli.economy.products import FUNDING_SOURCES, Allowance, Product, Weights
 from suanli.errors import PaymentRequired, RateLimited
@@ -43,6 +49,7 @@ from suanli.ledger import names as ledger_names
 from suanli.ledger.sqlite import apply_entry, apply_if_covered, read_balance
 from suanli.money import nano_to_cny
 from suanli.pricing import TokenUsage
+from suanli.store.usage import UsageEvent
 
 DEFAULT_ORDER = FUNDING_SOURCES
 
@@ -346,11 +353,26 @@ def _iso(ms: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Overrun:
+    """A source's share of a call that its reservation did not cover: charged in the settling transaction
+    from what the source has available above its floor, as far as that goes (``charge_overruns``)."""
+
+    index: int  # the leg's position (the wallet's is len(legs)); names the transfer
+    source: str  # pack | allowance | wallet
+    debit_account: str
+    credit_account: str
+    asset: str
+    amount: int  # tokens of the asset, or nano-CNY for the wallet
+    value_nano: int  # what ``amount`` is worth at the call's prices: what the platform absorbs if it can't be drawn
+
+
+@dataclass(frozen=True, slots=True)
 class Settled:
     transfers: list[Transfer]
-    wallet_nano: int  # what the customer's wallet paid
+    wallet_nano: int  # what the customer's wallet paid within its reservation
     plan_nano: int  # what the platform's plan account paid the operator for the plan-funded part
     summary: list[dict[str, Any]]  # for the usage event: each leg's source and what it gave
+    overruns: list[Overrun] = field(default_factory=list)  # beyond the reservations, to charge if covered
 
 
 def _resolve(request_id: str, leg: Leg, used: int, index: int) -> Transfer:
@@ -360,33 +382,131 @@ def _resolve(request_id: str, leg: Leg, used: int, index: int) -> Transfer:
                     pending.asset, used, pending_id=pending.id)  # fmt: skip
 
 
+def _floor_share(amount: int, share: Fraction) -> int:
+    """``amount × share`` rounded down: what a source is charged for its share (the customer's favour)."""
+    if share == 1:
+        return amount
+    scaled = amount * share
+    return scaled.numerator // scaled.denominator
+
+
 def settlement_transfers(
     request_id: str, funding: Funding, usage: TokenUsage, cost_nano: int, operator: str
 ) -> Settled:
-    """Resolve every leg for the actual ``usage`` (priced ``cost_nano`` at the serving quote)."""
+    """Resolve every leg for the actual ``usage``, priced ``cost_nano`` at the serving quote's list prices.
+
+    Each leg posts what the usage asks of it up to its reservation and voids the rest; whatever a leg's
+    share asks beyond its reservation is an ``Overrun``, charged by ``charge_overruns`` in the same step."""
     transfers: list[Transfer] = []
     summary: list[dict[str, Any]] = []
+    overruns: list[Overrun] = []
     share = Fraction(1)
+    last_plan: tuple[int, Leg, int] | None = None  # the last allowance or pack leg, and what it could not give
     for index, leg in enumerate(funding.legs):
-        if leg.source == "budget":
-            used = min(leg.reservation.amount, cost_nano if leg.unit == "cny" else usage.total)
-        elif leg.source == "allowance":
-            used = min(leg.reservation.amount, 1 if leg.unit == "requests" else usage.total) if usage.total else 0
+        wanted, share_before = _wanted(leg, usage, cost_nano, share), share
+        used = min(leg.reservation.amount, wanted)
+        if leg.source == "allowance":
             share = Fraction(0)
-        else:  # a pack
+        elif leg.source == "pack":
             draw = leg.weights.draw(usage) if leg.weights else 0
-            used = min(leg.reservation.amount, _share(draw, share)) if share > 0 else 0
             share = max(Fraction(0), share - Fraction(used, draw)) if draw else Fraction(0)
+        if leg.source != "budget":
+            last_plan = (index, leg, wanted - used) if share_before > 0 else last_plan
         transfers.append(_resolve(request_id, leg, used, index))
         summary.append({"source": leg.source, "account": leg.reservation.debit_account, "used": used,
                         "reserved": leg.reservation.amount})  # fmt: skip
-    wallet_nano = 0
+    if funding.wallet is None and last_plan is not None and last_plan[2] > 0:
+        # No wallet takes the rest: the last source asked for more than it reserved draws the rest itself.
+        index, leg, extra = last_plan
+        wanted = _wanted(leg, usage, cost_nano, Fraction(1))
+        value = _floor_share(cost_nano, share) if leg.source == "pack" else cost_nano * extra // wanted
+        overruns.append(Overrun(index, leg.source, leg.reservation.debit_account, leg.reservation.credit_account,
+                                leg.reservation.asset, extra, value))  # fmt: skip
+    wallet_nano = wallet_wanted = 0
     if funding.wallet is not None:
-        wallet_nano = min(funding.wallet.amount, _share(cost_nano, share))
+        wallet_wanted = _floor_share(cost_nano, share)
+        wallet_nano = min(funding.wallet.amount, wallet_wanted)
         transfers.extend(entries.settlement(request_id, funding.wallet, operator, wallet_nano))
         summary.append({"source": "wallet", "used": wallet_nano, "reserved": funding.wallet.amount})
-    plan_nano = cost_nano - wallet_nano if funding.plan_funded else 0
+        if wallet_wanted > wallet_nano:
+            overruns.append(Overrun(len(funding.legs), "wallet", funding.wallet.debit_account,
+                                    ledger_names.sales(operator), ASSET_CNY, wallet_wanted - wallet_nano,
+                                    wallet_wanted - wallet_nano))  # fmt: skip
+    plan_nano = cost_nano - wallet_wanted if funding.plan_funded else 0
     if plan_nano > 0:
         transfers.append(Transfer(f"{request_id}.plan_pay", Kind.POSTED, names.PLANS, ledger_names.sales(operator),
                                   ASSET_CNY, plan_nano))  # fmt: skip
-    return Settled(transfers, wallet_nano, plan_nano, summary)
+    return Settled(transfers, wallet_nano, plan_nano, summary, overruns)
+
+
+def _wanted(leg: Leg, usage: TokenUsage, cost_nano: int, share: Fraction) -> int:
+    """What the usage asks of one leg: a budget counts the cost (or tokens), an allowance one request (or
+    the tokens), a pack its draw for the share of the call still uncovered, rounded down. A pack gives at
+    most what it reserved; the share it could not cover passes to the next source."""
+    if leg.source == "budget":
+        return cost_nano if leg.unit == "cny" else usage.total
+    if leg.source == "allowance":
+        return (1 if leg.unit == "requests" else usage.total) if usage.total else 0
+    draw = leg.weights.draw(usage) if leg.weights else 0
+    return _floor_share(draw, share) if share > 0 else 0
+
+
+@dataclass(frozen=True, slots=True)
+class OverrunResult:
+    charged_nano: int  # the wallet's overrun it could pay
+    uncharged_nano: int  # the value of every overrun no source could pay: absorbed by the platform, recorded
+    summary: list[dict[str, Any]]
+
+
+def charge_overruns(conn: sqlite3.Connection, request_id: str, overruns: Sequence[Overrun]) -> OverrunResult:
+    """On the writer's connection, in the settling transaction: charge each overrun from its source's
+    available balance above the floor, as far as it goes. What the wallet can't pay, the platform's
+    ``uncharged`` account pays the operator, so the operator is paid the list price of what it served and
+    the platform's absorption is a ledger entry, never a silent difference."""
+    charged_nano = uncharged_nano = 0
+    summary: list[dict[str, Any]] = []
+    for overrun in overruns:
+        balance = read_balance(conn, overrun.debit_account)
+        room = 0 if balance is None else overrun.amount if balance.floor is None else balance.available - balance.floor
+        taken = max(0, min(overrun.amount, room))
+        entry = []
+        if taken:
+            over_id = f"{request_id}.over.{overrun.index}"
+            entry.append(
+                Transfer(over_id, Kind.POSTED, overrun.debit_account, overrun.credit_account, overrun.asset, taken)
+            )
+        short_nano = overrun.value_nano - overrun.value_nano * taken // overrun.amount
+        if overrun.source == "wallet":
+            charged_nano += taken
+            if short_nano:
+                uncharged_id = f"{request_id}.uncharged"
+                entry.append(
+                    Transfer(
+                        uncharged_id, Kind.POSTED, ledger_names.UNCHARGED, overrun.credit_account, ASSET_CNY, short_nano
+                    )
+                )
+        apply_entry(conn, entry, request_id)
+        uncharged_nano += short_nano
+        summary.append(
+            {"source": overrun.source, "overrun": overrun.amount, "charged": taken, "uncharged_nano": short_nano}
+        )
+    return OverrunResult(charged_nano, uncharged_nano, summary)
+
+
+def adjust_settlement(
+    conn: sqlite3.Connection, event: UsageEvent, *, settled: Settled, contract: Contract | None, zone: ZoneInfo
+) -> UsageEvent:
+    """In the settling transaction, after its transfers: charge what the reservations did not cover, then a
+    contract's volume rebate on everything the wallet paid."""
+    wallet_nano = settled.wallet_nano
+    if settled.overruns:
+        over = charge_overruns(conn, event.request_id, settled.overruns)
+        wallet_nano += over.charged_nano
+        legs = orjson.loads(event.funding) if event.funding else []
+        funding = orjson.dumps([*legs, *over.summary]).decode() if legs else event.funding
+        event = replace(
+            event, cost_nano=event.cost_nano - over.uncharged_nano, uncharged_nano=over.uncharged_nano, funding=funding
+        )
+    if contract is not None and wallet_nano:  # postpaid, with volume tiers: rebated in the same step
+        event = contracts.rebate(conn, event, paid_nano=wallet_nano, contract=contract, zone=zone)
+    return event

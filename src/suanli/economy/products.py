@@ -47,7 +47,7 @@ class Weights:
     cache_write: int = WEIGHT_SCALE
 
     def draw(self, usage: TokenUsage) -> int:
-        """Pack tokens a usage draws, rounded up to a whole token."""
+        """Pack tokens a usage draws, rounded down to a whole token (the customer's favour)."""
         scaled = (
             usage.input * self.input
             + usage.cached_input * self.cached_input
@@ -55,10 +55,11 @@ class Weights:
             + usage.reasoning * self.reasoning
             + usage.cache_write * self.cache_write
         )
-        return -(-scaled // WEIGHT_SCALE)
+        return scaled // WEIGHT_SCALE
 
     def draw_max(self, input_tokens: int, output_tokens: int) -> int:
-        """The most a request with these bounds can draw: each bound at its dearest class."""
+        """The most a request with these bounds can draw: each bound at its dearest class, rounded up (a
+        reservation is a bound, never a charge)."""
         scaled = input_tokens * max(self.input, self.cached_input, self.cache_write) + output_tokens * max(
             self.output, self.reasoning
         )

@@ -150,6 +150,9 @@ def _headers(call: Call) -> dict[str, str]:
         "x-suanli-attempts": str(len(call.attempts)),
         "x-suanli-price-window": call.quote.locked.window_name,  # the time-of-day price the call was locked at
     }
+    asked = call.request.max_output_tokens
+    if call.request.kind == "chat" and asked is not None and asked > call.offer.max_output_tokens:
+        headers["x-suanli-max-tokens-clamped"] = str(call.offer.max_output_tokens)  # what the operator was sent
     if call.funding is not None and call.funding.limits:  # what remains of the plan, for tools to show
         headers.update(limit_headers(call.funding.limits, now_ms()))
     return headers
@@ -176,7 +179,7 @@ async def _complete(platform: Platform, call: Call, response: UpstreamResponse, 
                               outcome="ok_estimated" if estimated else "ok", http_status=200)  # fmt: skip
     body = (native.answer if native else dialect.answer)(call, data, usage, settlement, estimated)
     headers = _headers(call)
-    headers["x-suanli-cost"] = nano_to_cny(settlement.charge.cost_nano)
+    headers["x-suanli-cost"] = nano_to_cny(settlement.cost_nano)
     if settlement.balance is not None:
         headers["x-suanli-balance"] = nano_to_cny(settlement.balance.available)
     return ChatAnswer(headers, body=body)
@@ -212,7 +215,7 @@ def _openai_answer(
             "completion_tokens": tokens.output,
             "total_tokens": call.prompt_tokens + tokens.output,
         }
-    usage["cost"] = nano_to_cny(settlement.charge.cost_nano)
+    usage["cost"] = nano_to_cny(settlement.cost_nano)
     if estimated:
         usage["estimated"] = True
     data["provider"] = call.offer.operator

@@ -20,6 +20,7 @@ from suanli.errors import BadRequest, ServiceUnavailable, SuanliError, UpstreamE
 from suanli.gateway.health import OfferHealth, Outcome
 from suanli.gateway.lifecycle import Call
 from suanli.gateway.platform import Platform
+from suanli.gateway.quoting import choice_output_max
 from suanli.limits import ROUTE_DEADLINE_S
 from suanli.providers.base import UpstreamResponse
 from suanli.store.usage import Attempt
@@ -44,14 +45,24 @@ def upstream_protocol(platform: Platform, call: Call, offer: Offer) -> str:
 
 
 def upstream_body(call: Call, offer: Offer, protocol: str = "openai") -> bytes:
+    """The body for ``offer``'s operator: the client's, with the operator's model name, and the output
+    bound the reservation was made for: a ``max_tokens`` above the offer's cap is lowered to it, and a
+    request without one gets the cap, so the operator never serves output nobody reserved for."""
     native = call.request.native_body
+    output_max = choice_output_max(offer, call.request)
     if protocol != "openai" and native is not None:
         body = {k: v for k, v in native.items() if k not in ROUTING_FIELDS}
         body["model"] = offer.upstream_model
-        body.setdefault("max_tokens", call.quote.output_tokens_max)
+        body["max_tokens"] = output_max
         return orjson.dumps(body)
     body = {k: v for k, v in call.request.body.items() if k not in ROUTING_FIELDS}
     body["model"] = offer.upstream_model
+    if call.request.kind == "chat":
+        if "max_completion_tokens" in body and body["max_completion_tokens"] is not None:
+            body["max_completion_tokens"] = output_max
+            body.pop("max_tokens", None)
+        else:
+            body["max_tokens"] = output_max
     if call.request.stream:  # the gateway always asks for usage; the relay hides it if the client didn't
         options = body.get("stream_options") or {}
         body["stream_options"] = {**options, "include_usage": True}

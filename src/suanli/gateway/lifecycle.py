@@ -20,9 +20,8 @@ from functools import partial
 import orjson
 
 from suanli.catalog import Offer
-from suanli.economy import contracts
 from suanli.economy.contracts import find_contract
-from suanli.economy.funding import Funding, FundingRequest, reserve_job, settlement_transfers
+from suanli.economy.funding import Funding, FundingRequest, adjust_settlement, reserve_job, settlement_transfers
 from suanli.economy.products import FUNDING_SOURCES
 from suanli.errors import BadRequest
 from suanli.gateway.auth import Caller
@@ -32,8 +31,9 @@ from suanli.gateway.requests import ChatRequest
 from suanli.ledger import Balance
 from suanli.ledger import names as ledger_names
 from suanli.limits import ROUTE_ATTEMPTS_MAX
-from suanli.metering import count_messages
+from suanli.metering import count_request
 from suanli.pricing import Charge, Quote, TokenUsage, charge
+from suanli.pricing.prices import Prices
 from suanli.store.db import now_ms
 from suanli.store.usage import Attempt, UsageEvent
 
@@ -68,13 +68,18 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    charge: Charge
+    """What a settled call cost: the list price of its usage at its quote, less what no balance could pay."""
+
+    cost_nano: int
+    prices: Prices  # the per-token prices charged
     balance: Balance | None
+    usage: TokenUsage
+    uncharged_nano: int = 0
 
 
 def _quotes(platform: Platform, plan: Sequence[Offer], request: ChatRequest, prompt_tokens: int) -> dict[str, Quote]:
     """Lock every planned offer's prices now (its price version, window and load) and bound the cost."""
-    return quote_plan(platform.price_clock, platform.health, plan, request, input_max=input_bound(prompt_tokens),
+    return quote_plan(platform.price_clock, platform.health, plan, request, prompt_tokens=prompt_tokens,
                       t_ms=now_ms())  # fmt: skip
 
 
@@ -85,10 +90,11 @@ def _fitting(plan: Sequence[Offer], request: ChatRequest, prompt_tokens: int) ->
         if not plan:
             raise BadRequest(f"No operator of '{request.model}' makes {image.size} images at quality "
                              f"{image.quality or 'auto'}.", code="unsupported_image_options", param="size")  # fmt: skip
-    fitting = [o for o in plan if input_bound(prompt_tokens) <= o.context_window_tokens]
+    fitting = [o for o in plan if input_bound(prompt_tokens, o.input_margin_percent) <= o.context_window_tokens]
     if not fitting:
         raise BadRequest(
-            f"The messages take about {prompt_tokens} tokens; the largest context window on offer is "
+            f"The prompt (messages and tool definitions) takes about {prompt_tokens} tokens; the largest context "
+            "window on offer is "
             f"{max(o.context_window_tokens for o in plan)}.",
             code="context_length_exceeded", param="messages",
         )  # fmt: skip
@@ -101,7 +107,7 @@ async def admit(
     """Quote the candidates and reserve, in one writer job: for the dearest quote, or if the wallet can't
     cover that, for the first candidate alone, dropping the dearer ones; if not even that, 402 and nothing
     written. An account with plans is funded from them in its order first (economy/funding.py)."""
-    prompt_tokens = count_messages(request.messages)
+    prompt_tokens = count_request(request.body, request.messages)
     candidates = _fitting(plan, request, prompt_tokens)
     quotes = _quotes(platform, candidates, request, prompt_tokens)
     account = caller.account
@@ -140,23 +146,25 @@ async def settle(
     result = charge(call.quote, usage)
     event = usage_event(call, usage, result, estimated=estimated, outcome=outcome,
                         http_status=http_status, error_code=error_code)  # fmt: skip
-    settled = settlement_transfers(call.request_id, call.funding, usage, result.cost_nano, call.offer.operator)
+    settled = settlement_transfers(call.request_id, call.funding, usage, result.list_nano, call.offer.operator)
     account = call.caller.account
     if account.has_plans:
         event = replace(event, funding=orjson.dumps(settled.summary).decode())
     contract = find_contract(platform.reader, account.id) if account.has_plans else None
     adjust = None
-    if contract is not None and settled.wallet_nano:  # postpaid, with volume tiers: rebated in the same step
-        adjust = partial(contracts.rebate, paid_nano=settled.wallet_nano, contract=contract, zone=platform.zone)
-    balance = await platform.ledger.settle(settled.transfers, event, call.attempts, ledger_names.wallet(account.id),
-                                           alone=alone, adjust=adjust)  # fmt: skip
+    if settled.overruns or (contract is not None and settled.wallet_nano):
+        adjust = partial(adjust_settlement, settled=settled, contract=contract, zone=platform.zone)
+    wallet = ledger_names.wallet(account.id)
+    balance, event = await platform.ledger.settle(
+        settled.transfers, event, call.attempts, wallet, alone=alone, adjust=adjust
+    )
     platform.metrics.observe(event, call.attempts)
     if call.first_byte_ns is not None and usage.output + usage.reasoning:
         # A stream's generation runs from its first byte; a whole answer's is hidden inside the wait for it.
         since_ns = call.first_byte_ns if call.request.stream else call.started_ns
         seconds = (time.perf_counter_ns() - since_ns) / 1e9
         platform.health.of(call.offer).record_throughput(usage.output + usage.reasoning, seconds)
-    return Settlement(result, balance)
+    return Settlement(event.cost_nano, result.prices, balance, usage, event.uncharged_nano)
 
 
 def usage_event(
@@ -179,8 +187,8 @@ def usage_event(
         reasoning_tokens=usage.reasoning, estimated=estimated,
         price_input_nano=prices.input_nano, price_cached_input_nano=prices.cached_input_nano,
         price_output_nano=prices.output_nano, price_reasoning_nano=prices.reasoning_nano,
-        reserved_nano=call.reserved_nano, cost_nano=result.cost_nano,
-        uncharged_nano=result.uncharged_nano, outcome=outcome, http_status=http_status,
+        reserved_nano=call.reserved_nano, cost_nano=result.list_nano,
+        uncharged_nano=0, outcome=outcome, http_status=http_status,
         error_code=error_code, latency_ms=(now_ns - call.started_ns) // 1_000_000,
         ttft_ms=None if call.first_byte_ns is None else (call.first_byte_ns - call.started_ns) // 1_000_000,
         created_at_ms=now_ms(), attempts=len(call.attempts), cache_write_tokens=usage.cache_write,

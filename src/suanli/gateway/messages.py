@@ -22,15 +22,15 @@ from suanli.gateway.chat import ChatAnswer, Dialect, Passthrough, run_chat
 from suanli.gateway.failover import ROUTING_FIELDS
 from suanli.gateway.lifecycle import Call, Settlement
 from suanli.gateway.platform import Platform
-from suanli.gateway.relay import StreamRelay, TranslatingRelay
+from suanli.gateway.relay import StreamRelay, TranslatingRelay, parse_data
 from suanli.gateway.requests import chat_request_from
-from suanli.limits import STREAM_DELIVERED_BYTES_KEPT_MAX
 from suanli.metering import count_messages, count_text, delivered_text, estimate_usage, usage_from_anthropic
 from suanli.money import nano_to_cny
-from suanli.pricing import TokenUsage, charge
+from suanli.pricing import TokenUsage
 from suanli.providers.anthropic_stream import AnthropicStreamTranslator, error_event, sse
 from suanli.providers.anthropic_translate import (
     anthropic_to_openai_request,
+    anthropic_usage,
     openai_to_anthropic_message,
     without_billing_header,
 )
@@ -66,7 +66,7 @@ def anthropic_error_body(exc: SuanliError, request_id: str | None) -> bytes:
 
 def _answer(call: Call, data: dict[str, Any], usage: TokenUsage, settlement: Settlement, estimated: bool) -> bytes:
     message = openai_to_anthropic_message(data, call.request.model, usage)
-    message["usage"]["cost"] = nano_to_cny(settlement.charge.cost_nano)
+    message["usage"]["cost"] = nano_to_cny(settlement.cost_nano)
     if estimated:
         message["usage"]["estimated"] = True
     return orjson.dumps(message)
@@ -96,7 +96,7 @@ def _native_answer(call: Call, data: dict[str, Any], usage: TokenUsage, settleme
     reported = data.get("usage")
     if not isinstance(reported, dict):
         reported = data["usage"] = {"input_tokens": usage.input, "output_tokens": usage.output}
-    reported["cost"] = nano_to_cny(settlement.charge.cost_nano)
+    reported["cost"] = nano_to_cny(settlement.cost_nano)
     if est:
         reported["estimated"] = True
     return orjson.dumps(data)
@@ -104,16 +104,14 @@ def _native_answer(call: Call, data: dict[str, Any], usage: TokenUsage, settleme
 
 class AnthropicRelay(StreamRelay):
     """An Anthropic-protocol operator's stream, relayed as it comes. Only ``message_start`` (the input
-    classes), ``message_delta`` (the output, to which the cost is added) and ``error`` are parsed; the
-    stream is settled before ``message_stop`` is forwarded."""
+    classes), ``message_delta`` (the output and the stop reason) and ``error`` are parsed. The
+    ``message_delta`` is held: after the settlement it goes to the client with the cost as charged, then
+    ``message_stop``, whether or not the operator sent one before closing."""
 
     def __init__(self, platform: Platform, call: Call, response: UpstreamResponse) -> None:
         super().__init__(platform, call, response)
-        self._reported: dict[str, Any] | None = None  # the usage fields reported so far
         self._upstream_error: SuanliError | None = None
-
-    def _is_end(self, event: bytes) -> bool:
-        return _event_name(event) == b"message_stop"
+        self._held: dict[str, Any] | None = None  # the operator's message_delta, until the settlement
 
     def _cut_error(self) -> SuanliError:
         return self._upstream_error or super()._cut_error()
@@ -127,19 +125,28 @@ class AnthropicRelay(StreamRelay):
     def _error_event(self, error: SuanliError) -> bytes:
         return error_event(anthropic_error(error)[1], error.message)
 
+    def _closing(self, settlement: Settlement | None) -> bytes:
+        delta = self._held or {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
+        usage = delta.get("usage") if isinstance(delta.get("usage"), dict) else None
+        if usage is None or self._final_estimated:
+            usage = delta["usage"] = {**(usage or {}), **anthropic_usage(self._final_usage)}
+        if settlement is not None:
+            usage["cost"] = nano_to_cny(settlement.cost_nano)
+            if self._final_estimated:
+                usage["estimated"] = True
+        return sse(_typed(delta, b"message_delta")) + sse({"type": "message_stop"})
+
     def _event(self, event: bytes) -> bytes | None:
         name = _event_name(event)
         if name == b"content_block_delta":
-            if self._delivered_bytes < STREAM_DELIVERED_BYTES_KEPT_MAX:
-                self._delivered.append(event)
-                self._delivered_bytes += len(event)
+            self._deliver(event)
             return event
+        if name == b"message_stop":
+            self._ended = True
+            return None  # the platform's own follows the settlement
         if name not in (b"message_start", b"message_delta", b"error"):
             return event
-        try:
-            data: Any = orjson.loads(event[event.index(b"data:") + 5 :])
-        except (ValueError, orjson.JSONDecodeError):
-            return event
+        data = parse_data(event)
         if not isinstance(data, dict):
             return event
         if name == b"error":  # the operator gave up mid-stream; the client gets the platform's error
@@ -149,17 +156,26 @@ class AnthropicRelay(StreamRelay):
                 f"Operator {self._call.offer.operator} failed mid-stream: {detail[:500]}", code="stream_cut"
             )
             return None
-        message: Any = data.get("message") if name == b"message_start" else data
+        if name == b"message_delta":
+            self._hold(data)
+            return None
+        message: Any = data.get("message")
         reported = message.get("usage") if isinstance(message, dict) else None
-        if not isinstance(reported, dict):
-            return event
-        self._reported = {**(self._reported or {}), **reported}
-        if name == b"message_start":
+        if isinstance(reported, dict):
+            self._reported = {**(self._reported or {}), **reported}
             message["model"] = self._call.request.model
-            return sse(_typed(data, name))
-        self._usage = usage_from_anthropic(self._reported)
-        reported["cost"] = nano_to_cny(charge(self._call.quote, self._usage).cost_nano)
         return sse(_typed(data, name))
+
+    def _hold(self, data: dict[str, Any]) -> None:
+        """Keep the ``message_delta``: its usage completes the reported classes, its stop reason ends the answer."""
+        reported = data.get("usage")
+        if isinstance(reported, dict):
+            self._reported = {**(self._reported or {}), **reported}
+            self._usage = usage_from_anthropic(self._reported)
+        delta = data.get("delta")
+        if isinstance(delta, dict) and delta.get("stop_reason"):
+            self._finished_choices.add(0)
+        self._held = data
 
 
 def _event_name(event: bytes) -> bytes:

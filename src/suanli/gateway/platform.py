@@ -107,6 +107,7 @@ class Platform:
         self._prober = asyncio.get_running_loop().create_task(self._probe_forever())
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
         await self.ledger.open_account(ledger_names.TOPUP_SOURCE, ASSET_CNY, None)
+        await self.ledger.open_account(ledger_names.UNCHARGED, ASSET_CNY, None)
         await self.ledger.open_account(ledger_names.ESCROW, ASSET_CNY, ledger_names.ESCROW_FLOOR_NANO)
         for operator in self.catalog.operators:
             await self.ledger.open_account(ledger_names.sales(operator), ASSET_CNY, None)

@@ -17,7 +17,7 @@ from suanli.gateway.platform import Platform
 from suanli.gateway.quoting import input_bound, output_bound, price_list_of, utilisation_permille
 from suanli.gateway.requests import chat_request_from, parse_json_object
 from suanli.gateway.routing import OfferState, parse_preferences, plan_route
-from suanli.metering import count_messages
+from suanli.metering import count_request
 from suanli.pricing.listing import Bounds, offer_quote, parse_instant
 from suanli.store.db import now_ms
 
@@ -62,21 +62,22 @@ def quote_request(platform: Platform, caller: Caller, raw_body: bytes) -> dict[s
     plan = plan_route(platform.catalog, model=request.model, tier=caller.account.tier, key_models=caller.key.models,
                       prefs=prefs, state_of=lambda offer: OfferState(),
                       price_of=lambda offer: platform.price_clock.prices(offer, t_ms))  # fmt: skip
-    prompt_tokens = count_messages(request.messages)
-    input_max = input_bound(prompt_tokens)
+    prompt_tokens = count_request(request.body, request.messages)
     prices = price_list_of(platform.catalog)
     data = []
     for offer in plan:
+        input_max = input_bound(prompt_tokens, offer.input_margin_percent)
         bounds = Bounds(input_max, output_bound(offer, request), utilisation_permille(platform.health, offer))
         data.append({
             **_offer_view(offer), "fits_context_window": input_max <= offer.context_window_tokens,
+            "input_tokens_max": input_max, "input_margin_percent": offer.input_margin_percent,
             "context_window": offer.context_window_tokens, "output_tokens_max": bounds.output_max,
             **offer_quote(prices, offer, t_ms, bounds),
         })  # fmt: skip
     return {
         "object": "quote", "model": request.model, **prices.instant(t_ms, "at"),
-        "timezone": platform.catalog.calendar.timezone, "prompt_tokens": prompt_tokens, "input_tokens_max": input_max,
-        "data": data,
+        "timezone": platform.catalog.calendar.timezone, "prompt_tokens": prompt_tokens,
+        "input_tokens_max": max((d["input_tokens_max"] for d in data), default=prompt_tokens), "data": data,
     }  # fmt: skip
 
 

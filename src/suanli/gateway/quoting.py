@@ -24,19 +24,25 @@ from suanli.pricing.prices import Prices
 from suanli.pricing.schedule import LockedPrices
 
 
-def input_bound(prompt_tokens: int) -> int:
-    """The prompt as counted, plus a margin for operators whose tokenizers count differently."""
-    return prompt_tokens + (prompt_tokens * INPUT_ESTIMATE_MARGIN_PERCENT + 99) // 100
+def input_bound(prompt_tokens: int, margin_percent: int = INPUT_ESTIMATE_MARGIN_PERCENT) -> int:
+    """The prompt as counted, plus the offer's margin for its operator's tokenizer, rounded up."""
+    return prompt_tokens + (prompt_tokens * margin_percent + 99) // 100
+
+
+def choice_output_max(offer: Offer, request: ChatRequest) -> int:
+    """The ``max_tokens`` sent to ``offer``'s operator: the client's, clamped to the offer's cap; the cap
+    when the client gave none, so an operator never serves output nobody reserved for."""
+    return min(request.max_output_tokens or offer.max_output_tokens, offer.max_output_tokens)
 
 
 def output_bound(offer: Offer, request: ChatRequest) -> int:
-    """The most output a request can be charged on ``offer``: ``max_tokens`` within the offer's cap, the
-    cap when none is given, nothing for an embedding, and the declared tokens of the images asked for."""
+    """The most output a request can be charged on ``offer``: each of its ``n`` answers up to
+    ``choice_output_max``, nothing for an embedding, and the declared tokens of the images asked for."""
     if request.kind == "embedding":
         return 0  # an embedding's price is all input
     if request.image is not None:
         return request.image.count * (offer.tokens_per_image(request.image.size, request.image.quality) or 0)
-    return min(request.max_output_tokens or offer.max_output_tokens, offer.max_output_tokens)
+    return request.choices * choice_output_max(offer, request)
 
 
 def utilisation_permille(health: HealthRegistry, offer: Offer) -> int:
@@ -93,10 +99,17 @@ class _Clocked:
 
 
 def quote_plan(
-    clock: PriceClock, health: HealthRegistry, plan: Sequence[Offer], request: ChatRequest, *, input_max: int, t_ms: int
+    clock: PriceClock,
+    health: HealthRegistry,
+    plan: Sequence[Offer],
+    request: ChatRequest,
+    *,
+    prompt_tokens: int,
+    t_ms: int,
 ) -> dict[str, Quote]:
     """A quote for every offer the request may go to, by offer id, locked at ``t_ms``."""
     return {
-        offer.id: quote(offer, input_max, output_bound(offer, request), clock.lock(offer, t_ms, health))
+        offer.id: quote(offer, input_bound(prompt_tokens, offer.input_margin_percent), output_bound(offer, request),
+                        clock.lock(offer, t_ms, health))
         for offer in plan
-    }
+    }  # fmt: skip

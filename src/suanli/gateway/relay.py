@@ -1,17 +1,24 @@
 """Relaying an upstream's SSE stream to the client, event by event, and settling it exactly once.
 
-Bytes are forwarded as they arrive, cut only at event boundaries; only the usage event is parsed and
-re-encoded (to add the cost, or dropped when the client did not ask for usage). The stream is settled:
-- on ``[DONE]``: before ``[DONE]`` is forwarded, from the upstream's usage, so a client that saw the end
-  of the stream knows its charge is durable;
-- when the upstream breaks off: the client gets an error event and pays for what it received;
-- when the client goes away: the upstream call is closed and the client pays for what was delivered.
-Where the upstream reported no usage, the charge is the prompt as counted at admission plus the tokens
-of the text delivered, and the usage event is marked estimated (docs/billing.md).
+Bytes are forwarded as they arrive, cut only at event boundaries. Real operators end a stream in several
+ways, and all of them are a normal end: ``[DONE]``; or a chunk with a ``finish_reason`` for each of the
+request's ``n`` answers, then the end of the body (chunked, or the connection closed), with no
+``[DONE]``; or a broken connection after that final chunk. Only a body that ends before the operator's
+final event is a cut.
+
+The operator's usage, whether it comes as a chunk of its own or on the finish chunk, is read and never
+forwarded as it came. After the settlement, the client gets the platform's own ending: the usage chunk
+with the cost as charged (when it asked for usage: the reported usage, or the local estimate marked
+``estimated``), then ``[DONE]``; so a client that saw the end of the stream knows its charge is durable.
+When the upstream breaks off, the client gets an error event and pays for what it received; when the
+client goes away, the upstream call is closed and the client pays for what was delivered. Where the
+upstream reported no usage, the charge is the prompt as counted at admission plus the tokens of the text
+delivered, marked estimated (docs/billing.md).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
@@ -20,15 +27,18 @@ import orjson
 
 from suanli.errors import SuanliError, UpstreamError
 from suanli.gateway.health import Outcome
-from suanli.gateway.lifecycle import Call, settle
+from suanli.gateway.lifecycle import Call, Settlement, settle
 from suanli.gateway.platform import Platform
 from suanli.limits import STREAM_DELIVERED_BYTES_KEPT_MAX, STREAM_EVENT_BYTES_MAX
 from suanli.metering import delivered_text, estimate_usage, usage_from_openai
 from suanli.money import nano_to_cny
-from suanli.pricing import TokenUsage, charge
+from suanli.pricing import TokenUsage
 from suanli.providers.base import UpstreamResponse
 
 DONE_PREFIX = b"data: [DONE]"
+DONE_EVENT = b"data: [DONE]\n\n"
+_FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')  # a finish_reason that is a string, not null
+CHUNK_HEADER_FIELDS = ("id", "object", "created", "model", "system_fingerprint")
 
 
 def error_event(exc: SuanliError) -> bytes:
@@ -36,7 +46,20 @@ def error_event(exc: SuanliError) -> bytes:
     return b"data: " + orjson.dumps(body) + b"\n\n"
 
 
+def parse_data(event: bytes) -> Any:
+    """The JSON of an event's ``data:`` line, or None if it has none that parses."""
+    start = event.find(b"data:")
+    if start < 0:
+        return None
+    try:
+        return orjson.loads(event[start + 5 :])
+    except orjson.JSONDecodeError:
+        return None
+
+
 class StreamRelay:
+    """An OpenAI-protocol operator's stream, relayed to an OpenAI client."""
+
     def __init__(self, platform: Platform, call: Call, response: UpstreamResponse) -> None:
         self._platform = platform
         self._call = call
@@ -45,39 +68,67 @@ class StreamRelay:
         self._delivered: list[bytes] = []
         self._delivered_bytes = 0
         self._usage: TokenUsage | None = None
-        self._outcome = "client_gone"
-        self._error: SuanliError | None = None
+        self._reported: dict[str, Any] | None = None  # the operator's usage object as it came
+        # The id, model and creation time of the operator's chunks, for the usage chunk the platform adds.
+        self._header: dict[str, Any] = {"id": "chatcmpl-" + call.request_id, "object": "chat.completion.chunk",
+                                        "created": int(time.time()), "model": call.request.model}  # fmt: skip
+        self._header_read = False
+        self._finished_choices: set[int] = set()
+        self._ended = False  # the operator's end event ([DONE]) arrived
+        self._released = False
         self._seen_first_chunk = False
-        self._final_usage = TokenUsage()
+        self._final_usage = TokenUsage()  # what was settled, and whether it was counted locally
+        self._final_estimated = False
 
     async def events(self) -> AsyncIterator[bytes]:
-        opening = self._opening()
-        if opening:
-            yield opening
+        error: SuanliError | None = None
         try:
+            opening = self._opening()
+            if opening:
+                yield opening
             async for chunk in self._response.chunks():
-                for out in self._feed(chunk):
-                    if self._is_end(out):
-                        await self._settle("ok", 200)
-                        yield self._closing(out)
-                    else:
-                        yield out
-            if not self._call.settled:  # the upstream ended without its end event
-                self._error = self._cut_error()
+                out = self._feed(chunk)
+                if out:
+                    yield out
+                if self._ended and not self._call.settled:
+                    yield await self._end_normally()
         except SuanliError as exc:
-            self._error = exc
-        finally:
-            self._response.close()
-            self._end_health()
-            if not self._call.settled and self._error is None:
-                self._platform.spawn(self._settle("client_gone", 499))  # we are being cancelled
-        if self._error is not None and not self._call.settled:
-            await self._settle("cut_short", 502, self._error.code)
-            yield self._error_event(self._error)
+            error = exc
+        except BaseException:
+            self._leave()  # the client went away, or the server is cancelling us
+            raise
+        self._release()
+        if self._call.settled:
+            return
+        if self._finished:  # the final event came; the body's end, however it came, is no cut
+            yield await self._end_normally()
+            return
+        error = error or self._cut_error()
+        self._platform.health.of(self._call.offer).record(Outcome(ok=False, reason=error.code))
+        await self._settle("cut_short", 502, error.code)
+        yield self._error_event(error)
 
-    # The upstream's protocol: OpenAI's ends with [DONE].
-    def _is_end(self, event: bytes) -> bool:
-        return event.startswith(DONE_PREFIX)
+    @property
+    def _finished(self) -> bool:
+        """Every answer the request asked for has its finish chunk."""
+        return len(self._finished_choices) >= self._call.request.choices
+
+    async def _end_normally(self) -> bytes:
+        settlement = await self._settle("ok", 200)
+        return self._closing(settlement)
+
+    def _release(self) -> None:
+        """Close the upstream call and end its in-flight count, once."""
+        if self._released:
+            return
+        self._released = True
+        self._response.close()
+        self._platform.health.of(self._call.offer).finish()
+
+    def _leave(self) -> None:
+        self._release()
+        if not self._call.settled:
+            self._platform.spawn(self._settle("client_gone", 499))
 
     def _cut_error(self) -> SuanliError:
         return UpstreamError("The operator ended the stream early.", code="stream_cut")
@@ -90,19 +141,18 @@ class StreamRelay:
     def _opening(self) -> bytes:
         return b""
 
-    def _closing(self, done: bytes) -> bytes:
-        return done
+    def _closing(self, settlement: Settlement | None) -> bytes:
+        """The platform's usage chunk, if the client asked for usage, then ``[DONE]``."""
+        if not self._call.request.include_usage or settlement is None:
+            return DONE_EVENT
+        usage = settlement_usage(self._reported, settlement, self._final_estimated)
+        chunk = {**self._header, "choices": [], "usage": usage, "provider": self._call.offer.operator}
+        return b"data: " + orjson.dumps(chunk) + b"\n\n" + DONE_EVENT
 
     def _error_event(self, error: SuanliError) -> bytes:
         return error_event(error)
 
-    def _end_health(self) -> None:
-        health = self._platform.health.of(self._call.offer)
-        health.finish()
-        if self._error is not None:  # the operator broke its stream: a failure for its breaker
-            health.record(Outcome(ok=False, reason=self._error.code))
-
-    def _feed(self, chunk: bytes) -> list[bytes]:
+    def _feed(self, chunk: bytes) -> bytes:
         """Split what arrived into whole events; return what to forward now."""
         if not self._seen_first_chunk:
             self._seen_first_chunk = True
@@ -113,68 +163,79 @@ class StreamRelay:
             buffer = buffer.replace(b"\r\n", b"\n")
         out: list[bytes] = []
         start = 0
-        while (end := buffer.find(b"\n\n", start)) >= 0:
+        while not self._ended and (end := buffer.find(b"\n\n", start)) >= 0:
             event = self._event(buffer[start : end + 2])
             if event:
                 out.append(event)
             start = end + 2
-        self._buffer = buffer[start:]
+        self._buffer = b"" if self._ended else buffer[start:]
         if len(self._buffer) > STREAM_EVENT_BYTES_MAX:
             raise SuanliError("The operator sent an event larger than allowed.", code="stream_event_too_large")
-        return _coalesce(out, self._is_end)
+        return b"".join(out)
 
-    def _event(self, event: bytes) -> bytes | None:
-        if b'"usage":{' in event or b'"usage": {' in event:
-            return self._usage_event(event)
-        if not event.startswith(DONE_PREFIX) and self._delivered_bytes < STREAM_DELIVERED_BYTES_KEPT_MAX:
+    def _deliver(self, event: bytes) -> None:
+        if self._delivered_bytes < STREAM_DELIVERED_BYTES_KEPT_MAX:
             self._delivered.append(event)
             self._delivered_bytes += len(event)
+
+    def _event(self, event: bytes) -> bytes | None:
+        if event.startswith(DONE_PREFIX):
+            self._ended = True
+            return None  # the platform's own [DONE] follows the settlement
+        has_usage = b'"usage":{' in event or b'"usage": {' in event
+        if not has_usage and not _FINISHED.search(event):
+            self._deliver(event)
+            return event
+        data = parse_data(event)
+        if not isinstance(data, dict):
+            return event
+        self._note_final(data)
+        if not has_usage or not isinstance(data.get("usage"), dict):
+            self._deliver(event)
+            return event
+        self._reported = data.pop("usage")
+        self._usage = usage_from_openai(self._reported)
+        if not data.get("choices"):
+            return None  # the usage chunk: the client gets the platform's, with the cost, at the end
+        event = b"data: " + orjson.dumps(data) + b"\n\n"  # a finish chunk that carried the usage, without it
+        self._deliver(event)
         return event
 
-    def _usage_event(self, event: bytes) -> bytes | None:
-        try:
-            data: Any = orjson.loads(event[event.index(b"data:") + 5 :])
-        except (ValueError, orjson.JSONDecodeError):
-            return event
-        if not isinstance(data, dict) or not isinstance(data.get("usage"), dict):
-            return event
-        self._usage = usage_from_openai(data["usage"])
-        if data.get("choices"):
-            self._delivered.append(event)
-        elif not self._call.request.include_usage:
-            return None  # the client did not ask for the usage chunk; the gateway did
-        data["usage"]["cost"] = nano_to_cny(charge(self._call.quote, self._usage).cost_nano)
-        data["provider"] = self._call.offer.operator
-        return b"data: " + orjson.dumps(data) + b"\n\n"
+    def _note_final(self, data: Mapping[str, Any]) -> None:
+        """Remember the chunks' header and which answers have finished."""
+        if not self._header_read:
+            self._header_read = True
+            self._header.update({name: data[name] for name in CHUNK_HEADER_FIELDS if name in data})
+        for choice in data.get("choices") or ():
+            if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
+                index = choice.get("index", 0)
+                self._finished_choices.add(index if isinstance(index, int) else 0)
 
-    async def _settle(self, outcome: str, http_status: int, error_code: str = "") -> None:
+    async def _settle(self, outcome: str, http_status: int, error_code: str = "") -> Settlement | None:
         if self._call.settled:
-            return
+            return None
         usage, estimated = self._usage, False
         if usage is None:
             usage, estimated = self._estimate(), True
         if outcome == "ok" and estimated:
             outcome = "ok_estimated"
-        self._final_usage = usage
-        await settle(self._platform, self._call, usage, estimated=estimated, outcome=outcome,
-                     http_status=http_status, error_code=error_code)  # fmt: skip
+        self._final_usage, self._final_estimated = usage, estimated
+        return await settle(self._platform, self._call, usage, estimated=estimated, outcome=outcome,
+                            http_status=http_status, error_code=error_code)  # fmt: skip
 
 
-def _coalesce(events: list[bytes], is_end: Callable[[bytes], bool]) -> list[bytes]:
-    """Join consecutive plain events into one write; keep the end event apart so settlement precedes it."""
-    out: list[bytes] = []
-    run: list[bytes] = []
-    for event in events:
-        if is_end(event):
-            if run:
-                out.append(b"".join(run))
-                run = []
-            out.append(event)
-        else:
-            run.append(event)
-    if run:
-        out.append(b"".join(run))
-    return out
+def settlement_usage(reported: Mapping[str, Any] | None, settlement: Settlement, estimated: bool) -> dict[str, Any]:
+    """The usage object a client gets: the operator's as it came, or the local count in its shape, with
+    the cost as charged."""
+    if reported is not None and not estimated:
+        usage = dict(reported)
+    else:
+        tokens = settlement.usage
+        prompt, completion = tokens.input + tokens.cached_input, tokens.output + tokens.reasoning
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        usage["estimated"] = True
+    usage["cost"] = nano_to_cny(settlement.cost_nano)
+    return usage
 
 
 class StreamTranslator(Protocol):
@@ -184,7 +245,7 @@ class StreamTranslator(Protocol):
 
     def feed(self, chunk: Mapping[str, Any]) -> list[bytes]: ...
 
-    def finish(self, usage: TokenUsage) -> list[bytes]: ...
+    def finish(self, usage: TokenUsage, extra: Mapping[str, Any] | None = None) -> list[bytes]: ...
 
     def error(self, error_type: str, message: str) -> bytes: ...
 
@@ -207,24 +268,28 @@ class TranslatingRelay(StreamRelay):
     def _opening(self) -> bytes:
         return self._translator.start()
 
-    def _closing(self, done: bytes) -> bytes:
-        return b"".join(self._translator.finish(self._final_usage))
+    def _closing(self, settlement: Settlement | None) -> bytes:
+        extra: dict[str, Any] = {}
+        if settlement is not None:
+            extra["cost"] = nano_to_cny(settlement.cost_nano)
+            if self._final_estimated:
+                extra["estimated"] = True
+        return b"".join(self._translator.finish(self._final_usage, extra))
 
     def _error_event(self, error: SuanliError) -> bytes:
         return self._translator.error(self._error_type(error), error.message)
 
     def _event(self, event: bytes) -> bytes | None:
         if event.startswith(DONE_PREFIX):
-            return event
-        try:
-            data: Any = orjson.loads(event[event.index(b"data:") + 5 :])
-        except (ValueError, orjson.JSONDecodeError):
-            return None  # comments and keep-alives have no counterpart
-        if not isinstance(data, dict):
+            self._ended = True
             return None
+        data = parse_data(event)
+        if not isinstance(data, dict):
+            return None  # comments and keep-alives have no counterpart
         if isinstance(data.get("usage"), dict):
+            self._reported = data["usage"]
             self._usage = usage_from_openai(data["usage"])
-        if data.get("choices") and self._delivered_bytes < STREAM_DELIVERED_BYTES_KEPT_MAX:
-            self._delivered.append(event)
-            self._delivered_bytes += len(event)
+        if data.get("choices"):
+            self._note_final(data)
+            self._deliver(event)
         return b"".join(self._translator.feed(data)) or None

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from suanli.errors import BadRequest
-from suanli.limits import MAX_TOKENS_DEFAULT_CAP, MESSAGES_COUNT_MAX
+from suanli.limits import CHOICES_MAX, MAX_TOKENS_DEFAULT_CAP, MESSAGES_COUNT_MAX
 
 
 @dataclass(slots=True)
@@ -24,6 +24,7 @@ class ChatRequest:
     include_usage: bool  # the client asked for the usage chunk at the end of a stream
     max_output_tokens: int | None
     kind: str = "chat"  # "chat"; "embedding": no output tokens to reserve for; "image"
+    choices: int = 1  # ``n``: answers generated for the prompt, each up to ``max_output_tokens``
     image: ImageSpec | None = None
     protocol: str = "openai"  # the protocol the client speaks
     native_body: dict[str, Any] | None = None  # the client's own body, when ``body`` is its OpenAI translation
@@ -67,7 +68,16 @@ def chat_request_from(body: dict[str, Any]) -> ChatRequest:
     if options is not None and not isinstance(options, dict):
         raise BadRequest("'stream_options' must be an object.", code="invalid_field", param="stream_options")
     include_usage = bool(stream and options and options.get("include_usage") is True)
-    return ChatRequest(body, model, messages, stream, include_usage, _max_output(body))
+    return ChatRequest(body, model, messages, stream, include_usage, _max_output(body), choices=_choices(body))
+
+
+def _choices(body: dict[str, Any]) -> int:
+    value = body.get("n", 1)
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= CHOICES_MAX:
+        raise BadRequest(f"'n' must be an integer from 1 to {CHOICES_MAX}.", code="invalid_field", param="n")
+    return value
 
 
 def _messages(messages: Any) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 TOPUP_SOURCE = "platform:topup"  # money arriving from outside (payments); no floor, goes negative
 ESCROW = "platform:escrow"  # reservations land here, and settlements pay on from here to the operator
+UNCHARGED = "platform:uncharged"  # pays operators what no customer balance could: the platform's recorded loss
 ESCROW_FLOOR_NANO = 0  # escrow only ever passes money on: its posted balance is always back to zero
 WALLET_FLOOR_NANO = 0  # a pay-as-you-go wallet may never go below zero
 

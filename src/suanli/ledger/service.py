@@ -36,10 +36,11 @@ class Ledger(Protocol):
         *,
         alone: bool = False,
         adjust: Adjustment | None = None,
-    ) -> Balance | None:
+    ) -> tuple[Balance | None, UsageEvent]:
         """Apply the settlement transfers and record the usage event and upstream attempts in one durable
-        step; return the balance of ``balance_of`` after it. ``alone``: no other request is in flight.
-        ``adjust`` runs in the same step after the transfers (a contract's rebate) and amends the event."""
+        step; return the balance of ``balance_of`` after it and the event as recorded. ``alone``: no other
+        request is in flight. ``adjust`` runs in the same step after the transfers (charging what the
+        reservations did not cover, a contract's rebate) and amends the event."""
 
     def balance(self, account_id: str) -> Balance | None: ...
 
@@ -52,7 +53,7 @@ def _settle_job(
     balance_of: str,
     *,
     adjust: Adjustment | None = None,
-) -> Balance | None:
+) -> tuple[Balance | None, UsageEvent]:
     apply_entry(conn, transfers, usage.request_id)
     if adjust is not None:
         usage = adjust(conn, usage)
@@ -60,7 +61,7 @@ def _settle_job(
     if len(attempts) > 1 or any(a.outcome != "ok" for a in attempts):
         # A single successful attempt is the usage event itself; only failovers and failures need rows.
         insert_attempts(conn, usage.request_id, attempts)
-    return read_balance(conn, balance_of)
+    return read_balance(conn, balance_of), usage
 
 
 def _open_job(conn: sqlite3.Connection, account_id: str, asset: str, floor: int | None) -> None:
@@ -88,10 +89,10 @@ class SqliteLedger:
         *,
         alone: bool = False,
         adjust: Adjustment | None = None,
-    ) -> Balance | None:
+    ) -> tuple[Balance | None, UsageEvent]:
         job = partial(_settle_job, transfers=transfers, usage=usage, attempts=attempts, balance_of=balance_of,
                       adjust=adjust)  # fmt: skip
-        result: Balance | None = await self._writer.run(job, alone=alone)
+        result: tuple[Balance | None, UsageEvent] = await self._writer.run(job, alone=alone)
         return result
 
     def balance(self, account_id: str) -> Balance | None:

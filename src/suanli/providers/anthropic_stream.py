@@ -87,12 +87,13 @@ class AnthropicStreamTranslator:
                 events.extend(self._tool_call(call))
         return events
 
-    def finish(self, usage: TokenUsage) -> list[bytes]:
+    def finish(self, usage: TokenUsage, extra: Mapping[str, Any] | None = None) -> list[bytes]:
+        """The closing events; ``extra`` joins the usage (the platform's ``cost``, ``estimated``)."""
         reason = stop_reason(self._finish_reason, bool(self._tool_blocks))
         message_delta = {
             "type": "message_delta",
             "delta": {"stop_reason": reason, "stop_sequence": None},
-            "usage": anthropic_usage(usage),
+            "usage": {**anthropic_usage(usage), **(extra or {})},
         }
         return [*self._close(), sse(message_delta), sse({"type": "message_stop"})]
 

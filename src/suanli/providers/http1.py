@@ -10,7 +10,8 @@ Each connection carries one request at a time. A response's body is buffered by 
 is paused past ``STREAM_BUFFER_BYTES_MAX`` so a slow client slows the upstream instead of filling
 memory); a connection goes back to the pool as soon as its response is complete. A reused connection
 that the server had closed while idle fails before any byte of the answer; that request is sent once
-more on a new connection, as browsers and other clients do.
+more on a new connection, as browsers and other clients do. A body framed by neither a length nor
+chunks (valid HTTP/1.1, as some servers stream) ends cleanly when the server closes the connection.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Http1Response:
         self._done = False
         self._error: BaseException | None = None
         self.received_any = False
+        self.close_delimited = False  # the body has no length and no chunks: it ends when the server closes
 
     # Fed by the connection.
     def _headers_complete(self, status: int, headers: dict[str, str]) -> None:
@@ -162,6 +164,12 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        response = self._response
+        if response is not None and exc is None and response.close_delimited:
+            # A body with neither a length nor chunks ends when the server closes (RFC 9112 §6.3): a
+            # clean close is its end, not a cut. httptools has no end-of-input call, so it is done here.
+            self._response = None
+            response._complete()
         self._lose(_ConnectionLost())
         self._pool.forget(self)
 
@@ -179,7 +187,14 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         if self._response is not None:
             headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self._header_list}
-            self._response._headers_complete(self._parser.get_status_code(), headers)
+            status = self._parser.get_status_code()
+            self._response.close_delimited = (
+                "content-length" not in headers
+                and "chunked" not in headers.get("transfer-encoding", "").lower()
+                and status >= 200
+                and status not in (204, 304)
+            )
+            self._response._headers_complete(status, headers)
 
     def on_body(self, body: bytes) -> None:
         if self._response is not None:
