@@ -21,6 +21,7 @@ from suanli.ledger.sqlite import verify
 from suanli.money import MoneyFormatError, cny_to_nano, nano_to_cny
 from suanli.store.accounts import find_account, list_accounts, list_keys
 from suanli.store.db import open_database, run_in_transaction
+from suanli.store.usage import uncharged_by_offer
 
 T = TypeVar("T")
 ADMIN_HTTP_TIMEOUT_S = 10.0
@@ -162,6 +163,15 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} ms"
 
 
+def uncharged(args: argparse.Namespace, settings: Settings) -> int:
+    rows = read_db(settings, uncharged_by_offer)
+    data = [{"operator": r[0], "offer": r[1], "calls": r[2], "uncharged": nano_to_cny(r[3]), "uncharged_nano": r[3]}
+            for r in rows]  # fmt: skip
+    text = table(["OPERATOR", "OFFER", "CALLS", "UNCHARGED ¥"], [[r[0], r[1], r[2], nano_to_cny(r[3])] for r in rows])
+    total = sum(r[3] for r in rows)
+    return emit(args, {"data": data}, text + f"\n¥{nano_to_cny(total)} served beyond what customers' balances held")
+
+
 def ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
     read_db(settings, verify)
     return emit(args, {"ok": True}, "ledger verified: every account's sums match its transfers")
@@ -227,5 +237,6 @@ def _operations_commands(commands: Any, common: Common) -> None:
     p = leaf(commands, "operators", "health of every operator's offers, from a running gateway", operators, common)
     p.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default: %(default)s)")
     p.add_argument("--admin-key", help="the admin key (default: $SUANLI_ADMIN_KEY)")
+    leaf(commands, "uncharged", "usage no customer balance could pay, per operator and offer", uncharged, common)
     ledger = group(commands, "ledger", "check the ledger")
     leaf(ledger, "verify", "recompute every balance from transfers and check invariants", ledger_verify, common)

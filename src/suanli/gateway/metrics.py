@@ -68,6 +68,8 @@ class Metrics:
                                   buckets=LATENCY_BUCKETS_S, registry=self.registry)  # fmt: skip
         self._ttft = Histogram("suanli_time_to_first_token_seconds", "Time to the operator's first byte",
                                ["operator", "model"], buckets=LATENCY_BUCKETS_S, registry=self.registry)  # fmt: skip
+        self._uncharged = Counter("suanli_uncharged_nano_cny", "Usage no customer balance could pay, nano-CNY",
+                                  ["operator", "offer"], registry=self.registry)  # fmt: skip
         self._attempts = Counter("suanli_upstream_attempts", "Upstream calls, by outcome", ["operator", "outcome"],
                                  registry=self.registry)  # fmt: skip
         self._refused = Counter("suanli_refused_requests", "Requests refused before reaching an operator",
@@ -96,6 +98,8 @@ class Metrics:
             children.ttft.observe(event.ttft_ms / 1000)
         if event.cost_nano:
             children.cost.inc(event.cost_nano)
+        if event.uncharged_nano:  # served, priced, and beyond what the customer's balance could pay
+            self._uncharged.labels(event.operator, event.offer_id).inc(event.uncharged_nano)
         counts = (event.input_tokens, event.cached_input_tokens, event.cache_write_tokens, event.output_tokens,
                   event.reasoning_tokens)  # fmt: skip
         for child, count in zip(children.tokens, counts, strict=True):

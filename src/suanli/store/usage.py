@@ -101,3 +101,13 @@ def usage_events(conn: sqlite3.Connection, account_id: str, limit: int, since_ms
         (account_id, since_ms, limit),
     ).fetchall()
     return [_row_to_event(row) for row in rows]
+
+
+def uncharged_by_offer(conn: sqlite3.Connection, since_ms: int = 0) -> list[tuple[str, str, int, int]]:
+    """(operator, offer, calls, uncharged nano-CNY) of every offer whose usage a balance could not cover."""
+    rows = conn.execute(
+        "SELECT operator, offer_id, COUNT(*), SUM(uncharged_nano) FROM usage_events "
+        "WHERE uncharged_nano > 0 AND created_at_ms >= ? GROUP BY operator, offer_id ORDER BY operator, offer_id",
+        (since_ms,),
+    ).fetchall()
+    return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
