@@ -21,7 +21,14 @@ from suanli.demo_key import demo_key, demo_key_path
 from suanli.gateway import accounts as ops
 from suanli.gateway.platform import Settings, ensure_admin_key
 from suanli.money import cny_to_nano
-from suanli.providers.simulator import SimProfile, run
+from suanli.providers.simulator import (
+    OVER_CAP_POLICIES,
+    STREAM_USAGE_STYLES,
+    SimProfile,
+    operator_profiles,
+    parse_operator_override,
+    run,
+)
 from suanli.store.accounts import find_account
 from suanli.store.db import open_database, run_in_transaction, transaction
 
@@ -72,19 +79,31 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _profile(args: argparse.Namespace) -> SimProfile:
     return SimProfile(
-        ttft_ms=args.ttft_ms, tokens_per_s=args.tokens_per_s, error_rate_percent=args.error_rate,
-        error_status=args.error_status, hang=args.hang, drop_after_chunks=args.drop_after_chunks,
-    )  # fmt: skip
+        ttft_ms=args.ttft_ms,
+        tokens_per_s=args.tokens_per_s,
+        error_rate_percent=args.error_rate,
+        error_status=args.error_status,
+        hang=args.hang,
+        drop_after_chunks=args.drop_after_chunks,
+        stream_done=not args.no_done,
+        stream_usage=args.stream_usage,
+        close_delimited=args.close_delimited,
+        prompt_tokens_percent=args.prompt_tokens_percent,
+        output_cap_tokens=args.output_cap,
+        over_cap=args.over_cap,
+    )
 
 
 def simulate(args: argparse.Namespace, settings: Settings) -> int:
+    operators = [name for part in args.operators for name in part.split(",") if name]
     try:
-        profile = _profile(args)
+        # Each --operator-profile gives one operator its own knobs over the flags' profile (the last wins).
+        overrides = dict(parse_operator_override(spec) for spec in args.operator_profiles)
+        profiles = operator_profiles(operators, _profile(args), overrides)
     except ValueError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    operators = [name for part in args.operators for name in part.split(",") if name]
-    run(args.host, args.port, {name: profile for name in operators})
+    run(args.host, args.port, profiles)
     return 0
 
 
@@ -216,6 +235,20 @@ def add_commands(commands: Any, common: Common) -> None:
     p.add_argument("--error-status", type=int, default=500)
     p.add_argument("--hang", action="store_true", help="accept requests and never answer")
     p.add_argument("--drop-after-chunks", type=int, default=None, help="cut streams after N chunks")
+    p.add_argument("--no-done", action="store_true", help="end OpenAI streams without data: [DONE]")
+    p.add_argument("--stream-usage", default="chunk", choices=STREAM_USAGE_STYLES, help="where streams put usage")
+    p.add_argument("--close-delimited", action="store_true", help="frame streams by closing the connection")
+    p.add_argument("--prompt-tokens-percent", type=int, default=100, help="the operator's prompt count vs cl100k")
+    p.add_argument("--output-cap", type=int, default=None, help="the operator's longest answer in tokens")
+    p.add_argument("--over-cap", default="honour", choices=OVER_CAP_POLICIES, help="max_tokens above the cap")
+    p.add_argument(
+        "--operator-profile",
+        action="append",
+        default=[],
+        dest="operator_profiles",
+        metavar="NAME=JSON",
+        help="one operator's knobs as a JSON object, over the flags' (repeatable)",
+    )
     p.set_defaults(handler=simulate)
     common(p)
 

@@ -379,7 +379,8 @@ def test_control_api_creates_new_operators(sim: Sim) -> None:
         (b'{"model": "m"}', "messages"),
         (b'{"model": "m", "messages": []}', "messages"),
         (b'{"model": "m", "messages": [{"content": "hi"}]}', "messages[0]"),
-        (b'{"model": "m", "messages": [{"role": "user"}], "n": 2}', "n"),
+        (b'{"model": "m", "messages": [{"role": "user"}], "n": 9}', "n"),
+        (b'{"model": "m", "messages": [{"role": "user"}], "n": 0}', "n"),
         (b'{"model": "m", "messages": [{"role": "user"}], "max_tokens": 0}', "max_tokens"),
     ],
 )

@@ -4,7 +4,11 @@ The answer is a function of (seed, model, messages) alone, so a streamed and a n
 same request get the same text, and a call cut short by ``max_tokens`` gets a prefix of it. Its length is
 exact in tokens: the text is generated, encoded and truncated to N tokens, and a stream carries one token
 per chunk. A last user message containing ``echo:`` is answered with the text after the marker, which
-lets tests choose the answer.
+lets tests choose the answer. With ``n`` choices, choice *i* hashes its index in too (choice 0 keeps the
+single answer's text), so the choices differ as a sampling model's do.
+
+An operator's ``output_cap_tokens`` caps answers as its real output limit does: a request without
+``max_tokens`` stops there, and one asking for more is served or refused as ``over_cap`` says.
 """
 
 from __future__ import annotations
@@ -52,9 +56,37 @@ class Completion:
         return [decoder.decode(token_bytes(token), final=index == last) for index, token in enumerate(self.tokens)]
 
 
-def request_digest(seed: int, model: str, messages: Sequence[Mapping[str, Any]]) -> bytes:
-    """A stable hash of what determines the answer; key order in the request doesn't matter."""
-    canonical = orjson.dumps([seed, model, messages], option=orjson.OPT_SORT_KEYS)
+class OverCap(Exception):
+    """A request's ``max_tokens`` above the operator's output cap, at an operator that refuses it."""
+
+    def __init__(self, requested: int, cap: int) -> None:
+        super().__init__(f"max_tokens {requested} is above the output cap {cap}")
+        self.requested = requested
+        self.cap = cap
+
+
+def output_limit(profile: SimProfile, max_tokens: int | None) -> int | None:
+    """The most tokens an answer may have: the request's ``max_tokens``, else the operator's cap.
+
+    Raises OverCap when ``max_tokens`` is above the cap and the operator refuses that ("refuse"); an
+    operator that honours it ("honour") serves up to ``max_tokens``, as one whose real limit is higher
+    than its catalog says.
+    """
+    cap = profile.output_cap_tokens
+    if cap is None or max_tokens is None:
+        return cap if max_tokens is None else max_tokens
+    if max_tokens > cap and profile.over_cap == "refuse":
+        raise OverCap(max_tokens, cap)
+    return max_tokens
+
+
+def request_digest(seed: int, model: str, messages: Sequence[Mapping[str, Any]], choice: int = 0) -> bytes:
+    """A stable hash of what determines the answer; key order in the request doesn't matter.
+
+    Choice 0 hashes what a single answer always hashed, so ``n`` leaves the first choice's text alone.
+    """
+    key: list[Any] = [seed, model, messages] if choice == 0 else [seed, model, messages, choice]
+    canonical = orjson.dumps(key, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).digest()
 
 
@@ -108,9 +140,11 @@ def plan_completion(
     model: str,
     messages: Sequence[Mapping[str, Any]],
     max_tokens: int | None,
+    choice: int = 0,
 ) -> Completion:
-    """The answer to a request: echo text, or generated text of the profile's or a hashed length."""
-    digest = request_digest(profile.seed, model, messages)
+    """Choice ``choice`` of the answer: echo text, or generated text of the profile's or a hashed length,
+    cut at ``max_tokens`` (the ``output_limit``)."""
+    digest = request_digest(profile.seed, model, messages, choice)
     echoed = echo_text(messages)
     if echoed is not None:
         natural = encode(echoed)

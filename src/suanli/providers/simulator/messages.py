@@ -8,6 +8,13 @@ tokens, and the same knobs apply in the same order (injected error, hang, then t
 
 Anthropic splits the prompt's tokens into three classes that add up to the whole: read from the cache,
 written to it (the prefix up to the last ``cache_control`` breakpoint, where not read), and the rest.
+The prompt is counted as chat.py counts it (prompt.py): the tool definitions and an object
+``tool_choice`` first, as Anthropic renders them before the system prompt, each image block as
+IMAGE_PART_TOKENS, all scaled by the operator's ``prompt_tokens_percent``.
+
+The wire-style knobs that apply here: ``stream_done`` false ends a stream after ``message_delta`` (no
+``message_stop``), ``close_delimited`` frames a stream by closing the connection, and a refusing
+``over_cap`` answers a ``max_tokens`` above ``output_cap_tokens`` with Anthropic's 400.
 """
 
 from __future__ import annotations
@@ -24,25 +31,35 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from suanli.errors import InvariantViolation, invariant
-from suanli.metering.tokenizer import count_messages, count_text, encode, message_text
+from suanli.metering.tokenizer import count_messages, count_text
 from suanli.providers.simulator.chat import (  # shared with chat.py on purpose: one behaviour, two protocols
     _MS_PER_S,
     REQUEST_BODY_BYTES_MAX,
     TOOL_ARGUMENT_CHARS_MAX,
     BodyTooLarge,
-    _pace,
     _wait_for_disconnect,
     read_body,
     sim_state,
 )
-from suanli.providers.simulator.completion import plan_completion
+from suanli.providers.simulator.chat_answer import pace
+from suanli.providers.simulator.completion import OverCap, output_limit, plan_completion
 from suanli.providers.simulator.errors import RETRY_AFTER_S, StreamDropped
+from suanli.providers.simulator.framing import stream_headers
 from suanli.providers.simulator.profile import SimProfile
+from suanli.providers.simulator.prompt import (
+    IMAGE_PART_TOKENS,
+    count_image_parts,
+    count_prompt,
+    definition_texts,
+    definitions_tokens,
+    scale_tokens,
+)
 from suanli.providers.simulator.protocol import InvalidRequest, ToolCall
 from suanli.providers.simulator.state import DEFAULT_OPERATOR, OperatorState
 
 ROLES = ("user", "assistant", "system")  # a system turn among the messages, as Claude Code sends one
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}  # the planner's finish reason → Anthropic's
+IMAGE_BLOCK = "image"  # the content block type of an image in an Anthropic message
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -65,6 +82,7 @@ class MessagesRequest:
     messages: list[dict[str, Any]]
     stream: bool
     tool: ToolCall | None
+    definitions: tuple[str, ...] = ()  # tools, tool_choice, response_format: JSON the prompt holds too
 
 
 # --- Parsing: pure, raising InvalidRequest with Anthropic-style messages ("field: problem").
@@ -141,7 +159,8 @@ def parse_messages_request(body: bytes) -> MessagesRequest:
     system = _parse_system(fields.get("system"))
     stream = False if fields.get("stream") is None else _require(fields, "stream", bool)
     tool = _tool_to_call(fields.get("tools"), fields.get("tool_choice"), messages)
-    return MessagesRequest(model, max_tokens, system, messages, stream, tool)
+    definitions = definition_texts(fields.get("tools"), fields.get("tool_choice"), fields.get("response_format"))
+    return MessagesRequest(model, max_tokens, system, messages, stream, tool, tuple(definitions))
 
 
 def _last_turn(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -194,7 +213,7 @@ def _block_text(block: Mapping[str, Any]) -> str:
         if isinstance(content, list):
             return "\n".join(_block_text(part) for part in content if isinstance(part, dict) and "type" in part)
         return content if isinstance(content, str) else ""
-    return ""  # images and documents: the simulator does not count them
+    return ""  # an image counts apart (IMAGE_PART_TOKENS); a document is not counted
 
 
 def chat_messages(system: list[dict[str, Any]], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -214,18 +233,26 @@ def chat_messages(system: list[dict[str, Any]], messages: list[dict[str, Any]]) 
     return converted
 
 
+def _prefix_tokens(request: MessagesRequest, system: list[dict[str, Any]], messages: list[dict[str, Any]]) -> int:
+    """Tokens of a prompt prefix: the definitions (rendered first), then these system blocks and messages."""
+    converted = count_messages(chat_messages(system, messages))
+    images = IMAGE_PART_TOKENS * count_image_parts(messages, IMAGE_BLOCK)
+    return definitions_tokens(request.definitions) + converted + images
+
+
 def breakpoint_tokens(request: MessagesRequest) -> int:
-    """Prompt tokens up to and including the last block marked ``cache_control`` (0 without one)."""
-    prefix: list[dict[str, Any]] | None = None
+    """Prompt tokens up to and including the last block marked ``cache_control`` (0 without one), in cl100k
+    tokens; the definitions before the system prompt are part of every such prefix."""
+    prefix: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
     for index, block in enumerate(request.system):
         if block.get("cache_control") is not None:
-            prefix = chat_messages(request.system[: index + 1], [])
+            prefix = (request.system[: index + 1], [])
     for m_index, message in enumerate(request.messages):
         for b_index, block in enumerate(message["content"]):
             if block.get("cache_control") is not None:
                 cut = {**message, "content": message["content"][: b_index + 1]}
-                prefix = chat_messages(request.system, [*request.messages[:m_index], cut])
-    return 0 if prefix is None else count_messages(prefix)
+                prefix = (request.system, [*request.messages[:m_index], cut])
+    return 0 if prefix is None else _prefix_tokens(request, *prefix)
 
 
 def split_input_tokens(prompt_tokens: int, read_tokens: int, breakpoint: int) -> dict[str, int]:
@@ -262,12 +289,11 @@ def _measure_usage(
 ) -> dict[str, int]:
     """Usage as Anthropic reports it, counted into the operator's stats as chat.py counts it."""
     converted = chat_messages(request.system, request.messages)
-    prompt_tokens = count_messages(converted)
-    prompt_ids = encode("\n".join(message_text(message) for message in converted))
-    seen_tokens = operator.cache.lookup_and_record(request.model, prompt_ids, profile.cache_block_tokens)
-    usage = split_input_tokens(prompt_tokens, seen_tokens, breakpoint_tokens(request))
-    operator.stats.prompt_tokens += prompt_tokens
-    operator.stats.cached_tokens += usage["cache_read_input_tokens"]
+    images = count_image_parts(request.messages, IMAGE_BLOCK)
+    prompt = count_prompt(converted, request.definitions, images)
+    prompt_tokens, read_tokens = operator.measure_prompt(request.model, prompt, profile)
+    breakpoint = scale_tokens(breakpoint_tokens(request), profile.prompt_tokens_percent)
+    usage = split_input_tokens(prompt_tokens, read_tokens, breakpoint)
     operator.stats.completion_tokens += output_tokens
     return {**usage, "output_tokens": output_tokens}
 
@@ -336,13 +362,14 @@ async def _stream_events(reply: _Reply) -> AsyncIterator[bytes]:
     started_s = asyncio.get_running_loop().time()
     for index, delta in enumerate(reply.deltas):
         _drop_if_due(reply, index)
-        await _pace(started_s, index, reply.profile.tokens_per_s)
+        await pace(started_s, index, reply.profile.tokens_per_s)
         yield _event("content_block_delta", {"index": 0, "delta": delta})
     _drop_if_due(reply, len(reply.deltas))
     yield _event("content_block_stop", {"index": 0})
     delta = {"stop_reason": reply.stop_reason, "stop_sequence": None}
     yield _event("message_delta", {"delta": delta, "usage": {"output_tokens": reply.usage["output_tokens"]}})
-    yield _event("message_stop", {})
+    if reply.profile.stream_done:
+        yield _event("message_stop", {})
 
 
 async def _send(reply: _Reply, stream: bool) -> Response:
@@ -350,7 +377,7 @@ async def _send(reply: _Reply, stream: bool) -> Response:
     if stream:
         # The headers wait for the first token too, as they do at an operator still reading the prompt.
         await asyncio.sleep(profile.ttft_ms / _MS_PER_S)
-        headers = {"Cache-Control": "no-cache"}
+        headers = stream_headers(profile.close_delimited)
         return StreamingResponse(_stream_events(reply), media_type="text/event-stream", headers=headers)
     generation_s = len(reply.deltas) / profile.tokens_per_s if profile.tokens_per_s else 0
     await asyncio.sleep(profile.ttft_ms / _MS_PER_S + generation_s)
@@ -384,6 +411,23 @@ async def _parse(request: Request) -> MessagesRequest | Response:
         return anthropic_error_response(400, error.message)
 
 
+def _over_cap_refusal(profile: SimProfile, request: MessagesRequest) -> Response | None:
+    """Anthropic's 400 for a ``max_tokens`` above a refusing operator's output cap, else None.
+
+    ``max_tokens`` is required here, so the cap never shortens an answer on its own; an honouring operator
+    serves up to ``max_tokens``.
+    """
+    try:
+        output_limit(profile, request.max_tokens)
+    except OverCap as over:
+        message = (
+            f"max_tokens: {over.requested} > {over.cap}, which is the maximum allowed number of output tokens "
+            f"for {request.model}"
+        )
+        return anthropic_error_response(400, message)
+    return None
+
+
 async def _fault(request: Request, operator: OperatorState, profile: SimProfile) -> Response | None:
     """The injected error or hang this request gets, in chat.py's order, or None to answer it."""
     if operator.draw_error():
@@ -409,9 +453,12 @@ async def messages(request: Request) -> Response:
     parsed = await _parse(request)
     if isinstance(parsed, Response):
         return parsed
+    profile = operator.profile  # this request keeps these knobs if the control API changes them later
+    refusal = _over_cap_refusal(profile, parsed)  # like a malformed request: not counted, no error draw
+    if refusal is not None:
+        return refusal
     operator.stats.requests += 1
     operator.note_model(parsed.model)
-    profile = operator.profile  # this request keeps these knobs if the control API changes them later
     fault = await _fault(request, operator, profile)
     if fault is not None:
         return fault

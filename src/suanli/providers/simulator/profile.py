@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import orjson
+
 TTFT_MS_MAX = 600_000  # ten minutes: longer than any gateway timeout we would want to test
 TOKENS_PER_S_MAX = 1_000_000.0
 ERROR_STATUS_MIN = 400
@@ -23,6 +25,14 @@ CACHE_BLOCK_TOKENS_MAX = 65_536
 SEED_ABS_MAX = 2**63 - 1
 MODELS_COUNT_MAX = 256
 MODEL_NAME_CHARS_MAX = 256
+PROMPT_TOKENS_PERCENT_MIN = 50  # an operator's tokenizer counting half of cl100k's tokens is already extreme
+PROMPT_TOKENS_PERCENT_MAX = 200
+OUTPUT_CAP_TOKENS_MAX = 1_000_000  # above every model's real output limit
+# Where an OpenAI-style stream puts its usage: OpenAI's separate chunk when asked ("chunk"), on the finish
+# chunk when asked ("finish"), on the finish chunk always (transformers serve), a separate chunk always,
+# or nowhere.
+STREAM_USAGE_STYLES = ("chunk", "finish", "finish_always", "chunk_always", "never")
+OVER_CAP_POLICIES = ("honour", "refuse")  # serve a max_tokens above output_cap_tokens, or answer 400
 
 
 def _require_int(name: str, value: object, low: int, high: int) -> None:
@@ -41,6 +51,11 @@ def _require_optional_int(name: str, value: object, low: int, high: int) -> None
 def _require_bool(name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be true or false, got {type(value).__name__}")
+
+
+def _require_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 def _require_rate(name: str, value: object) -> None:
@@ -73,11 +88,22 @@ class SimProfile:
     - ``drop_after_chunks``: close a stream's connection mid-body after this many content chunks (no
       finish chunk, usage or ``[DONE]``); it never applies to non-streamed answers.
     - ``completion_tokens``: fixed answer length in tokens; by default a length of 8-64 derived from the
-      request's hash. ``max_tokens`` always caps it. An ``echo:`` answer has its own length.
+      request's hash. ``max_tokens`` (without it, ``output_cap_tokens``) caps it. An ``echo:`` answer has
+      its own length.
     - ``report_usage``: False leaves ``usage`` out of answers, like an upstream that reports none.
     - ``seed``: changes every generated answer and the error sequence.
     - ``cache_block_tokens``: prefix-cache granularity for ``cached_tokens``, as DeepSeek's 64.
     - ``models``: names ``/v1/models`` lists (besides those served); empty lists ``sim-model``.
+
+    The wire-style knobs make the operator as rough as real ones, whose differences break billing:
+
+    - ``stream_done``: False ends an OpenAI stream without ``data: [DONE]`` (an Anthropic one without
+      ``message_stop``).
+    - ``stream_usage``: where an OpenAI stream carries usage, one of STREAM_USAGE_STYLES.
+    - ``close_delimited``: frame a streamed body by closing the connection (no chunked encoding, no length).
+    - ``prompt_tokens_percent``: the operator's tokenizer counts this share of cl100k's prompt tokens.
+    - ``output_cap_tokens``: the longest answer; with no ``max_tokens`` in a request, answers stop there.
+    - ``over_cap``: a ``max_tokens`` above the cap is served anyway ("honour") or refused with 400 ("refuse").
     """
 
     ttft_ms: int = 0
@@ -91,6 +117,12 @@ class SimProfile:
     seed: int = 0
     cache_block_tokens: int = 64
     models: list[str] = field(default_factory=list)
+    stream_done: bool = True
+    stream_usage: str = "chunk"
+    close_delimited: bool = False
+    prompt_tokens_percent: int = 100
+    output_cap_tokens: int | None = None
+    over_cap: str = "honour"
 
     def __post_init__(self) -> None:
         # Validated here rather than only in from_mapping, so a profile built in code holds too.
@@ -105,6 +137,14 @@ class SimProfile:
         _require_int("seed", self.seed, -SEED_ABS_MAX, SEED_ABS_MAX)
         _require_int("cache_block_tokens", self.cache_block_tokens, 1, CACHE_BLOCK_TOKENS_MAX)
         _require_models("models", self.models)
+        _require_bool("stream_done", self.stream_done)
+        _require_choice("stream_usage", self.stream_usage, STREAM_USAGE_STYLES)
+        _require_bool("close_delimited", self.close_delimited)
+        _require_int(
+            "prompt_tokens_percent", self.prompt_tokens_percent, PROMPT_TOKENS_PERCENT_MIN, PROMPT_TOKENS_PERCENT_MAX
+        )
+        _require_optional_int("output_cap_tokens", self.output_cap_tokens, 1, OUTPUT_CAP_TOKENS_MAX)
+        _require_choice("over_cap", self.over_cap, OVER_CAP_POLICIES)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> SimProfile:
@@ -129,3 +169,21 @@ class SimProfile:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def parse_operator_override(spec: str) -> tuple[str, dict[str, Any]]:
+    """``NAME=JSON`` (a command line's ``--operator-profile``) as the name and its knob object.
+
+    Only the shape is checked here (a name, ``=``, a JSON object); the knobs are validated when merged into
+    a profile. Raises ValueError saying what is wrong.
+    """
+    name, separator, text = spec.partition("=")
+    if not separator or not name:
+        raise ValueError(f"--operator-profile takes NAME=JSON, got {spec!r}")
+    try:
+        knobs = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        raise ValueError(f"--operator-profile {name}: not valid JSON: {error}") from error
+    if not isinstance(knobs, dict):
+        raise ValueError(f"--operator-profile {name}: the knobs must be a JSON object")
+    return name, knobs

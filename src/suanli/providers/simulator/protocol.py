@@ -14,8 +14,11 @@ from typing import Any
 
 import orjson
 
+from suanli.providers.simulator.prompt import definition_texts
+
 SYSTEM_FINGERPRINT = "fp_suanli_sim"
 STREAM_DONE_EVENT = b"data: [DONE]\n\n"
+SIM_N_MAX = 8  # choices per request; OpenAI allows 128, but more would only measure the simulator
 
 
 class InvalidRequest(Exception):
@@ -44,6 +47,9 @@ class ChatRequest:
     include_usage: bool
     max_tokens: int | None
     tool: ToolCall | None = None
+    n: int = 1
+    max_tokens_param: str | None = None  # the field ``max_tokens`` came from, which an error names
+    definitions: tuple[str, ...] = ()  # tools, tool_choice, response_format: JSON the prompt holds too
 
 
 def _parse_object(body: bytes) -> dict[str, Any]:
@@ -109,9 +115,22 @@ def _parse_include_usage(value: object) -> bool:
     return _parse_flag("stream_options.include_usage", value.get("include_usage"))
 
 
-def _smallest_limit(*limits: int | None) -> int | None:
-    given = [limit for limit in limits if limit is not None]
-    return min(given) if given else None
+def _parse_n(value: object) -> int:
+    n = _parse_positive_int("n", value)
+    if n is not None and n > SIM_N_MAX:
+        message = f"Invalid 'n': integer above maximum value. Expected a value <= {SIM_N_MAX}, but got {n} instead."
+        raise InvalidRequest(message, param="n", code="integer_above_max_value")
+    return 1 if n is None else n
+
+
+def _smallest_limit(fields: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    """The smaller of ``max_tokens`` and ``max_completion_tokens``, and the name of the field it came from."""
+    given = [
+        (limit, name)
+        for name in ("max_tokens", "max_completion_tokens")
+        if (limit := _parse_positive_int(name, fields.get(name))) is not None
+    ]
+    return min(given) if given else (None, None)
 
 
 def parse_chat_request(body: bytes) -> ChatRequest:
@@ -119,17 +138,15 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     fields = _parse_object(body)
     model = _parse_model(fields.get("model"))
     messages = _parse_messages(fields.get("messages"))
-    n = _parse_positive_int("n", fields.get("n"))
-    if n is not None and n != 1:
-        raise InvalidRequest("The simulator only supports n=1.", param="n", code="invalid_value")
-    max_tokens = _smallest_limit(
-        _parse_positive_int("max_tokens", fields.get("max_tokens")),
-        _parse_positive_int("max_completion_tokens", fields.get("max_completion_tokens")),
-    )
+    n = _parse_n(fields.get("n"))
+    max_tokens, max_tokens_param = _smallest_limit(fields)
     stream = _parse_flag("stream", fields.get("stream"))
     include_usage = _parse_include_usage(fields.get("stream_options"))
     tool = _tool_to_call(fields.get("tools"), fields.get("tool_choice"), messages)
-    return ChatRequest(model, messages, stream, stream and include_usage, max_tokens, tool)
+    definitions = definition_texts(fields.get("tools"), fields.get("tool_choice"), fields.get("response_format"))
+    return ChatRequest(
+        model, messages, stream, stream and include_usage, max_tokens, tool, n, max_tokens_param, tuple(definitions)
+    )
 
 
 def _tool_to_call(tools: object, choice: object, messages: list[dict[str, Any]]) -> ToolCall | None:
@@ -180,28 +197,48 @@ class AnswerHeader:
         }
 
 
-def completion_body(
-    header: AnswerHeader,
-    content: str | None,
-    finish_reason: str,
-    usage: Mapping[str, Any] | None,
-    tool_calls: list[dict[str, Any]] | None = None,
-) -> bytes:
-    answer = header.fields("chat.completion")
+def choice_object(
+    index: int, content: str | None, finish_reason: str, tool_calls: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """One choice of a non-streamed answer."""
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
     if tool_calls:
         message["tool_calls"] = tool_calls
-    answer["choices"] = [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}]
+    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
+
+
+def completion_body(header: AnswerHeader, choices: list[dict[str, Any]], usage: Mapping[str, Any] | None) -> bytes:
+    answer = header.fields("chat.completion")
+    answer["choices"] = choices
     if usage is not None:
         answer["usage"] = usage
     return orjson.dumps(answer)
 
 
-def chunk_event(header: AnswerHeader, delta: Mapping[str, Any], finish_reason: str | None, usage_null: bool) -> bytes:
-    """One SSE event carrying a chunk with one choice; ``usage_null`` adds OpenAI's ``usage: null``."""
+@dataclass(frozen=True)
+class ChunkUsage:
+    """What a chunk says about usage: nothing (no field), OpenAI's ``usage: null``, or the usage itself."""
+
+    null: bool = False
+    usage: Mapping[str, Any] | None = None
+
+
+NO_CHUNK_USAGE = ChunkUsage()
+
+
+def chunk_event(
+    header: AnswerHeader,
+    index: int,
+    delta: Mapping[str, Any],
+    finish_reason: str | None,
+    usage: ChunkUsage = NO_CHUNK_USAGE,
+) -> bytes:
+    """One SSE event carrying a chunk of choice ``index``."""
     chunk = header.fields("chat.completion.chunk")
-    chunk["choices"] = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
-    if usage_null:
+    chunk["choices"] = [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+    if usage.usage is not None:
+        chunk["usage"] = usage.usage
+    elif usage.null:
         chunk["usage"] = None
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 

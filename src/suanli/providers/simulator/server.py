@@ -1,4 +1,7 @@
-"""Serving the simulator over a real socket with uvicorn (uvloop and httptools when available).
+"""Serving the simulator over a real socket with uvicorn (uvloop when available, httptools).
+
+uvicorn runs with ``CloseDelimitedProtocol`` (framing.py), its httptools protocol extended so an operator
+with ``close_delimited`` can frame its streams by closing the connection, which uvicorn alone never does.
 
 ``serve`` runs inside an existing event loop until cancelled (or SIGTERM in the main thread) and then
 shuts down gracefully: in-flight answers get SHUTDOWN_GRACE_S to finish. ``run`` blocks, for the CLI.
@@ -15,6 +18,7 @@ import uvicorn
 
 from suanli.providers.simulator.app import build_app
 from suanli.providers.simulator.errors import StreamDropped
+from suanli.providers.simulator.framing import CloseDelimitedProtocol
 from suanli.providers.simulator.profile import SimProfile
 
 SHUTDOWN_GRACE_S = 5  # in-flight answers (a hang, a slow stream) are cancelled after this
@@ -53,7 +57,7 @@ def build_server(host: str, port: int, profiles: Mapping[str, SimProfile]) -> uv
         host=host,
         port=port,
         loop=loop,
-        http="httptools",
+        http=CloseDelimitedProtocol,
         ws="none",
         lifespan="off",
         log_level="warning",

@@ -11,11 +11,12 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
 from suanli.providers.simulator.prefix_cache import PrefixCache
 from suanli.providers.simulator.profile import SimProfile
+from suanli.providers.simulator.prompt import PromptCount, scale_tokens
 
 DEFAULT_OPERATOR = "default"
 DEFAULT_MODEL = "sim-model"
@@ -34,6 +35,26 @@ def check_operator_name(name: str) -> None:
         raise ValueError(
             f"operator name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
+
+
+def operator_profiles(
+    names: Iterable[str], base: SimProfile, overrides: Mapping[str, Mapping[str, object]]
+) -> dict[str, SimProfile]:
+    """The profile of each operator: ``base`` for the named ones, and ``base`` with an override's knobs merged
+    over it for each operator in ``overrides`` (which is served too, named or not).
+
+    Raises ValueError naming the operator when a name can't be a path segment or an override's knob is
+    invalid, so a command line can refuse it before any server starts.
+    """
+    profiles = {name: base for name in names}
+    for name, knobs in overrides.items():
+        try:
+            profiles[name] = SimProfile.from_mapping({**base.to_dict(), **knobs})
+        except ValueError as error:
+            raise ValueError(f"operator {name}: {error}") from error
+    for name in profiles:
+        check_operator_name(name)
+    return profiles
 
 
 @dataclass
@@ -82,6 +103,19 @@ class OperatorState:
     def draw_error(self) -> bool:
         """Whether this request gets an injected error. One draw per request keeps the sequence fixed."""
         return self.rng.randrange(100) < self.profile.error_rate_percent
+
+    def measure_prompt(self, model: str, prompt: PromptCount, profile: SimProfile) -> tuple[int, int]:
+        """(prompt tokens, cached tokens) as this operator reports them, added to its stats.
+
+        Both are scaled by the operator's tokenizer (``prompt_tokens_percent``); the cached part is the
+        prefix cache's hit scaled the same way and never more than the prompt.
+        """
+        seen_tokens = self.cache.lookup_and_record(model, prompt.cache_ids, profile.cache_block_tokens)
+        prompt_tokens = scale_tokens(prompt.tokens, profile.prompt_tokens_percent)
+        cached_tokens = min(scale_tokens(seen_tokens, profile.prompt_tokens_percent), prompt_tokens)
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.cached_tokens += cached_tokens
+        return prompt_tokens, cached_tokens
 
     def note_model(self, model: str) -> None:
         if model in self._served_models or len(self._served_models) < SERVED_MODELS_COUNT_MAX:
