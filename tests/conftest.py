@@ -42,6 +42,13 @@ api_key_env = "GAMMA_KEY"
 [operators.delta]
 base_url = "${SIM_URL}/delta/v1"
 anthropic_base_url = "${SIM_URL}/delta"
+# Played in every wire style real servers use (tests/gateway/test_wire_styles.py): OpenAI's protocol only,
+# and both protocols.
+[operators.rough]
+base_url = "${SIM_URL}/rough/v1"
+[operators.roughdual]
+base_url = "${SIM_URL}/roughdual/v1"
+anthropic_base_url = "${SIM_URL}/roughdual"
 
 [models."deepseek-v3.2"]
 [models."glm-5"]
@@ -58,6 +65,9 @@ kind = "image"
 [models.coder]
 [models."anthropic-only"]
 [models.dual]
+[models.styled]
+[models.styled-dual]
+[models.styled-tight]
 
 [[offers]]
 operator = "alpha"
@@ -184,6 +194,30 @@ context_window = 200000
 max_output_tokens = 4096
 price = { input = "1", cached_input = "0.1", cache_write = "1.25", output = "5" }
 
+[[offers]]
+operator = "rough"
+model = "styled"
+context_window = 200000
+max_output_tokens = 1000
+input_margin_percent = 25  # its operator's tokenizer counts up to 20 % more than the gateway's
+price = { input = "1", cached_input = "0.5", output = "2" }
+
+[[offers]]
+operator = "roughdual"
+model = "styled-dual"
+context_window = 200000
+max_output_tokens = 1000
+input_margin_percent = 25
+price = { input = "1", cached_input = "0.5", cache_write = "1.25", output = "2" }
+
+[[offers]]
+operator = "rough"
+model = "styled-tight"
+context_window = 200000
+max_output_tokens = 1000
+input_margin_percent = 0  # a margin too small for its operator: what it counts beyond is charged from the balance
+price = { input = "1", cached_input = "0.5", output = "2" }
+
 [products.pack-small]
 kind = "pack"
 title = "Small pack"
@@ -284,7 +318,7 @@ class Simulator:
 def simulator() -> Iterator[Simulator]:
     port = free_port()
     command = [sys.executable, "-m", "suanli.cli", "simulate", "--port", str(port),
-               "--operators", "alpha", "beta", "faulty", "gamma", "delta"]  # fmt: skip
+               "--operators", "alpha", "beta", "faulty", "gamma", "delta", "rough", "roughdual"]  # fmt: skip
     process = subprocess.Popen(command)
     url = f"http://127.0.0.1:{port}"
     try:
