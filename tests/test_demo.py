@@ -18,9 +18,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import openai
+import pytest
 
 from suanli.catalog import parse_catalog
+from suanli.cli import main
 from suanli.cli_run import demo_instructions
 from suanli.demo_key import demo_key, demo_key_path
 from suanli.store.accounts import create_account, revoke_key
@@ -35,6 +38,7 @@ OWN_CATALOG = """
 base_url = "${SUANLI_SIMULATOR_URL}/north/v1"
 [operators.south]
 base_url = "${SUANLI_SIMULATOR_URL}/south/v1"
+simulator = { stream_done = false, prompt_tokens_percent = 150 }
 
 [models.house-chat]
 [models.lake-chat]
@@ -77,13 +81,16 @@ def read_until_ready(process: subprocess.Popen[str]) -> str:
     raise AssertionError("demo did not print its instructions:\n" + "".join(lines))
 
 
+def without_settings() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
+
+
 @contextmanager
-def running_demo(port: int, database: Path, *args: str) -> Iterator[str]:
-    """A ``suanli demo`` subprocess on ``port`` (and a free simulator port); yields what it printed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
+def running_demo(port: int, simulator_port: int, database: Path, *args: str) -> Iterator[str]:
+    """A ``suanli demo`` subprocess on these ports; yields what it printed once it is ready."""
     command = [sys.executable, "-m", "suanli.cli", "demo", "--port", str(port),
-               "--simulator-port", str(free_port()), "--database", str(database), *args]  # fmt: skip
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+               "--simulator-port", str(simulator_port), "--database", str(database), *args]  # fmt: skip
+    process = subprocess.Popen(command, env=without_settings(), stdout=subprocess.PIPE, text=True)
     try:
         yield read_until_ready(process)
     finally:
@@ -92,16 +99,23 @@ def running_demo(port: int, database: Path, *args: str) -> Iterator[str]:
             process.stdout.close()
 
 
+def simulated_operators(simulator_port: int) -> dict[str, dict[str, object]]:
+    """Each operator the simulator plays, with its knobs (its control API)."""
+    profiles: dict[str, dict[str, object]] = httpx.get(f"http://127.0.0.1:{simulator_port}/_sim/operators").json()
+    return profiles
+
+
 def test_demo_prints_a_working_key_and_records_usage(tmp_path: Path) -> None:
     port, simulator_port = free_port(), free_port()
     database = tmp_path / "demo.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
-    command = [sys.executable, "-m", "suanli.cli", "demo", "--port", str(port),
-               "--simulator-port", str(simulator_port), "--database", str(database)]  # fmt: skip
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        text = read_until_ready(process)
+    env = without_settings()
+    with running_demo(port, simulator_port, database) as text:
         assert "the simulator plays the operators telecom, mobile, unicom" in text
+        # Each operator in the wire style of its simulator table (demo/catalog.toml).
+        styles = simulated_operators(simulator_port)
+        assert styles["telecom"]["stream_usage"] == "chunk" and styles["telecom"]["stream_done"] is True
+        assert styles["mobile"]["close_delimited"] is True and styles["mobile"]["prompt_tokens_percent"] == 115
+        assert styles["unicom"]["over_cap"] == "refuse" and styles["unicom"]["output_cap_tokens"] == 32768
         key = re.search(r"Demo key: (sk-[0-9a-f]+)", text)
         assert key and re.search(r"Admin key \(shown once, keep it\): sk-admin-", text)
         base_url = re.search(r"Gateway:\s+(\S+)", text)
@@ -114,10 +128,6 @@ def test_demo_prints_a_working_key_and_records_usage(tmp_path: Path) -> None:
             stream_options={"include_usage": True},
         ))  # fmt: skip
         assert chunks[-1].usage is not None
-    finally:
-        stop(process)  # type: ignore[arg-type]
-        if process.stdout is not None:
-            process.stdout.close()
     usage = subprocess.run(
         [sys.executable, "-m", "suanli.cli", "usage", "demo", "--json", "--database", str(database)],
         capture_output=True, text=True, check=True, env=env,
@@ -128,10 +138,13 @@ def test_demo_prints_a_working_key_and_records_usage(tmp_path: Path) -> None:
 
 
 def test_a_demo_of_another_catalog_plays_its_operators_and_keeps_its_key(tmp_path: Path) -> None:
-    catalog, database, port = tmp_path / "own.toml", tmp_path / "demo.db", free_port()
+    catalog, database, port, simulator_port = tmp_path / "own.toml", tmp_path / "demo.db", free_port(), free_port()
     catalog.write_text(OWN_CATALOG)
-    with running_demo(port, database, "--catalog", str(catalog)) as first:
+    with running_demo(port, simulator_port, database, "--catalog", str(catalog)) as first:
         assert "the simulator plays the operators north, south" in first
+        styles = simulated_operators(simulator_port)
+        assert {"north", "south"} <= set(styles) and "telecom" not in styles
+        assert styles["south"]["prompt_tokens_percent"] == 150 and styles["north"]["prompt_tokens_percent"] == 100
         assert '"model": "lake-chat"' in first and '"model": "house-chat"' not in first and "glm-5" not in first
         key = re.search(r"Demo key: (sk-[0-9a-f]+)", first)
         assert key and "Admin key (shown once, keep it): sk-admin-" in first
@@ -141,7 +154,7 @@ def test_a_demo_of_another_catalog_plays_its_operators_and_keeps_its_key(tmp_pat
     key_file = demo_key_path(database)
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert key_file.read_text().strip() == key.group(1)
-    with running_demo(port, database, "--catalog", str(catalog)) as second:
+    with running_demo(port, simulator_port, database, "--catalog", str(catalog)) as second:
         assert f"Demo key: {key.group(1)}" in second
         assert "Admin key: the one set in SUANLI_ADMIN_KEY or shown at first start." in second
 
@@ -175,3 +188,15 @@ def test_the_instructions_name_the_catalogs_operators_and_a_chat_model_it_offers
     assert "the simulator plays the operators north, south." in text
     assert "Models:   house-chat (chat), lake-chat (chat), lake-embed (embedding)" in text
     assert text.count('"lake-chat"') == 2 and "glm-5" not in text and "deepseek" not in text
+
+
+def test_a_bad_simulator_table_stops_the_demo_before_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog = tmp_path / "own.toml"
+    catalog.write_text(OWN_CATALOG.replace("prompt_tokens_percent = 150", "warp = 9"))
+    monkeypatch.setenv("SUANLI_SIMULATOR_URL", "http://127.0.0.1:1")
+    status = main(["demo", "--catalog", str(catalog), "--database", str(tmp_path / "demo.db")])
+    assert status == 2
+    assert "operator south: unknown simulator knob(s): warp" in capsys.readouterr().err
+    assert not (tmp_path / "demo.db").exists()  # nothing was started or created

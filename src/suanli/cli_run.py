@@ -13,11 +13,13 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import uvicorn
 
 from suanli.api.app import build_app
 from suanli.catalog import Catalog, load_catalog
 from suanli.demo_key import demo_key, demo_key_path
+from suanli.errors import ConfigError
 from suanli.gateway import accounts as ops
 from suanli.gateway.platform import Settings, ensure_admin_key
 from suanli.money import cny_to_nano
@@ -185,8 +187,18 @@ PY
 
 
 def _simulator_command(catalog: Catalog, port: int) -> list[str]:
-    """``suanli simulate`` playing the operators of the catalog the demo runs (not a fixed list)."""
-    return [sys.executable, "-m", "suanli.cli", "simulate", "--port", str(port), "--operators", *catalog.operators]
+    """``suanli simulate`` playing the operators of the catalog the demo runs (not a fixed list), each in
+    the style its ``simulator`` table sets. The tables are checked here first, as the simulator checks
+    them, so a mistake stops the demo with one line naming the operator, before anything starts."""
+    styles = {name: operator.simulator for name, operator in catalog.operators.items() if operator.simulator}
+    try:
+        operator_profiles(catalog.operators, SimProfile(), styles)
+    except ValueError as exc:
+        raise ConfigError(f"the catalog's simulator tables: {exc}") from None
+    command = [sys.executable, "-m", "suanli.cli", "simulate", "--port", str(port), "--operators", *catalog.operators]
+    for name, knobs in styles.items():
+        command += ["--operator-profile", f"{name}={orjson.dumps(dict(knobs)).decode()}"]
+    return command
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
