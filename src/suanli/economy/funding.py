@@ -408,8 +408,7 @@ def settlement_transfers(
         if leg.source == "allowance":
             share = Fraction(0)
         elif leg.source == "pack":
-            draw = leg.weights.draw(usage) if leg.weights else 0
-            share = max(Fraction(0), share - Fraction(used, draw)) if draw else Fraction(0)
+            share = _share_left(leg, usage, share)
         if leg.source != "budget":
             last_plan = (index, leg, wanted - used) if share_before > 0 else last_plan
         transfers.append(_resolve(request_id, leg, used, index))
@@ -439,6 +438,15 @@ def settlement_transfers(
     return Settled(transfers, wallet_nano, plan_nano, summary, overruns)
 
 
+def _share_left(leg: Leg, usage: TokenUsage, share: Fraction) -> Fraction:
+    """The share of the call a pack leaves to the next source: none if its reservation holds its exact
+    draw for the share (it is charged that draw rounded down), else the part its reservation falls short of."""
+    draw = leg.weights.draw_exact(usage) if leg.weights else Fraction(0)
+    if draw == 0 or leg.reservation.amount >= draw * share:
+        return Fraction(0)
+    return share - Fraction(leg.reservation.amount) / draw
+
+
 def _wanted(leg: Leg, usage: TokenUsage, cost_nano: int, share: Fraction) -> int:
     """What the usage asks of one leg: a budget counts the cost (or tokens), an allowance one request (or
     the tokens), a pack its draw for the share of the call still uncovered, rounded down. A pack gives at
@@ -447,8 +455,9 @@ def _wanted(leg: Leg, usage: TokenUsage, cost_nano: int, share: Fraction) -> int
         return cost_nano if leg.unit == "cny" else usage.total
     if leg.source == "allowance":
         return (1 if leg.unit == "requests" else usage.total) if usage.total else 0
-    draw = leg.weights.draw(usage) if leg.weights else 0
-    return _floor_share(draw, share) if share > 0 else 0
+    draw = leg.weights.draw_exact(usage) if leg.weights else Fraction(0)
+    scaled = draw * share
+    return scaled.numerator // scaled.denominator
 
 
 @dataclass(frozen=True, slots=True)

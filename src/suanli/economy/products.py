@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from typing import Any
 
 from suanli.errors import BadRequest
@@ -46,8 +47,9 @@ class Weights:
     reasoning: int = WEIGHT_SCALE
     cache_write: int = WEIGHT_SCALE
 
-    def draw(self, usage: TokenUsage) -> int:
-        """Pack tokens a usage draws, rounded down to a whole token (the customer's favour)."""
+    def draw_exact(self, usage: TokenUsage) -> Fraction:
+        """Pack tokens a usage draws, as an exact fraction: the share of it a pack is charged is rounded down
+        once, to a whole token (the customer's favour)."""
         scaled = (
             usage.input * self.input
             + usage.cached_input * self.cached_input
@@ -55,7 +57,7 @@ class Weights:
             + usage.reasoning * self.reasoning
             + usage.cache_write * self.cache_write
         )
-        return scaled // WEIGHT_SCALE
+        return Fraction(scaled, WEIGHT_SCALE)
 
     def draw_max(self, input_tokens: int, output_tokens: int) -> int:
         """The most a request with these bounds can draw: each bound at its dearest class, rounded up (a
