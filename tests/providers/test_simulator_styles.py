@@ -570,3 +570,20 @@ def _wait_for_operators(base_url: str, process: subprocess.Popen[bytes]) -> dict
         except httpx.TransportError:
             assert time.monotonic() < deadline, "suanli simulate did not start"
             time.sleep(0.05)
+
+
+# --- headers_first_ms
+
+
+@pytest.mark.parametrize("path", ["/rough/v1/chat/completions", "/rough/v1/messages"])
+def test_headers_first_sends_the_headers_before_the_first_chunk(sim: Sim, path: str) -> None:
+    body = {"model": MODEL, "max_tokens": 5, "messages": HELLO, "stream": True}
+    sim.post(path, body).raise_for_status()  # warm: the tokenizer loads on the first answer
+    sim.put("rough", headers_first_ms=300)
+    started = time.monotonic()
+    with sim.http.stream("POST", path, content=orjson.dumps(body)) as response:
+        headers_s = time.monotonic() - started
+        first = next(response.iter_raw())
+        first_s = time.monotonic() - started
+    assert response.status_code == 200 and first
+    assert headers_s < 0.2 and first_s - headers_s >= 0.25  # the headers at once, the first chunk after the pause

@@ -21,7 +21,14 @@ from starlette.responses import Response, StreamingResponse
 
 from suanli.errors import InvariantViolation
 from suanli.metering.tokenizer import count_text
-from suanli.providers.simulator.chat_answer import Answer, ChoicePlan, generation_s, stream_events, whole_body
+from suanli.providers.simulator.chat_answer import (
+    Answer,
+    ChoicePlan,
+    after_pause,
+    generation_s,
+    stream_events,
+    whole_body,
+)
 from suanli.providers.simulator.completion import OverCap, output_limit, plan_completion
 from suanli.providers.simulator.errors import (
     error_response,
@@ -110,7 +117,8 @@ async def _send(answer: Answer, stream: bool) -> Response:
         # The headers wait for the first token too, as they do at an operator still reading the prompt.
         await asyncio.sleep(profile.ttft_ms / _MS_PER_S)
         headers = stream_headers(profile.close_delimited)
-        return StreamingResponse(stream_events(answer), media_type="text/event-stream", headers=headers)
+        events = after_pause(stream_events(answer), profile.headers_first_ms)
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
     await asyncio.sleep(profile.ttft_ms / _MS_PER_S + generation_s(answer))
     return Response(whole_body(answer), media_type="application/json")
 

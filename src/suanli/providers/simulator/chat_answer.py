@@ -124,6 +124,14 @@ async def pace(started_s: float, index: int, tokens_per_s: float) -> None:
         await asyncio.sleep(max(0.0, due_s - asyncio.get_running_loop().time()))
 
 
+async def after_pause(events: AsyncIterator[bytes], pause_ms: int) -> AsyncIterator[bytes]:
+    """``events``, the first of them ``pause_ms`` after the headers (``headers_first_ms``)."""
+    if pause_ms:
+        await asyncio.sleep(pause_ms / 1000)
+    async for event in events:
+        yield event
+
+
 async def stream_events(answer: Answer) -> AsyncIterator[bytes]:
     """The SSE events of the answer; ``drop_after_chunks`` counts content chunks over all choices."""
     where, null = usage_placement(answer.profile.stream_usage, answer.include_usage)

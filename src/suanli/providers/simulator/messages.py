@@ -41,7 +41,7 @@ from suanli.providers.simulator.chat import (  # shared with chat.py on purpose:
     read_body,
     sim_state,
 )
-from suanli.providers.simulator.chat_answer import pace
+from suanli.providers.simulator.chat_answer import after_pause, pace
 from suanli.providers.simulator.completion import OverCap, output_limit, plan_completion
 from suanli.providers.simulator.errors import RETRY_AFTER_S, StreamDropped
 from suanli.providers.simulator.framing import stream_headers
@@ -378,7 +378,8 @@ async def _send(reply: _Reply, stream: bool) -> Response:
         # The headers wait for the first token too, as they do at an operator still reading the prompt.
         await asyncio.sleep(profile.ttft_ms / _MS_PER_S)
         headers = stream_headers(profile.close_delimited)
-        return StreamingResponse(_stream_events(reply), media_type="text/event-stream", headers=headers)
+        events = after_pause(_stream_events(reply), profile.headers_first_ms)
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
     generation_s = len(reply.deltas) / profile.tokens_per_s if profile.tokens_per_s else 0
     await asyncio.sleep(profile.ttft_ms / _MS_PER_S + generation_s)
     body = _message(reply, [reply.block], reply.stop_reason, reply.usage)

@@ -80,6 +80,8 @@ class SimProfile:
     """How one simulated operator behaves; the defaults make a fast, healthy operator.
 
     - ``ttft_ms``: delay before a non-streamed answer, or before a stream's headers and first chunk.
+    - ``headers_first_ms``: a stream's headers go out at once (after ``ttft_ms``) and its first chunk this
+      much later, as at an operator that answers before it has read the prompt (vLLM does).
     - ``tokens_per_s``: pace of a stream's content chunks (a non-streamed answer waits as long);
       0 answers as fast as possible.
     - ``error_rate_percent`` / ``error_status``: share of requests (0-100) answered with this HTTP status
@@ -107,6 +109,7 @@ class SimProfile:
     """
 
     ttft_ms: int = 0
+    headers_first_ms: int = 0
     tokens_per_s: float = 0.0
     error_rate_percent: int = 0
     error_status: int = 500
@@ -127,6 +130,7 @@ class SimProfile:
     def __post_init__(self) -> None:
         # Validated here rather than only in from_mapping, so a profile built in code holds too.
         _require_int("ttft_ms", self.ttft_ms, 0, TTFT_MS_MAX)
+        _require_int("headers_first_ms", self.headers_first_ms, 0, TTFT_MS_MAX)
         _require_rate("tokens_per_s", self.tokens_per_s)
         _require_int("error_rate_percent", self.error_rate_percent, 0, 100)
         _require_int("error_status", self.error_status, ERROR_STATUS_MIN, ERROR_STATUS_MAX)
