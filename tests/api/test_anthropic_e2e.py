@@ -90,6 +90,22 @@ def test_count_tokens(gateway: Gateway, unique: str) -> None:
     assert usage_events(gateway, unique) == []  # counting is free
 
 
+def test_count_tokens_is_the_count_a_call_reserves_for(gateway: Gateway, unique: str) -> None:
+    key = gateway.account(unique)
+    tools = [{"name": f"tool_{i}", "description": "Reads a file of the project. " * 20,
+              "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}} for i in range(5)]  # fmt: skip
+    with client(gateway, key) as c:
+        bare = c.messages.count_tokens(model="glm-5", messages=MESSAGES).input_tokens  # type: ignore[arg-type]
+        counted = c.messages.count_tokens(model="glm-5", messages=MESSAGES, tools=tools).input_tokens  # type: ignore[arg-type]
+        reply = c.messages.with_raw_response.create(model="glm-5", max_tokens=5, messages=MESSAGES, tools=tools)  # type: ignore[arg-type]
+    assert counted > bare + 5 * 100  # the tool definitions are in the prompt, as the operator counts them
+    [event] = usage_events(gateway, unique)
+    # glm-5's offer: ¥4/M input (4,000 nano), ¥18/M output, the default 10 % margin, 5 output tokens.
+    margin = (counted * 10 + 99) // 100
+    assert event["reserved_nano"] == (counted + margin) * 4_000 + 5 * 18_000
+    assert reply.headers["x-suanli-operator"] == "beta"
+
+
 def test_errors_come_back_in_anthropic_shape(gateway: Gateway, unique: str) -> None:
     with client(gateway, "sk-nope") as c, pytest.raises(anthropic.AuthenticationError) as bad_key:
         c.messages.create(model="glm-5", max_tokens=5, messages=MESSAGES)  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ from suanli.gateway.lifecycle import Call, Settlement
 from suanli.gateway.platform import Platform
 from suanli.gateway.relay import StreamRelay, TranslatingRelay, parse_data
 from suanli.gateway.requests import chat_request_from
-from suanli.metering import count_messages, count_text, delivered_text, estimate_usage, usage_from_anthropic
+from suanli.metering import count_request, count_text, delivered_text, estimate_usage, usage_from_anthropic
 from suanli.money import nano_to_cny
 from suanli.pricing import TokenUsage
 from suanli.providers.anthropic_stream import AnthropicStreamTranslator, error_event, sse
@@ -213,9 +213,8 @@ async def anthropic_messages(platform: Platform, caller: Caller, body: dict[str,
 
 
 def count_tokens(body: dict[str, Any]) -> int:
-    """Input tokens of a Messages request, counted with the declared tokenizer (what a call reserves for,
-    before the margin); the tool definitions count as text."""
+    """Input tokens of a Messages request, counted as admission counts them (docs/billing.md, *Counting
+    the prompt*): the messages, system prompt, images and tool definitions of its OpenAI translation,
+    before the offer's margin."""
     translated = anthropic_to_openai_request({**body, "max_tokens": body.get("max_tokens") or 1})
-    tools = translated.get("tools")
-    extra = [{"role": "system", "content": orjson.dumps(tools).decode()}] if tools else []
-    return count_messages([*translated["messages"], *extra])
+    return count_request(translated, translated["messages"])
