@@ -92,8 +92,8 @@ def test_count_tokens(gateway: Gateway, unique: str) -> None:
 
 def test_count_tokens_is_the_count_a_call_reserves_for(gateway: Gateway, unique: str) -> None:
     key = gateway.account(unique)
-    tools = [{"name": f"tool_{i}", "description": "Reads a file of the project. " * 20,
-              "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}} for i in range(5)]  # fmt: skip
+    schema = {"type": "object", "properties": {"path": {"type": "string"}}}
+    tools = [{"name": f"tool_{i}", "description": "Reads a file. " * 20, "input_schema": schema} for i in range(5)]
     with client(gateway, key) as c:
         bare = c.messages.count_tokens(model="glm-5", messages=MESSAGES).input_tokens  # type: ignore[arg-type]
         counted = c.messages.count_tokens(model="glm-5", messages=MESSAGES, tools=tools).input_tokens  # type: ignore[arg-type]
