@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from suanli.metering import count_text, delivered_text
+from suanli.metering import count_text, delivered_texts
 from tests.conftest import Gateway, Simulator
 
 MESSAGES = [{"role": "user", "content": "Tell a long story about tokens."}]
@@ -56,7 +56,7 @@ def test_client_leaving_mid_stream_pays_for_what_was_delivered(
     events = wait_for_usage(gateway, unique)
     [event] = events
     assert event["outcome"] == "client_gone" and event["estimated"] is True
-    seen_tokens = count_text(delivered_text([b"".join(received)]))
+    seen_tokens = sum(count_text(text) for text in delivered_texts([b"".join(received)]))
     assert seen_tokens <= int(event["output_tokens"]) < 100  # type: ignore[call-overload]
     assert int(event["cost_nano"]) > 0  # type: ignore[call-overload]
     assert_settled(gateway, unique, int(event["cost_nano"]))  # type: ignore[call-overload]

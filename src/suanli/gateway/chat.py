@@ -25,7 +25,7 @@ from suanli.gateway.platform import Platform
 from suanli.gateway.relay import StreamRelay
 from suanli.gateway.requests import ChatRequest, parse_chat_request, parse_embedding_request, parse_image_request
 from suanli.gateway.routing import parse_preferences, plan_route
-from suanli.metering import estimate_usage, usage_from_openai
+from suanli.metering import answer_texts, estimate_usage, usage_from_openai
 from suanli.money import nano_to_cny
 from suanli.pricing import TokenUsage
 from suanli.providers.base import UpstreamResponse
@@ -196,12 +196,7 @@ def _usage_of(call: Call, data: dict[str, Any]) -> tuple[TokenUsage, bool]:
     reported = data.get("usage")
     if isinstance(reported, dict):
         return usage_from_openai(reported), False
-    text = "".join(
-        str((choice.get("message") or {}).get("content") or "")
-        for choice in data["choices"]
-        if isinstance(choice, dict)
-    )
-    return estimate_usage(call.prompt_tokens, text), True
+    return estimate_usage(call.prompt_tokens, answer_texts(data)), True
 
 
 def _openai_answer(

@@ -24,7 +24,7 @@ from suanli.gateway.lifecycle import Call, Settlement
 from suanli.gateway.platform import Platform
 from suanli.gateway.relay import StreamRelay, TranslatingRelay, parse_data
 from suanli.gateway.requests import chat_request_from
-from suanli.metering import count_request, count_text, delivered_text, estimate_usage, usage_from_anthropic
+from suanli.metering import count_request, delivered_texts, estimate_usage, usage_from_anthropic
 from suanli.money import nano_to_cny
 from suanli.pricing import TokenUsage
 from suanli.providers.anthropic_stream import AnthropicStreamTranslator, error_event, sse
@@ -88,7 +88,7 @@ def _native_usage(call: Call, data: dict[str, Any]) -> tuple[TokenUsage, bool]:
     blocks = data["content"]
     text = "".join(str(b.get("text") or b.get("thinking") or "") for b in blocks if isinstance(b, dict))
     text += "".join(orjson.dumps(b.get("input")).decode() for b in blocks if isinstance(b, dict) and "input" in b)
-    return estimate_usage(call.prompt_tokens, text), True
+    return estimate_usage(call.prompt_tokens, [text]), True
 
 
 def _native_answer(call: Call, data: dict[str, Any], usage: TokenUsage, settlement: Settlement, est: bool) -> bytes:
@@ -120,7 +120,8 @@ class AnthropicRelay(StreamRelay):
         """Input as reported by ``message_start``, if it came; the output as delivered, counted."""
         if self._reported is None:
             return super()._estimate()
-        return replace(usage_from_anthropic(self._reported), output=count_text(delivered_text(self._delivered)))
+        delivered = estimate_usage(0, delivered_texts(self._delivered))
+        return replace(usage_from_anthropic(self._reported), output=delivered.output)
 
     def _error_event(self, error: SuanliError) -> bytes:
         return error_event(anthropic_error(error)[1], error.message)

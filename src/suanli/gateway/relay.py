@@ -30,7 +30,7 @@ from suanli.gateway.health import Outcome
 from suanli.gateway.lifecycle import Call, Settlement, settle
 from suanli.gateway.platform import Platform
 from suanli.limits import STREAM_DELIVERED_BYTES_KEPT_MAX, STREAM_EVENT_BYTES_MAX
-from suanli.metering import delivered_text, estimate_usage, usage_from_openai
+from suanli.metering import delivered_texts, estimate_usage, usage_from_openai
 from suanli.money import nano_to_cny
 from suanli.pricing import TokenUsage
 from suanli.providers.base import UpstreamResponse
@@ -135,7 +135,7 @@ class StreamRelay:
 
     def _estimate(self) -> TokenUsage:
         """The usage of a stream whose upstream reported none: the prompt as counted, the text delivered."""
-        return estimate_usage(self._call.prompt_tokens, delivered_text(self._delivered))
+        return estimate_usage(self._call.prompt_tokens, delivered_texts(self._delivered))
 
     # The client's protocol. OpenAI clients get the operator's events as they are.
     def _opening(self) -> bytes:

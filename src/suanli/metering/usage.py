@@ -43,10 +43,11 @@ def usage_from_anthropic(usage: Mapping[str, Any]) -> TokenUsage:
     )
 
 
-def delivered_text(events: Iterable[bytes]) -> str:
+def delivered_texts(events: Iterable[bytes]) -> list[str]:
     """The text a client received from the given stream events (``data: {...}`` lines), OpenAI's chunks
-    or Anthropic's ``content_block_delta`` events."""
-    parts: list[str] = []
+    or Anthropic's ``content_block_delta`` events: one text per answer (a choice's ``index``), each its
+    pieces joined in the order they were written."""
+    answers: dict[int, list[str]] = {}
     for event in events:
         for line in event.splitlines():
             if not line.startswith(b"data:") or line[5:].strip() == b"[DONE]":
@@ -55,35 +56,56 @@ def delivered_text(events: Iterable[bytes]) -> str:
                 chunk = orjson.loads(line[5:])
             except orjson.JSONDecodeError:
                 continue
-            parts.extend(_delta_texts(chunk))
-    return "".join(parts)
+            for index, text in _delta_texts(chunk):
+                answers.setdefault(index, []).append(text)
+    return ["".join(answers[index]) for index in sorted(answers)]
+
+
+def answer_texts(answer: Mapping[str, Any]) -> list[str]:
+    """The text of each choice of a whole OpenAI ``chat.completion``: its content, reasoning content and
+    tool calls' names and arguments, as a stream of the same answer would have delivered them."""
+    texts: list[str] = []
+    for choice in answer.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, Mapping) else None
+        if isinstance(message, Mapping):
+            texts.append("".join(_message_texts(message)))
+    return texts
+
+
+def _message_texts(message: Mapping[str, Any]) -> Iterable[str]:
+    for key in ("content", "reasoning_content"):
+        if isinstance(message.get(key), str):
+            yield message[key]
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if isinstance(function, Mapping):
+            yield str(function.get("name") or "") + str(function.get("arguments") or "")
 
 
 ANTHROPIC_DELTA_TEXT = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
 
 
-def _delta_texts(chunk: Any) -> Iterable[str]:
+def _delta_texts(chunk: Any) -> Iterable[tuple[int, str]]:
+    """(answer index, text) of each piece of text in one event."""
     if isinstance(chunk, dict) and chunk.get("type") == "content_block_delta":
         delta = chunk.get("delta")
         if isinstance(delta, dict):
             text = delta.get(ANTHROPIC_DELTA_TEXT.get(str(delta.get("type")), ""))
             if isinstance(text, str):
-                yield text
+                yield 0, text
         return
     choices = chunk.get("choices") if isinstance(chunk, dict) else None
     for choice in choices if isinstance(choices, list) else ():
         delta = choice.get("delta") if isinstance(choice, dict) else None
         if not isinstance(delta, dict):
             continue
-        for key in ("content", "reasoning_content"):
-            if isinstance(delta.get(key), str):
-                yield delta[key]
-        for call in delta.get("tool_calls") or ():
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict):
-                yield str(function.get("name") or "") + str(function.get("arguments") or "")
+        index = choice.get("index", 0)
+        index = index if isinstance(index, int) and not isinstance(index, bool) else 0
+        for text in _message_texts(delta):
+            yield index, text
 
 
-def estimate_usage(prompt_tokens: int, delivered: str) -> TokenUsage:
-    """What a request used, counted locally: the prompt as counted at admission and the text delivered."""
-    return TokenUsage(input=prompt_tokens, output=count_text(delivered))
+def estimate_usage(prompt_tokens: int, delivered: Iterable[str]) -> TokenUsage:
+    """What a request used, counted locally: the prompt as counted at admission and the text of each
+    answer delivered, each counted on its own (reasoning text included: a local count can't tell it apart)."""
+    return TokenUsage(input=prompt_tokens, output=sum(count_text(text) for text in delivered))
