@@ -18,7 +18,6 @@ delivered, marked estimated (docs/billing.md).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
@@ -37,8 +36,14 @@ from suanli.providers.base import UpstreamResponse
 
 DONE_PREFIX = b"data: [DONE]"
 DONE_EVENT = b"data: [DONE]\n\n"
-_FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')  # a finish_reason that is a string, not null
 CHUNK_HEADER_FIELDS = ("id", "object", "created", "model", "system_fingerprint")
+
+
+def _may_finish(event: bytes) -> bool:
+    """Whether a chunk may carry a finish_reason that is not null (then it is parsed). Byte counts, not a
+    regular expression: this runs for every event of every stream."""
+    named = event.count(b'"finish_reason"')
+    return named > 0 and named != event.count(b'"finish_reason":null') + event.count(b'"finish_reason": null')
 
 
 def error_event(exc: SuanliError) -> bytes:
@@ -183,8 +188,10 @@ class StreamRelay:
             self._ended = True
             return None  # the platform's own [DONE] follows the settlement
         has_usage = b'"usage":{' in event or b'"usage": {' in event
-        if not has_usage and not _FINISHED.search(event):
-            self._deliver(event)
+        if not has_usage and not _may_finish(event):
+            if self._delivered_bytes < STREAM_DELIVERED_BYTES_KEPT_MAX:  # inline: this runs for every event
+                self._delivered.append(event)
+                self._delivered_bytes += len(event)
             return event
         data = parse_data(event)
         if not isinstance(data, dict):
