@@ -19,9 +19,8 @@ from hypothesis import strategies as st
 
 from suanli.money import cny_to_nano, nano_to_cny
 from tests.conftest import Gateway, Simulator
+from tests.gateway.styled import OFFER_OUTPUT_CAP, list_price
 
-PRICE_INPUT_NANO, PRICE_CACHED_NANO, PRICE_OUTPUT_NANO = 1000, 500, 2000  # the "styled" offers', per token
-OFFER_OUTPUT_CAP = 1000
 SETTLE_WAIT_S = 10.0
 WORDS = ["token", "operator", "算力", "ledger", "quote", "price", "电信", "stream", "cache", "模型", "pack"]
 IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
@@ -36,15 +35,6 @@ def event_of(gateway: Gateway, account: str, request_id: str) -> dict[str, Any]:
             return dict(found[0])
         time.sleep(0.02)
     raise AssertionError(f"{request_id} was never settled")
-
-
-def list_price(usage: dict[str, Any]) -> int:
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-    return (
-        (usage["prompt_tokens"] - cached) * PRICE_INPUT_NANO
-        + cached * PRICE_CACHED_NANO
-        + usage["completion_tokens"] * PRICE_OUTPUT_NANO
-    )
 
 
 @pytest.fixture(scope="module")

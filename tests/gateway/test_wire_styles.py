@@ -19,6 +19,7 @@ import pytest
 
 from suanli.money import cny_to_nano
 from tests.conftest import Gateway, Simulator
+from tests.gateway.styled import PRICE_INPUT_NANO, PRICE_OUTPUT_NANO, list_price
 
 STYLES: dict[str, dict[str, object]] = {
     "openai": {},  # [DONE], usage as its own chunk when asked, chunked
@@ -31,7 +32,6 @@ STYLES: dict[str, dict[str, object]] = {
     "no-usage-at-all": {"report_usage": False, "stream_done": False},
 }
 ESTIMATED_STYLES = {"never-in-stream", "no-usage-at-all"}
-PRICE_INPUT_NANO, PRICE_CACHED_NANO, PRICE_OUTPUT_NANO = 1000, 500, 2000  # the "styled" offer's, per token
 SETTLE_WAIT_S = 10.0
 
 
@@ -56,15 +56,6 @@ def events_of(gateway: Gateway, account: str, count: int = 1) -> list[dict[str, 
 
 def wallet_nano(gateway: Gateway, account: str) -> dict[str, int]:
     return dict(gateway.admin("GET", f"/admin/v1/accounts/{account}").json()["wallet"])
-
-
-def list_price(usage: dict[str, Any]) -> int:
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-    return (
-        (usage["prompt_tokens"] - cached) * PRICE_INPUT_NANO
-        + cached * PRICE_CACHED_NANO
-        + usage["completion_tokens"] * PRICE_OUTPUT_NANO
-    )
 
 
 def offer_health(gateway: Gateway, offer: str) -> dict[str, Any]:
