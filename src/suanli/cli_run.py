@@ -33,6 +33,7 @@ from suanli.providers.simulator import (
 )
 from suanli.store.accounts import find_account
 from suanli.store.db import open_database, run_in_transaction, transaction
+from suanli.store.owner import DatabaseOwner
 
 Common = Callable[[argparse.ArgumentParser], None]
 DEMO_OPERATORS = ("telecom", "mobile", "unicom")
@@ -64,8 +65,9 @@ def serve_gateway(
     # Read the catalog before the server starts, so a mistake in it is one clear line (exit status 2),
     # not a start-up traceback from inside the server.
     catalog = load_catalog(settings.catalog_path)
+    owner = DatabaseOwner.take(settings.database_path)  # likewise: a second gateway on this file is one line
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = build_app(settings, catalog=catalog)
+    app = build_app(settings, catalog=catalog, owner=owner)
     config = uvicorn.Config(
         app, host=host, port=port, loop="uvloop", http="httptools", log_level=log_level,
         access_log=False, timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S, server_header=False, date_header=False,

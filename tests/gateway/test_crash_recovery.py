@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -75,3 +77,34 @@ def test_reservations_in_flight_are_resolved_after_kill_9(simulator: Simulator, 
 @pytest.fixture(autouse=True)
 def _no_leftover_faults(simulator: Simulator) -> None:
     simulator.reset("faulty")
+
+
+def test_a_second_gateway_on_the_same_database_refuses_to_start(simulator: Simulator, tmp_path: Path) -> None:
+    """It would recover, so void, the first one's live reservations; it says who holds the file and exits."""
+    first = start_gateway(tmp_path, simulator)
+    simulator.set("faulty", ttft_ms=800)  # under its operator's 1 s first-byte timeout
+    try:
+        key = first.account("owner", topup_cny="1")
+        body = {"model": "faulty-model", "messages": [{"role": "user", "content": "slow"}]}
+        answer: list[httpx.Response] = []
+        call = threading.Thread(target=lambda: answer.append(httpx.post(
+            f"{first.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=WAIT_S,
+        )))  # fmt: skip
+        call.start()
+        deadline = time.monotonic() + WAIT_S
+        while open_reservations(first.database) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        command = [sys.executable, "-m", "suanli.cli", "serve", "--port", "9"]
+        second = subprocess.run(command, check=False, env=first.env, capture_output=True, text=True, timeout=WAIT_S)
+        assert second.returncode == 2 and second.stderr.startswith("error: another gateway serves")
+        assert f"pid {first.process.pid} " in second.stderr
+        assert second.stderr.count("\n") == 1  # one line, no traceback
+        assert open_reservations(first.database) == 1  # the live reservation was left alone
+        call.join()
+        assert answer[0].status_code == 200  # and settled by its own gateway
+        assert open_reservations(first.database) == 0
+    finally:
+        simulator.reset("faulty")
+        stop(first.process)
+    taken_over = start_gateway(tmp_path, simulator, database=first.database)  # the holder is gone: free again
+    stop(taken_over.process)

@@ -20,6 +20,7 @@ from suanli.api.middleware.request_id import RequestIdMiddleware
 from suanli.catalog import Catalog
 from suanli.errors import NotFound, SuanliError
 from suanli.gateway.platform import Platform, Settings
+from suanli.store.owner import DatabaseOwner
 
 log = logging.getLogger("suanli")
 
@@ -32,10 +33,15 @@ async def not_found(request: Request, exc: Exception) -> Response:
     return await handle_suanli_error(request, NotFound(f"No route {request.method} {request.url.path}."))
 
 
-def build_app(settings: Settings, platform: Platform | None = None, catalog: Catalog | None = None) -> Starlette:
+def build_app(
+    settings: Settings,
+    platform: Platform | None = None,
+    catalog: Catalog | None = None,
+    owner: DatabaseOwner | None = None,
+) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        running = platform or Platform(settings, catalog)
+        running = platform or Platform(settings, catalog, owner)
         report = await running.start()
         if report.posted or report.voided:
             log.warning("recovered reservations: %d posted, %d voided", report.posted, report.voided)

@@ -33,6 +33,7 @@ from suanli.limits import HEALTH_PROBE_INTERVAL_S, HEALTH_PROBE_TIMEOUT_S, PACK_
 from suanli.providers.http1 import Http1Upstream
 from suanli.store.accounts import add_admin_key, has_admin_key, new_raw_key
 from suanli.store.db import open_database, transaction
+from suanli.store.owner import DatabaseOwner
 from suanli.store.writer import GroupCommitWriter, Writer
 
 DEFAULT_DATABASE_PATH = Path("suanli-data") / "suanli.db"
@@ -71,8 +72,9 @@ def _durability(value: str) -> str:
 
 
 class Platform:
-    def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog | None = None, owner: DatabaseOwner | None = None) -> None:
         self.settings = settings
+        self._owner = owner  # the lock on the database; taken at start if not given
         self.catalog = self._file_catalog = catalog or load_catalog(settings.catalog_path)
         self._price_rows: list[tuple[str, int, str]] = []
         self.reader: sqlite3.Connection = open_database(settings.database_path)
@@ -96,7 +98,9 @@ class Platform:
         self.calls_in_flight = 0  # admitted and not yet settled
 
     async def start(self) -> RecoveryReport:
-        """Resolve what a previous process left reserved, then open for business."""
+        """Take the database (one gateway per file), resolve what a previous process left reserved, then
+        open for business."""
+        self._owner = self._owner or DatabaseOwner.take(self.settings.database_path)
         report = recover(self.reader)
         self.admin_key_created = ensure_admin_key(self.reader, self.settings.admin_key)
         self.reload_prices()
@@ -162,6 +166,8 @@ class Platform:
             await upstream.close()
         self.writer.close()
         self.reader.close()
+        if self._owner is not None:
+            self._owner.release()  # only now may another gateway recover what this one left
 
 
 def list_catalog_products(conn: sqlite3.Connection, catalog: Catalog) -> None:
