@@ -24,7 +24,10 @@ STREAM_DELIVERED_BYTES_KEPT_MAX = 16 * 1024 * 1024  # kept to count a cut stream
 # Ledger and store.
 LEDGER_BATCH_OPS_MAX = 512  # operations committed together in one transaction (group commit)
 LEDGER_QUEUE_DEPTH_MAX = 20_000  # operations waiting for the writer; beyond, admission gets 503
-SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_BUSY_TIMEOUT_MS = 10_000  # connections other than the writer's wait this long for a lock
+STORE_RETRY_FOR_S = 30.0  # a job whose batch the store failed is tried again, alone, for this long
+STORE_RETRY_BACKOFF_S = 0.01  # the first wait before such a try; it doubles each time
+STORE_RETRY_BACKOFF_MAX_S = 1.0
 
 # Caches.
 KEY_CACHE_TTL_S = 2.0  # a key revoked from another process is refused within this time
@@ -45,6 +48,9 @@ FALLBACK_MODELS_MAX = 8  # models in a request's "models" fallback list beyond t
 ROUTE_ATTEMPTS_MAX = 3  # offers tried for one request before the client gets the error
 ROUTE_DEADLINE_S = 90.0  # no new attempt starts after this long since the request arrived
 OFFER_CAPACITY_DEFAULT = 256  # calls in flight an offer takes before others are preferred (catalog: capacity)
+# A reservation older than the longest a call can last (its attempts, the whole upstream call, and a
+# minute of settling) is resolved by the sweep: the call that made it can no longer settle it.
+RESERVATION_STALE_S = ROUTE_DEADLINE_S + UPSTREAM_TOTAL_TIMEOUT_S + 60.0
 
 # Health: a circuit breaker per offer, fed by every call and by probes.
 HEALTH_WINDOW_S = 60.0  # the sliding window the error rate is computed over

@@ -223,7 +223,7 @@ OPENAI = Dialect("openai", answer=_openai_answer, relay=StreamRelay)
 
 async def _release(platform: Platform, call: Call, exc: BaseException) -> None:
     """The call failed before the client got an answer: release the reservation, record why."""
-    if call.settled:
+    if not call.open:
         return
     if isinstance(exc, SuanliError):
         outcome = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_error"

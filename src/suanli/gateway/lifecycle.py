@@ -12,6 +12,7 @@ customer nothing.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,7 @@ from suanli.catalog import Offer
 from suanli.economy.contracts import find_contract
 from suanli.economy.funding import Funding, FundingRequest, adjust_settlement, reserve_job, settlement_transfers
 from suanli.economy.products import FUNDING_SOURCES
-from suanli.errors import BadRequest
+from suanli.errors import BadRequest, invariant
 from suanli.gateway.auth import Caller
 from suanli.gateway.platform import Platform
 from suanli.gateway.quoting import input_bound, quote_plan
@@ -54,7 +55,13 @@ class Call:
     attempts: list[Attempt] = field(default_factory=list)
     started_ns: int = field(default_factory=time.perf_counter_ns)
     first_byte_ns: int | None = None
-    settled: bool = False
+    settling: bool = False  # its settlement is being written
+    settled: bool = False  # its settlement committed
+
+    @property
+    def open(self) -> bool:
+        """Neither settled nor being settled: whoever ends the call must settle it."""
+        return not (self.settled or self.settling)
 
     @property
     def quote(self) -> Quote:
@@ -121,8 +128,8 @@ async def admit(
         memo=orjson.dumps({"key": caller.key.id, "model": request.model, "account": account.id}).decode(),
         plans=account.has_plans,
     )  # fmt: skip
-    funding = await platform.writer.run(partial(reserve_job, req=spec, products=platform.products, zone=platform.zone),
-                                        durable=False)  # fmt: skip
+    job = partial(reserve_job, req=spec, products=platform.products, zone=platform.zone)
+    funding = await platform.writer.run(job, durable=False, shed=True)  # an admission may be shed, never a settlement
     covered = [o for o in candidates if funding.wallet is None or o.id in funding.covered_offers]
     platform.calls_in_flight += 1
     return Call(request_id, caller, request, covered, quotes, prompt_tokens, funding, covered[0])
@@ -139,10 +146,39 @@ async def settle(
     error_code: str = "",
 ) -> Settlement:
     """Charge ``usage`` at the serving offer's quoted prices and record the usage event, in one durable
-    step. A second call for the same request is refused by the ledger."""
-    call.settled = True
+    step. The call is marked settled only once that step committed; while it runs, a second settlement of
+    the call is not started (and the ledger would refuse it). A failed step leaves the call unsettled, for
+    its caller to report and the sweep to resolve."""
+    invariant(not call.settling and not call.settled, "a call is settled once")
+    call.settling = True
     alone = platform.calls_in_flight == 1  # the only call in flight: its settlement needn't wait for a batch
-    platform.calls_in_flight -= 1
+    try:
+        settlement = await _settle(platform, call, usage, estimated=estimated, outcome=outcome,
+                                   http_status=http_status, error_code=error_code, alone=alone)  # fmt: skip
+    except asyncio.CancelledError:
+        # Cancelled while awaiting the writer: the job is queued and commits without us. The call stays
+        # "settling", so nobody settles it again; if the write failed after all, the sweep resolves it.
+        raise
+    except BaseException:
+        call.settling = False
+        raise
+    finally:
+        platform.calls_in_flight -= 1
+    call.settling, call.settled = False, True
+    return settlement
+
+
+async def _settle(
+    platform: Platform,
+    call: Call,
+    usage: TokenUsage,
+    *,
+    estimated: bool,
+    outcome: str,
+    http_status: int,
+    error_code: str,
+    alone: bool,
+) -> Settlement:
     result = charge(call.quote, usage)
     event = usage_event(call, usage, result, estimated=estimated, outcome=outcome,
                         http_status=http_status, error_code=error_code)  # fmt: skip

@@ -70,6 +70,8 @@ class Metrics:
                                ["operator", "model"], buckets=LATENCY_BUCKETS_S, registry=self.registry)  # fmt: skip
         self._uncharged = Counter("suanli_uncharged_nano_cny", "Usage no customer balance could pay, nano-CNY",
                                   ["operator", "offer"], registry=self.registry)  # fmt: skip
+        self._background_failures = Counter("suanli_background_failures", "Failed runs of a background loop",
+                                            ["loop"], registry=self.registry)  # fmt: skip
         self._attempts = Counter("suanli_upstream_attempts", "Upstream calls, by outcome", ["operator", "outcome"],
                                  registry=self.registry)  # fmt: skip
         self._refused = Counter("suanli_refused_requests", "Requests refused before reaching an operator",
@@ -107,6 +109,9 @@ class Metrics:
                 child.inc(count)
         for attempt in attempts:
             self._attempts.labels(attempt.operator, attempt.outcome).inc()
+
+    def background_failed(self, loop: str) -> None:
+        self._background_failures.labels(loop).inc()
 
     def refused(self, status: int, code: str) -> None:
         self._refused.labels(str(status), code).inc()

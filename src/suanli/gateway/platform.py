@@ -6,9 +6,10 @@ There are no module globals: the ASGI app's lifespan builds a ``Platform``, star
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -26,16 +27,17 @@ from suanli.gateway.health import HealthRegistry
 from suanli.gateway.metrics import Metrics
 from suanli.gateway.price_versions import stored_versions, with_versions
 from suanli.gateway.quoting import PriceClock
-from suanli.gateway.recovery import RecoveryReport, recover
+from suanli.gateway.recovery import RecoveryReport, recover, resolve_stale_job
 from suanli.ledger import ASSET_CNY, SqliteLedger
 from suanli.ledger import names as ledger_names
-from suanli.limits import HEALTH_PROBE_INTERVAL_S, HEALTH_PROBE_TIMEOUT_S, PACK_EXPIRY_SWEEP_S
+from suanli.limits import HEALTH_PROBE_INTERVAL_S, HEALTH_PROBE_TIMEOUT_S, PACK_EXPIRY_SWEEP_S, RESERVATION_STALE_S
 from suanli.providers.http1 import Http1Upstream
 from suanli.store.accounts import add_admin_key, has_admin_key, new_raw_key
-from suanli.store.db import open_database, transaction
+from suanli.store.db import now_ms, open_database, transaction
 from suanli.store.owner import DatabaseOwner
 from suanli.store.writer import GroupCommitWriter, Writer
 
+log = logging.getLogger("suanli")
 DEFAULT_DATABASE_PATH = Path("suanli-data") / "suanli.db"
 DURABILITY_LEVELS = ("full", "process")
 PROBE_PATHS = {"openai": "/models", "anthropic": "/v1/models"}  # an Anthropic base URL stops before /v1
@@ -108,8 +110,9 @@ class Platform:
             list_catalog_products(self.reader, self.catalog)
         self.reload_products()
         self.writer.start()
-        self._prober = asyncio.get_running_loop().create_task(self._probe_forever())
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        loop = asyncio.get_running_loop()
+        self._prober = loop.create_task(self._forever("probe", self._probe_once, HEALTH_PROBE_INTERVAL_S))
+        self._sweeper = loop.create_task(self._forever("sweep", self._sweep_once, PACK_EXPIRY_SWEEP_S))
         await self.ledger.open_account(ledger_names.TOPUP_SOURCE, ASSET_CNY, None)
         await self.ledger.open_account(ledger_names.UNCHARGED, ASSET_CNY, None)
         await self.ledger.open_account(ledger_names.ESCROW, ASSET_CNY, ledger_names.ESCROW_FLOOR_NANO)
@@ -130,25 +133,34 @@ class Platform:
         """Read the shelf again (after a product was listed or retired)."""
         self.products = load_products(self.reader, frozenset(self.catalog.models), TIERS)
 
-    async def _sweep_forever(self) -> None:
-        """Forfeit what is left of expired packs and renew (or lapse) subscriptions whose month ended,
-        every ``PACK_EXPIRY_SWEEP_S``."""
-        while True:
-            await self.writer.run(expire_packs_job())
-            await self.writer.run(renew_due_job(self.products, self.zone))
-            await asyncio.sleep(PACK_EXPIRY_SWEEP_S)
-            self.reload_products()  # products listed from the CLI, by another process
-            self.reload_prices()  # and prices set from it
+    async def _sweep_once(self) -> None:
+        """Forfeit what is left of expired packs, renew (or lapse) subscriptions whose month ended, resolve
+        reservations older than any call can last, and read what another process changed."""
+        await self.writer.run(expire_packs_job())
+        await self.writer.run(renew_due_job(self.products, self.zone))
+        stale = await self.writer.run(resolve_stale_job(now_ms() - int(RESERVATION_STALE_S * 1000)))
+        if stale.posted or stale.voided:
+            log.warning("resolved stale reservations: %d posted, %d voided", stale.posted, stale.voided)
+        self.reload_products()  # products listed from the CLI, by another process
+        self.reload_prices()  # and prices set from it
 
-    async def _probe_forever(self) -> None:
+    async def _probe_once(self) -> None:
         """Probe operators whose breakers are not closed, so they recover without waiting for traffic."""
+        for operator in self.health.operators_to_probe():
+            protocol = self.catalog.operators[operator].protocol
+            path = PROBE_PATHS[protocol]
+            ok = await self.upstreams[operator, protocol].probe(path, HEALTH_PROBE_TIMEOUT_S)
+            self.health.probed(operator, ok, "" if ok else f"no answer to GET {path}")
+
+    async def _forever(self, name: str, step: Callable[[], Awaitable[None]], interval_s: float) -> None:
+        """Run ``step`` every ``interval_s``; a failure is logged and counted, and the loop carries on."""
         while True:
-            await asyncio.sleep(HEALTH_PROBE_INTERVAL_S)
-            for operator in self.health.operators_to_probe():
-                protocol = self.catalog.operators[operator].protocol
-                path = PROBE_PATHS[protocol]
-                ok = await self.upstreams[operator, protocol].probe(path, HEALTH_PROBE_TIMEOUT_S)
-                self.health.probed(operator, ok, "" if ok else f"no answer to GET {path}")
+            try:
+                await step()
+            except Exception:
+                self.metrics.background_failed(name)
+                log.exception("the %s loop failed; it carries on", name)
+            await asyncio.sleep(interval_s)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Run work that must finish even if the request that started it is cancelled (settlement)."""

@@ -3,13 +3,15 @@
 A reservation still open at start-up belongs to a request that died with its process. If its usage event
 was recorded, the reservation is posted for that cost (never more than reserved); otherwise it is voided
 and a usage event with outcome ``recovered`` records that the request cost nothing. Either way nothing
-stays reserved. (With several gateway processes on one database, recovery must only touch the
-reservations of dead processes; that arrives with the scale-out issue, see docs/architecture.md.)
+stays reserved. Only one gateway serves a database (``store.owner``), so at start-up every open
+reservation is a dead process's. While the gateway runs, its sweep resolves the same way any reservation
+older than the longest possible call (``RESERVATION_STALE_S``): one whose settlement failed for good.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -28,29 +30,54 @@ class RecoveryReport:
 
 
 def recover(conn: sqlite3.Connection) -> RecoveryReport:
-    """Resolve all open reservations, each in its own transaction."""
+    """Resolve all open reservations, each in its own transaction (at start-up, before any call)."""
     posted = voided = 0
     for pending, request_id in open_pending(conn):
         with transaction(conn):
-            event = usage_event(conn, request_id)
-            if not pending.debit_account.startswith("wallet:"):  # a plan or a budget: given back whole
-                void = Transfer(f"{pending.id}.recovered", Kind.VOID, pending.debit_account, pending.credit_account,
-                                pending.asset, 0, pending.id)  # fmt: skip
-                apply_entry(conn, [void], request_id)
-                if event is None:
-                    insert_usage_event(conn, _recovered_event(pending, request_id))
-                voided += 1
-            elif event is not None and event.cost_nano > 0:
-                amount = min(event.cost_nano, pending.amount)
-                apply_entry(conn, entries.settlement(request_id, pending, event.operator, amount), request_id)
+            if resolve(conn, pending, request_id):
                 posted += 1
             else:
-                apply_entry(conn, entries.settlement(request_id, pending, "", 0), request_id)
-                if event is None:
-                    insert_usage_event(conn, _recovered_event(pending, request_id))
                 voided += 1
     invariant(not open_pending(conn), "recovery left a reservation open")
     return RecoveryReport(posted, voided)
+
+
+def resolve_stale_job(older_than_ms: int) -> Callable[[sqlite3.Connection], RecoveryReport]:
+    """A writer job resolving, as recovery does, every reservation made before ``older_than_ms``: older than
+    the longest a call can last, so the call that made it can no longer settle it (its settlement failed
+    for good, or was lost with a task)."""
+
+    def job(conn: sqlite3.Connection) -> RecoveryReport:
+        posted = voided = 0
+        for pending, request_id in open_pending(conn, created_before_ms=older_than_ms):
+            if resolve(conn, pending, request_id):
+                posted += 1
+            else:
+                voided += 1
+        return RecoveryReport(posted, voided)
+
+    return job
+
+
+def resolve(conn: sqlite3.Connection, pending: Transfer, request_id: str) -> bool:
+    """Post one open reservation for its recorded usage (True), or void it (False); in the caller's
+    transaction."""
+    event = usage_event(conn, request_id)
+    if not pending.debit_account.startswith("wallet:"):  # a plan or a budget: given back whole
+        void = Transfer(f"{pending.id}.recovered", Kind.VOID, pending.debit_account, pending.credit_account,
+                        pending.asset, 0, pending.id)  # fmt: skip
+        apply_entry(conn, [void], request_id)
+        if event is None:
+            insert_usage_event(conn, _recovered_event(pending, request_id))
+        return False
+    if event is not None and event.cost_nano > 0:
+        amount = min(event.cost_nano, pending.amount)
+        apply_entry(conn, entries.settlement(request_id, pending, event.operator, amount), request_id)
+        return True
+    apply_entry(conn, entries.settlement(request_id, pending, "", 0), request_id)
+    if event is None:
+        insert_usage_event(conn, _recovered_event(pending, request_id))
+    return False
 
 
 def _recovered_event(pending: Transfer, request_id: str) -> UsageEvent:

@@ -95,7 +95,7 @@ class StreamRelay:
                 out = self._feed(chunk)
                 if out:
                     yield out
-                if self._ended and not self._call.settled:
+                if self._ended and self._call.open:
                     yield await self._end_normally()
         except SuanliError as exc:
             error = exc
@@ -103,7 +103,7 @@ class StreamRelay:
             self._leave()  # the client went away, or the server is cancelling us
             raise
         self._release()
-        if self._call.settled:
+        if not self._call.open:
             return
         if self._finished:  # the final event came; the body's end, however it came, is no cut
             yield await self._end_normally()
@@ -119,7 +119,10 @@ class StreamRelay:
         return len(self._finished_choices) >= self._call.request.choices
 
     async def _end_normally(self) -> bytes:
-        settlement = await self._settle("ok", 200)
+        try:
+            settlement = await self._settle("ok", 200)
+        except SuanliError as exc:  # the store failed for good; the sweep resolves the reservation
+            return self._error_event(exc)
         return self._closing(settlement)
 
     def _release(self) -> None:
@@ -132,7 +135,7 @@ class StreamRelay:
 
     def _leave(self) -> None:
         self._release()
-        if not self._call.settled:
+        if self._call.open:
             self._platform.spawn(self._settle("client_gone", 499))
 
     def _cut_error(self) -> SuanliError:
@@ -219,7 +222,7 @@ class StreamRelay:
                 self._finished_choices.add(index if isinstance(index, int) else 0)
 
     async def _settle(self, outcome: str, http_status: int, error_code: str = "") -> Settlement | None:
-        if self._call.settled:
+        if not self._call.open:
             return None
         usage, estimated = self._usage, False
         if usage is None:

@@ -197,11 +197,14 @@ def _insert(conn: sqlite3.Connection, t: Transfer) -> None:
     )
 
 
-def open_pending(conn: sqlite3.Connection) -> list[tuple[Transfer, str]]:
-    """Every reservation not yet posted or voided, with the request it belongs to."""
+def open_pending(conn: sqlite3.Connection, created_before_ms: int | None = None) -> list[tuple[Transfer, str]]:
+    """Every reservation not yet posted or voided (made before ``created_before_ms``, if given), with the
+    request it belongs to."""
     rows = conn.execute(
         "SELECT t.id, t.kind, t.debit_account, t.credit_account, t.asset, t.amount, t.memo, o.request_id "
-        "FROM open_pending o JOIN transfers t ON t.id = o.transfer_id ORDER BY o.created_at_ms"
+        "FROM open_pending o JOIN transfers t ON t.id = o.transfer_id WHERE o.created_at_ms < ? "
+        "ORDER BY o.created_at_ms",
+        (created_before_ms if created_before_ms is not None else 2**62,),
     ).fetchall()
     return [(Transfer(r[0], Kind(r[1]), r[2], r[3], r[4], r[5], memo=r[6]), r[7]) for r in rows]
 

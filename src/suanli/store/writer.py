@@ -19,6 +19,15 @@ hand-offs, at high load jobs queue and are batched as above. A durable job does 
 says it is ``alone`` (the gateway's only request in flight): its fsync then blocks the event loop, but
 there is nothing else for the loop to do and no batch to share the fsync with.
 
+The store can fail a batch (a "database is locked" while the CLI writes, a full disk). Nothing is then
+lost while the process lives: the batch's jobs are tried again one by one, each in its own transaction
+with the same ids (every job is idempotent or was rolled back whole), with backoff, up to
+``STORE_RETRY_FOR_S``; only a job still failing then reports the failure to its caller. Back-pressure
+(``LEDGER_QUEUE_DEPTH_MAX``) refuses new admissions only (``shed=True``), never a settlement: those are
+bounded by the calls already admitted. The inline path never waits on a lock: its connection does not
+wait for SQLite's busy handler, and a job that finds the database locked goes to the thread instead,
+which waits with backoff, off the event loop.
+
 ``sync_money=False`` (setting ``SUANLI_DURABILITY=process``) commits settlements without an fsync as
 well: every commit still survives the process dying, but the last few may be lost if the machine loses
 power, and recovery then voids their reservations (the customers are not charged for those calls).
@@ -28,17 +37,27 @@ It is the operator's trade: about a quarter of a millisecond per request on a di
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from suanli.errors import ServiceUnavailable
-from suanli.limits import LEDGER_BATCH_OPS_MAX, LEDGER_QUEUE_DEPTH_MAX
+from suanli.limits import (
+    LEDGER_BATCH_OPS_MAX,
+    LEDGER_QUEUE_DEPTH_MAX,
+    STORE_RETRY_BACKOFF_MAX_S,
+    STORE_RETRY_BACKOFF_S,
+    STORE_RETRY_FOR_S,
+)
 from suanli.store.db import connect
+
+log = logging.getLogger("suanli.writer")
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
@@ -49,7 +68,9 @@ class Writer(Protocol):
 
     def start(self) -> None: ...
 
-    async def run(self, job: Callable[[sqlite3.Connection], T], *, durable: bool = True, alone: bool = False) -> T: ...
+    async def run(
+        self, job: Callable[[sqlite3.Connection], T], *, durable: bool = True, alone: bool = False, shed: bool = False
+    ) -> T: ...
 
     def close(self) -> None: ...
 
@@ -91,23 +112,36 @@ class GroupCommitWriter:
         self._synchronous = _Synchronous()
         self.batches_committed = 0
         self.jobs_committed = 0
+        self.store_retries = 0  # jobs tried again after the store failed their batch
 
     def start(self) -> None:
         if not self._started:
             self._started = True
             self._conn = connect(self._path)
+            # SQLite's busy handler would make a job wait for another process's lock wherever it runs, the
+            # event loop's thread included; the writer waits instead, with backoff, in its own thread.
+            self._conn.execute("PRAGMA busy_timeout=0")
             self._thread.start()
 
-    async def run(self, job: Callable[[sqlite3.Connection], T], *, durable: bool = True, alone: bool = False) -> T:
+    async def run(
+        self, job: Callable[[sqlite3.Connection], T], *, durable: bool = True, alone: bool = False, shed: bool = False
+    ) -> T:
         """Run ``job`` in the next group commit and return its result once committed (and, if
         ``durable``, synced to disk). ``alone``: the caller knows no other request is in flight, so a
-        durable job may run inline too, since there is no batch for it to share an fsync with."""
+        durable job may run inline too, since there is no batch for it to share an fsync with. ``shed``: the
+        job may be refused (503) when too many wait; only admissions are, never what settles them."""
         durable = durable and self._sync_money
         inline = not durable or alone
         if inline and self._depth == 0 and self._conn is not None and self._busy.acquire(blocking=False):
-            return self._run_inline(self._conn, job, durable)
+            outcome = self._run_inline(self._conn, job, durable)
+            if outcome is not None:
+                ok, value = outcome
+                if not ok:
+                    raise value
+                result: T = value
+                return result
         with self._depth_lock:
-            if self._depth >= LEDGER_QUEUE_DEPTH_MAX:
+            if shed and self._depth >= LEDGER_QUEUE_DEPTH_MAX:
                 raise ServiceUnavailable("The platform is at its write capacity; retry shortly.", code="overloaded")
             self._depth += 1
         loop = asyncio.get_running_loop()
@@ -115,19 +149,21 @@ class GroupCommitWriter:
         self._queue.put(_Pending(job, durable, future, loop))
         return await future
 
-    def _run_inline(self, conn: sqlite3.Connection, job: Callable[[sqlite3.Connection], T], durable: bool) -> T:
+    def _run_inline(
+        self, conn: sqlite3.Connection, job: Callable[[sqlite3.Connection], T], durable: bool
+    ) -> tuple[bool, Any] | None:
         """A job that needs no fsync, with nothing queued and the thread idle: run it here. It takes tens
-        of microseconds, less than handing it to the thread and back; with load, jobs queue and batch."""
+        of microseconds, less than handing it to the thread and back; with load, jobs queue and batch.
+        None if the database was locked (by another process): the thread then waits for it, not the loop."""
         try:
             item = _Pending(job, durable, None, None)
             commit_batch(conn, [item], self._synchronous)
         finally:
             self._busy.release()
         ok, value = item.outcome
-        if not ok:
-            raise value
-        result: T = value
-        return result
+        if not ok and _is_locked(value):
+            return None
+        return item.outcome
 
     def close(self) -> None:
         """Finish every queued job, then stop the thread."""
@@ -167,11 +203,26 @@ class GroupCommitWriter:
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
         commit_batch(conn, batch, self._synchronous)
+        if any(_is_store_failure(item.outcome) for item in batch):
+            self._retry_one_by_one(conn, batch)
         self.batches_committed += 1
         self.jobs_committed += len(batch)
         with self._depth_lock:
             self._depth -= len(batch)
         self._hand_back(batch)
+
+    def _retry_one_by_one(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+        """The store failed the batch: try each of its jobs again alone, with backoff, so one job's trouble
+        is not every job's, and a passing lock or a moment of full disk loses nothing."""
+        deadline = time.monotonic() + STORE_RETRY_FOR_S
+        for item in batch:
+            delay_s = STORE_RETRY_BACKOFF_S
+            while _is_store_failure(item.outcome) and time.monotonic() < deadline:
+                self.store_retries += 1
+                log.warning("store failed a job (%s); trying it again alone", item.outcome[1].__cause__)
+                time.sleep(delay_s)
+                delay_s = min(delay_s * 2, STORE_RETRY_BACKOFF_MAX_S)
+                commit_batch(conn, [item], self._synchronous)
 
     @staticmethod
     def _hand_back(batch: list[_Pending]) -> None:
@@ -212,10 +263,25 @@ def commit_batch(conn: sqlite3.Connection, batch: list[_Pending], synchronous: _
     except sqlite3.Error as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        failure = ServiceUnavailable("The store could not commit; nothing was charged.", code="store_error")
-        failure.__cause__ = exc
         for item in batch:
-            item.outcome = (False, failure)
+            item.outcome = (False, _store_failure(exc))
+
+
+def _store_failure(exc: sqlite3.Error) -> ServiceUnavailable:
+    failure = ServiceUnavailable("The store could not commit; nothing was charged.", code="store_error")
+    failure.__cause__ = exc
+    return failure
+
+
+def _is_store_failure(outcome: tuple[bool, Any]) -> bool:
+    ok, value = outcome
+    return not ok and isinstance(value, ServiceUnavailable) and value.code == "store_error"
+
+
+def _is_locked(value: Any) -> bool:
+    """A store failure because another connection holds the database's write lock."""
+    cause = getattr(value, "__cause__", None)
+    return isinstance(cause, sqlite3.OperationalError) and ("locked" in str(cause) or "busy" in str(cause))
 
 
 def _run_alone(conn: sqlite3.Connection, job: Job) -> tuple[bool, Any]:
