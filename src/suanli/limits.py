@@ -7,6 +7,8 @@ documented in docs/configuration.md (a test checks that each name below appears 
 from __future__ import annotations
 
 # Requests from clients.
+CLIENT_WRITE_TIMEOUT_S = 30.0  # a stream's write to a client that stopped reading (SUANLI_CLIENT_WRITE_TIMEOUT_S)
+SETTING_SECONDS_MAX = 3600.0  # the longest a wait given in a setting may be
 REQUEST_BODY_BYTES_MAX = 4 * 1024 * 1024  # a chat request larger than this gets 413
 MESSAGES_COUNT_MAX = 4096  # messages in one chat request
 MAX_TOKENS_DEFAULT_CAP = 1_000_000  # a client's max_tokens above this is refused outright

@@ -25,7 +25,9 @@ async def messages(request: Request) -> Response:
     body = parse_json_object(await request.body())
     answer = await anthropic_messages(platform, caller, body, request.state.request_id)
     if answer.stream is not None:
-        return EventStreamResponse(answer.stream, {**SSE_HEADERS, **answer.headers})
+        return EventStreamResponse(
+            answer.stream, {**SSE_HEADERS, **answer.headers}, answer.close, platform.settings.client_write_timeout_s
+        )
     return Response(answer.body, answer.status, headers=answer.headers, media_type="application/json")
 
 

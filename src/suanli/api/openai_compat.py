@@ -36,7 +36,9 @@ async def chat_completions(request: Request) -> Response:
     caller = authenticate(request)
     answer = await chat_completion(platform, caller, await request.body(), request.state.request_id)
     if answer.stream is not None:
-        return EventStreamResponse(answer.stream, {**SSE_HEADERS, **answer.headers})
+        return EventStreamResponse(
+            answer.stream, {**SSE_HEADERS, **answer.headers}, answer.close, platform.settings.client_write_timeout_s
+        )
     return Response(answer.body, answer.status, headers=answer.headers, media_type="application/json")
 
 

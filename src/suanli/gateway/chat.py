@@ -38,6 +38,7 @@ class ChatAnswer:
     body: bytes = b""
     stream: AsyncIterator[bytes] | None = None
     status: int = 200
+    close: Callable[[], None] | None = None  # a stream's release, for the response's ``finally``
 
 
 MODEL_KIND_ENDPOINTS = {"chat": "/v1/chat/completions or /v1/messages", "embedding": "/v1/embeddings",
@@ -108,8 +109,8 @@ async def run_chat(
             headers = _headers(call)
             headers["x-suanli-reserved"] = nano_to_cny(call.reserved_nano)
             native = dialect.native(call)
-            relay = native.relay if native else dialect.relay
-            return ChatAnswer(headers, stream=relay(platform, call, response).events())
+            relay = (native.relay if native else dialect.relay)(platform, call, response)
+            return ChatAnswer(headers, stream=relay.events(), close=relay.close)
         return await _complete(platform, call, response, dialect)
     except BaseException as exc:
         await _release(platform, call, exc)

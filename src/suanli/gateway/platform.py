@@ -30,7 +30,14 @@ from suanli.gateway.quoting import PriceClock
 from suanli.gateway.recovery import RecoveryReport, recover, resolve_stale_job
 from suanli.ledger import ASSET_CNY, SqliteLedger
 from suanli.ledger import names as ledger_names
-from suanli.limits import HEALTH_PROBE_INTERVAL_S, HEALTH_PROBE_TIMEOUT_S, PACK_EXPIRY_SWEEP_S, RESERVATION_STALE_S
+from suanli.limits import (
+    CLIENT_WRITE_TIMEOUT_S,
+    HEALTH_PROBE_INTERVAL_S,
+    HEALTH_PROBE_TIMEOUT_S,
+    PACK_EXPIRY_SWEEP_S,
+    RESERVATION_STALE_S,
+    SETTING_SECONDS_MAX,
+)
 from suanli.providers.http1 import Http1Upstream
 from suanli.store.accounts import add_admin_key, has_admin_key, new_raw_key
 from suanli.store.db import now_ms, open_database, transaction
@@ -55,6 +62,7 @@ class Settings:
     catalog_path: Path
     admin_key: str | None = None
     durability: str = "full"  # "full": settlements are fsynced; "process": they survive the process only
+    client_write_timeout_s: float = CLIENT_WRITE_TIMEOUT_S  # a stream's write to a client that stopped reading
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -64,7 +72,21 @@ class Settings:
             catalog_path=Path(env.get("SUANLI_CATALOG", str(demo_catalog_path()))),
             admin_key=env.get("SUANLI_ADMIN_KEY") or None,
             durability=_durability(env.get("SUANLI_DURABILITY", "full")),
+            client_write_timeout_s=_seconds(env, "SUANLI_CLIENT_WRITE_TIMEOUT_S", CLIENT_WRITE_TIMEOUT_S),
         )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= SETTING_SECONDS_MAX:
+        raise ConfigError(f"{name} must be a number of seconds above 0 and at most {SETTING_SECONDS_MAX:g}")
+    return seconds
 
 
 def _durability(value: str) -> str:

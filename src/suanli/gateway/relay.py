@@ -133,6 +133,12 @@ class StreamRelay:
         self._response.close()
         self._platform.health.of(self._call.offer).finish()
 
+    def close(self) -> None:
+        """Release what the call holds, once, however the stream ended or if it never started: the
+        upstream call, the offer's in-flight count, and (if it is still open) the reservation, charged for
+        what was delivered. The response calls it in its ``finally``; calling it again does nothing."""
+        self._leave()
+
     def _leave(self) -> None:
         self._release()
         if self._call.open:
