@@ -22,6 +22,7 @@ UPSTREAM_CONNECTIONS_PER_OPERATOR_MAX = 256  # pooled keep-alive connections per
 UPSTREAM_BODY_BYTES_MAX = 32 * 1024 * 1024  # a non-streamed upstream answer larger than this is refused
 STREAM_EVENT_BYTES_MAX = 1024 * 1024  # one SSE event from an upstream
 STREAM_DELIVERED_BYTES_KEPT_MAX = 16 * 1024 * 1024  # kept to count a cut stream's delivered tokens
+OPERATOR_MESSAGE_CHARS_MAX = 300  # an operator's error message, sanitized, as a client sees it
 
 # Ledger and store.
 LEDGER_BATCH_OPS_MAX = 512  # operations committed together in one transaction (group commit)

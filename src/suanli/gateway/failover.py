@@ -15,12 +15,13 @@ from typing import Any
 
 import orjson
 
-from suanli.catalog import Offer
+from suanli.catalog import Offer, Operator
 from suanli.errors import BadRequest, ServiceUnavailable, SuanliError, UpstreamError, UpstreamTimeout
 from suanli.gateway.health import OfferHealth, Outcome
 from suanli.gateway.lifecycle import Call
 from suanli.gateway.platform import Platform
 from suanli.gateway.quoting import choice_output_max
+from suanli.gateway.sanitize import operator_error
 from suanli.limits import ROUTE_DEADLINE_S
 from suanli.providers.base import UpstreamResponse
 from suanli.store.usage import Attempt
@@ -32,7 +33,6 @@ UPSTREAM_PATHS = {
     ("anthropic", "chat"): "/v1/messages",  # an Anthropic base URL stops before /v1, as its SDK's does
 }
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
-UPSTREAM_ERROR_MESSAGE_CHARS_MAX = 500
 ROUTING_FIELDS = ("provider", "models")  # the gateway's, never sent on to an operator
 
 
@@ -104,7 +104,7 @@ async def _attempt(
         _record(call, health, offer, started_ns, Outcome(ok=True), status=200, finished=False)
         call.first_byte_ns = time.perf_counter_ns()
         return response
-    error = await _upstream_failure(offer, response)
+    error = await _upstream_failure(platform.catalog.operators[offer.operator], response)
     if response.status in RETRYABLE_STATUSES:
         outcome = Outcome(ok=False, reason=f"HTTP {response.status}", retry_after_s=_retry_after(response))
         _record(call, health, offer, started_ns, outcome, status=response.status)
@@ -134,15 +134,16 @@ def _retry_after(response: UpstreamResponse) -> float | None:
         return None  # an HTTP date: rare from these APIs; the breaker handles such an operator
 
 
-async def _upstream_failure(offer: Offer, response: UpstreamResponse) -> SuanliError:
-    """An error answer from the operator, as the client's error (no credential, no trace)."""
+async def _upstream_failure(op: Operator, response: UpstreamResponse) -> SuanliError:
+    """An error answer from the operator, as the client's error: the operator's status, its code and a
+    sanitized message (sanitize.py), never its body as it came."""
     try:
         raw = await response.read()
     except SuanliError as exc:
         return exc
-    operator, status = offer.operator, response.status
+    operator, status = op.name, response.status
     if status in (400, 404, 413, 422):
-        return BadRequest(f"Operator {operator} rejected the request: {_error_message(raw)}", code="upstream_rejected")
+        return BadRequest(_rejection(op, status, raw), code="upstream_rejected")
     if status == 429:
         return UpstreamError(f"Operator {operator} is rate limiting the platform.", code="upstream_rate_limited")
     if status in (408, 504):
@@ -150,13 +151,15 @@ async def _upstream_failure(offer: Offer, response: UpstreamResponse) -> SuanliE
     return UpstreamError(f"Operator {operator} failed (HTTP {status}).", code="upstream_error")
 
 
-def _error_message(raw: bytes) -> str:
+def _rejection(operator: Operator, status: int, raw: bytes) -> str:
+    """'Operator X rejected the request (HTTP 400, its_code): its message', with the message sanitized."""
     try:
         data: Any = orjson.loads(raw)
-        message = data["error"]["message"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return "no details given"
-    return str(message)[:UPSTREAM_ERROR_MESSAGE_CHARS_MAX]
+    except orjson.JSONDecodeError:
+        data = None
+    error = operator_error(data, operator)
+    said = f"HTTP {status}, {error.code}" if error.code else f"HTTP {status}"
+    return f"Operator {operator.name} rejected the request ({said}): {error.message}"
 
 
 def _exhausted(call: Call, failures: list[SuanliError]) -> SuanliError:

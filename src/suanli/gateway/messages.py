@@ -24,6 +24,7 @@ from suanli.gateway.lifecycle import Call, Settlement
 from suanli.gateway.platform import Platform
 from suanli.gateway.relay import StreamRelay, TranslatingRelay, parse_data
 from suanli.gateway.requests import chat_request_from
+from suanli.gateway.sanitize import operator_error
 from suanli.metering import count_request, delivered_texts, estimate_usage, usage_from_anthropic
 from suanli.money import nano_to_cny
 from suanli.pricing import TokenUsage
@@ -151,10 +152,10 @@ class AnthropicRelay(StreamRelay):
         if not isinstance(data, dict):
             return event
         if name == b"error":  # the operator gave up mid-stream; the client gets the platform's error
-            error: Any = data.get("error")
-            detail = str(error.get("message") if isinstance(error, dict) else "") or "no details given"
+            operator = self._platform.catalog.operators[self._call.offer.operator]
+            detail = operator_error(data, operator).message  # sanitized: it may echo the operator's key
             self._upstream_error = UpstreamError(
-                f"Operator {self._call.offer.operator} failed mid-stream: {detail[:500]}", code="stream_cut"
+                f"Operator {operator.name} failed mid-stream: {detail}", code="stream_cut"
             )
             return None
         if name == b"message_delta":
