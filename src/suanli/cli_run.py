@@ -21,6 +21,7 @@ from suanli.catalog import Catalog, load_catalog
 from suanli.demo_key import demo_key, demo_key_path
 from suanli.errors import ConfigError
 from suanli.gateway import accounts as ops
+from suanli.gateway import log_redaction
 from suanli.gateway.platform import Settings, ensure_admin_key
 from suanli.money import cny_to_nano
 from suanli.providers.simulator import (
@@ -73,6 +74,7 @@ def serve_gateway(
         access_log=False, timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S, server_header=False, date_header=False,
         proxy_headers=False,  # the gateway does not use client addresses; one layer less per request
     )  # fmt: skip
+    log_redaction.install()  # after uvicorn set up its loggers, so their handlers get the filter too
     _Server(config, on_ready).run()
 
 
