@@ -16,6 +16,7 @@ import orjson
 from suanli.catalog import TIERS
 from suanli.errors import BadRequest, ServiceUnavailable
 from suanli.gateway import accounts as ops
+from suanli.gateway import admin_keys
 from suanli.gateway.platform import Settings
 from suanli.ledger.sqlite import verify
 from suanli.money import MoneyFormatError, cny_to_nano, nano_to_cny
@@ -104,6 +105,24 @@ def key_list(args: argparse.Namespace, settings: Settings) -> int:
 def key_revoke(args: argparse.Namespace, settings: Settings) -> int:
     key = run_job(settings, ops.revoke_key_job(args.key_id))
     return emit(args, ops.key_dict(key), f"revoked key {key.id}")
+
+
+def admin_key_create(args: argparse.Namespace, settings: Settings) -> int:
+    key, raw = run_job(settings, admin_keys.create_admin_key_job(args.name))
+    text = f"created admin key {key.id} ({key.name}); it is shown only this once:\n{raw}"
+    return emit(args, {**admin_keys.admin_key_dict(key), "key": raw}, text)
+
+
+def admin_key_list(args: argparse.Namespace, settings: Settings) -> int:
+    view = read_db(settings, admin_keys.admin_keys_view)
+    state = {True: "revoked", False: "active"}
+    rows = [[k["id"], k["prefix"] + "…", k["name"], k["origin"], state[bool(k["revoked_at_ms"])]] for k in view["data"]]
+    return emit(args, view, table(["ID", "PREFIX", "NAME", "ORIGIN", "STATE"], rows))
+
+
+def admin_key_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    key = run_job(settings, admin_keys.revoke_admin_key_job(args.key_id))
+    return emit(args, admin_keys.admin_key_dict(key), f"revoked admin key {key.id} ({key.name})")
 
 
 def wallet_topup(args: argparse.Namespace, settings: Settings) -> int:
@@ -197,6 +216,7 @@ def leaf(
 def add_commands(commands: Any, common: Common) -> None:
     _account_commands(commands, common)
     _key_commands(commands, common)
+    _admin_key_commands(commands, common)
     _money_commands(commands, common)
     _operations_commands(commands, common)
 
@@ -221,6 +241,13 @@ def _key_commands(commands: Any, common: Common) -> None:
     p.add_argument("--expires", help="expiry time, ISO 8601 (UTC if no zone)")
     leaf(key, "list", "list an account's keys", key_list, common, "account")
     leaf(key, "revoke", "revoke an API key", key_revoke, common, "key_id")
+
+
+def _admin_key_commands(commands: Any, common: Common) -> None:
+    admin_key = group(commands, "admin-key", "create, list and revoke admin keys")
+    leaf(admin_key, "create", "create an admin key (shown once)", admin_key_create, common, "name")
+    leaf(admin_key, "list", "list the admin keys (never their secrets)", admin_key_list, common)
+    leaf(admin_key, "revoke", "revoke an admin key", admin_key_revoke, common, "key_id")
 
 
 def _money_commands(commands: Any, common: Common) -> None:

@@ -22,7 +22,8 @@ from suanli.demo_key import demo_key, demo_key_path
 from suanli.errors import ConfigError
 from suanli.gateway import accounts as ops
 from suanli.gateway import log_redaction
-from suanli.gateway.platform import Settings, ensure_admin_key
+from suanli.gateway.admin_keys import admin_key_path, ensure_admin_key
+from suanli.gateway.platform import Settings
 from suanli.money import cny_to_nano
 from suanli.providers.simulator import (
     OVER_CAP_POLICIES,
@@ -131,7 +132,7 @@ def _demo_key(settings: Settings) -> tuple[str, str | None]:
     while it still works, demo_key.py) and the admin key if this start made one (only the first does)."""
     conn = open_database(settings.database_path)
     try:
-        admin_key = ensure_admin_key(conn, settings.admin_key)
+        admin_key = ensure_admin_key(conn, settings.admin_key, admin_key_path(settings.database_path)).generated
         with transaction(conn):
             exists = conn.execute("SELECT 1 FROM accounts WHERE name = ?", (DEMO_ACCOUNT,)).fetchone()
         if not exists:

@@ -10,15 +10,14 @@ replaces the file.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 
 from suanli.store.accounts import KEY_PREFIX, create_key, find_key_by_hash, hash_key
 from suanli.store.db import now_ms, run_in_transaction
+from suanli.store.key_file import write_key_file
 
 DEMO_KEY_FILE_NAME = "demo-key"
-DEMO_KEY_FILE_MODE = 0o600
 DEMO_KEY_NAME = "demo"
 KEY_FILE_BYTES_MAX = 256  # a key is 51 characters; anything much longer is not a file we wrote
 
@@ -34,7 +33,7 @@ def demo_key(conn: sqlite3.Connection, account_id: str, path: Path) -> str:
     if kept is not None and _usable(conn, kept, account_id):
         return kept
     _, raw = run_in_transaction(conn, lambda c: create_key(c, account_id, name=DEMO_KEY_NAME))
-    _write_key(path, raw)
+    write_key_file(path, raw)
     return raw
 
 
@@ -56,17 +55,3 @@ def _read_key(path: Path) -> str | None:
     if len(text) > KEY_FILE_BYTES_MAX or not text.startswith(KEY_PREFIX):
         return None
     return text
-
-
-def _write_key(path: Path, raw: str) -> None:
-    """Write the key to a temporary file created 0600, then rename it over ``path``: the key is never
-    readable by others, not even for a moment, and a crash leaves the old file or the new one."""
-    temporary = path.with_name(path.name + ".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, DEMO_KEY_FILE_MODE)
-    try:
-        os.fchmod(descriptor, DEMO_KEY_FILE_MODE)  # a leftover temporary file keeps its old mode under O_TRUNC
-        os.write(descriptor, (raw + "\n").encode("ascii"))
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    os.replace(temporary, path)

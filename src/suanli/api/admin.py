@@ -14,14 +14,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from suanli.errors import BadRequest, Unauthorized
+from suanli.errors import BadRequest
 from suanli.gateway import accounts as ops
+from suanli.gateway import admin_keys
 from suanli.gateway.auth import bearer_token
 from suanli.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from suanli.gateway.platform import Platform
 from suanli.gateway.requests import parse_json_object
 from suanli.money import MoneyFormatError, cny_to_nano
-from suanli.store.accounts import find_account, is_admin_key, list_accounts, list_keys
+from suanli.store.accounts import find_account, list_accounts, list_keys
 
 T = TypeVar("T")
 USAGE_DEFAULT_ROWS = 50
@@ -33,9 +34,7 @@ def json_response(data: Any, status: int = 200) -> Response:
 
 def require_admin(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
-    raw = bearer_token(request.headers.get("authorization"))
-    if not raw or not is_admin_key(platform.reader, raw):
-        raise Unauthorized("This needs the admin key: 'Authorization: Bearer sk-admin-...'.")
+    admin_keys.authenticate_admin(platform.reader, bearer_token(request.headers.get("authorization")))
     return platform
 
 
@@ -117,6 +116,24 @@ async def revoke_key(request: Request) -> Response:
     return json_response(ops.key_dict(key))
 
 
+async def create_admin_key(request: Request) -> Response:
+    platform = require_admin(request)
+    body = await json_body(request)
+    key, raw = await write(platform, admin_keys.create_admin_key_job(string_field(body, "name")))
+    return json_response({**admin_keys.admin_key_dict(key), "key": raw}, 201)
+
+
+async def get_admin_keys(request: Request) -> Response:
+    platform = require_admin(request)
+    return json_response(admin_keys.admin_keys_view(platform.reader))
+
+
+async def revoke_admin_key(request: Request) -> Response:
+    platform = require_admin(request)
+    key = await write(platform, admin_keys.revoke_admin_key_job(request.path_params["key_id"]))
+    return json_response(admin_keys.admin_key_dict(key))
+
+
 async def topup(request: Request) -> Response:
     platform = require_admin(request)
     body = await json_body(request)
@@ -167,4 +184,7 @@ routes = [
     Route("/admin/v1/accounts/{account}/routing", set_routing, methods=["PUT"]),
     Route("/admin/v1/accounts/{account}/usage", usage, methods=["GET"]),
     Route("/admin/v1/keys/{key_id}/revoke", revoke_key, methods=["POST"]),
+    Route("/admin/v1/admin-keys", create_admin_key, methods=["POST"]),
+    Route("/admin/v1/admin-keys", get_admin_keys, methods=["GET"]),
+    Route("/admin/v1/admin-keys/{key_id}/revoke", revoke_admin_key, methods=["POST"]),
 ]

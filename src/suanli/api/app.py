@@ -19,6 +19,7 @@ from suanli.api.middleware.body_limit import BodyLimitMiddleware
 from suanli.api.middleware.request_id import RequestIdMiddleware
 from suanli.catalog import Catalog
 from suanli.errors import NotFound, SuanliError
+from suanli.gateway import admin_keys
 from suanli.gateway.platform import Platform, Settings
 from suanli.store.owner import DatabaseOwner
 
@@ -45,8 +46,8 @@ def build_app(
         report = await running.start()
         if report.posted or report.voided:
             log.warning("recovered reservations: %d posted, %d voided", report.posted, report.voided)
-        if running.admin_key_created:
-            log.warning("created the admin key (shown once): %s", running.admin_key_created)
+        for message in admin_keys.start_messages(running.admin_key_start):  # where a new key is, never the key
+            log.warning("%s", message)
         app.state.platform = running
         try:
             yield

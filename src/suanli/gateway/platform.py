@@ -10,7 +10,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from suanli.economy.market import expire_packs_job, renew_due_job
 from suanli.economy.products import Product, parse_product
 from suanli.economy.store import list_product, load_products
 from suanli.errors import BadRequest, ConfigError
+from suanli.gateway.admin_keys import AdminKeyStart, admin_key_path, ensure_admin_key
 from suanli.gateway.auth import KeyCache
 from suanli.gateway.health import HealthRegistry
 from suanli.gateway.metrics import Metrics
@@ -39,7 +40,6 @@ from suanli.limits import (
     SETTING_SECONDS_MAX,
 )
 from suanli.providers.http1 import Http1Upstream
-from suanli.store.accounts import add_admin_key, has_admin_key, new_raw_key
 from suanli.store.db import now_ms, open_database, transaction
 from suanli.store.owner import DatabaseOwner
 from suanli.store.writer import GroupCommitWriter, Writer
@@ -60,7 +60,7 @@ class Settings:
 
     database_path: Path
     catalog_path: Path
-    admin_key: str | None = None
+    admin_key: str | None = field(default=None, repr=False)  # a secret: never in a repr, nor a log
     durability: str = "full"  # "full": settlements are fsynced; "process": they survive the process only
     client_write_timeout_s: float = CLIENT_WRITE_TIMEOUT_S  # a stream's write to a client that stopped reading
 
@@ -118,7 +118,7 @@ class Platform:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._prober: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        self.admin_key_created: str | None = None  # shown once, when the platform made it
+        self.admin_key_start = AdminKeyStart()  # what this start did to the admin keys (never logs a key)
         self.calls_in_flight = 0  # admitted and not yet settled
 
     async def start(self) -> RecoveryReport:
@@ -126,7 +126,8 @@ class Platform:
         open for business."""
         self._owner = self._owner or DatabaseOwner.take(self.settings.database_path)
         report = recover(self.reader)
-        self.admin_key_created = ensure_admin_key(self.reader, self.settings.admin_key)
+        key_file = admin_key_path(self.settings.database_path)
+        self.admin_key_start = ensure_admin_key(self.reader, self.settings.admin_key, key_file)
         self.reload_prices()
         with transaction(self.reader):
             list_catalog_products(self.reader, self.catalog)
@@ -212,16 +213,3 @@ def list_catalog_products(conn: sqlite3.Connection, catalog: Catalog) -> None:
         except BadRequest as exc:
             raise ConfigError(f"catalog: {exc.message}") from None
         list_product(conn, product, spec, listed_by="catalog")
-
-
-def ensure_admin_key(conn: sqlite3.Connection, configured: str | None) -> str | None:
-    """Register the configured admin key, or make one on first start; returns a key it made."""
-    with transaction(conn):
-        if configured:
-            add_admin_key(conn, configured)
-            return None
-        if has_admin_key(conn):
-            return None
-        raw = "sk-admin-" + new_raw_key().removeprefix("sk-")
-        add_admin_key(conn, raw)
-        return raw

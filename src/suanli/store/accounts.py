@@ -165,16 +165,3 @@ def revoke_key(conn: sqlite3.Connection, key_id: str) -> ApiKey:
         conn.execute("UPDATE api_keys SET revoked_at_ms = ? WHERE id = ?", (now_ms(), key_id))
     updated = conn.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
     return _api_key(updated)
-
-
-def add_admin_key(conn: sqlite3.Connection, raw_key: str) -> None:
-    conn.execute("INSERT OR IGNORE INTO admin_keys (hash, created_at_ms) VALUES (?, ?)", (hash_key(raw_key), now_ms()))
-
-
-def has_admin_key(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM admin_keys LIMIT 1").fetchone() is not None
-
-
-def is_admin_key(conn: sqlite3.Connection, raw_key: str) -> bool:
-    row = conn.execute("SELECT hash FROM admin_keys WHERE hash = ?", (hash_key(raw_key),)).fetchone()
-    return row is not None and keys_match(row[0], raw_key)

@@ -217,4 +217,23 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (offer_id, effective_from_ms)
     );
     """,
+    # Admin keys become several, named and revocable, each with its origin: the one configured in
+    # SUANLI_ADMIN_KEY, the one generated at first start, or one created since. Keys from before cannot be
+    # told apart, so they count as configured: the next SUANLI_ADMIN_KEY that differs retires them.
+    """
+    ALTER TABLE admin_keys RENAME TO admin_keys_unnamed;
+    CREATE TABLE admin_keys (
+        id TEXT PRIMARY KEY,
+        hash BLOB NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        name TEXT NOT NULL,
+        origin TEXT NOT NULL CHECK (origin IN ('configured', 'generated', 'created')),
+        created_at_ms INTEGER NOT NULL,
+        revoked_at_ms INTEGER
+    );
+    INSERT INTO admin_keys (id, hash, prefix, name, origin, created_at_ms)
+        SELECT 'adm_' || lower(hex(randomblob(8))), hash, '', 'from before names', 'configured', created_at_ms
+        FROM admin_keys_unnamed;
+    DROP TABLE admin_keys_unnamed;
+    """,
 )
