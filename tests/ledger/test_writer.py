@@ -20,7 +20,10 @@ class Refused(Exception):
 
 def insert(name: str, fail: bool = False, hold_s: float = 0.0):  # type: ignore[no-untyped-def]
     def job(conn: sqlite3.Connection) -> str:
-        conn.execute("INSERT INTO admin_keys (hash, created_at_ms) VALUES (?, 0)", (name.encode(),))
+        conn.execute(
+            "INSERT INTO admin_keys (id, hash, prefix, name, origin, created_at_ms) VALUES (?, ?, '', ?, 'created', 0)",
+            (name, name.encode(), name),
+        )
         time.sleep(hold_s)  # keeps the writer busy, so the jobs behind it queue into one batch
         if fail:
             raise Refused(name)
