@@ -71,3 +71,4 @@ RETRY_AFTER_MAX_S = 300.0  # an upstream's Retry-After is honoured up to this
 # The token economy.
 PACK_EXPIRY_SWEEP_S = 60.0  # how often what is left of expired packs is forfeited
 PRICE_CHANGE_NOTICE_S = 300  # a price set while the platform runs takes effect at least this long after it is set
+BREAKER_HALF_OPEN_CALLS = 3  # trial calls, one at a time, that must all succeed to close it

@@ -1,5 +1,6 @@
 """The circuit breaker of every offer, driven by a fake clock: when it opens, how long it stays open, the
-single trial call of half-open, probes, Retry-After, load and the figures shown to admins.
+trial calls of half-open (one at a time, all must succeed), probes (which never close it), Retry-After,
+load and the figures shown to admins.
 
 Every threshold comes from ``suanli.limits``, so these tests follow the limits when they are retuned."""
 
@@ -16,6 +17,7 @@ from suanli.gateway.health import CLOSED, EWMA_WEIGHT, HALF_OPEN, OPEN, OfferHea
 from suanli.limits import (
     BREAKER_CONSECUTIVE_FAILURES,
     BREAKER_ERROR_RATE_PERCENT,
+    BREAKER_HALF_OPEN_CALLS,
     BREAKER_MIN_CALLS,
     BREAKER_OPEN_MAX_S,
     BREAKER_OPEN_S,
@@ -163,18 +165,43 @@ def test_half_open_lets_exactly_one_trial_through(health: OfferHealth, clock: Fa
     assert health.current_state() == HALF_OPEN
 
 
-def test_a_successful_trial_closes_the_breaker(health: OfferHealth, clock: FakeClock) -> None:
+def close_by_trials(health: OfferHealth) -> None:
+    """The trial calls of a half-open breaker, one after the other, all successful."""
+    for _ in range(BREAKER_HALF_OPEN_CALLS):
+        assert health.begin()
+        succeed(health)
+        health.finish()
+
+
+def test_the_trials_one_at_a_time_all_successful_close_the_breaker(health: OfferHealth, clock: FakeClock) -> None:
+    assert BREAKER_HALF_OPEN_CALLS >= 2  # a few real calls, not one, decide
     half_open(health, clock)
-    assert health.begin()
+    for _ in range(BREAKER_HALF_OPEN_CALLS - 1):
+        assert health.begin()
+        assert not health.begin()  # one trial at a time
+        succeed(health)
+        health.finish()
+        assert health.current_state() == HALF_OPEN
+    assert health.begin()  # the last trial
     succeed(health)
     health.finish()
     assert health.current_state() == CLOSED and health.reason == ""
     assert all(health.begin() for _ in range(3))
 
 
+def test_a_failure_after_successful_trials_reopens_it_for_twice_as_long(health: OfferHealth, clock: FakeClock) -> None:
+    half_open(health, clock)
+    succeed(health, BREAKER_HALF_OPEN_CALLS - 1)
+    fail(health, reason="upstream_timeout")
+    assert health.current_state() == OPEN and health.reason == "trial failed: upstream_timeout"
+    assert_open_for(health, clock, 2 * BREAKER_OPEN_S)
+    succeed(health, BREAKER_HALF_OPEN_CALLS - 1)  # the successes before the failure do not count again
+    assert health.current_state() == HALF_OPEN
+
+
 def test_a_closed_breaker_starts_afresh(health: OfferHealth, clock: FakeClock) -> None:
     half_open(health, clock)
-    succeed(health)
+    close_by_trials(health)
     fail(health, BREAKER_CONSECUTIVE_FAILURES - 1)
     assert health.current_state() == CLOSED
     assert health.snapshot()["window_calls"] == BREAKER_CONSECUTIVE_FAILURES - 1
@@ -205,7 +232,7 @@ def test_closing_resets_the_wait(health: OfferHealth, clock: FakeClock) -> None:
     half_open(health, clock)
     fail(health)
     assert_open_for(health, clock, 2 * BREAKER_OPEN_S)
-    succeed(health)
+    close_by_trials(health)
     assert health.current_state() == CLOSED
     open_breaker(health)
     assert_open_for(health, clock, BREAKER_OPEN_S)
@@ -230,63 +257,80 @@ def test_a_trial_that_ends_without_an_outcome_frees_the_half_open_slot(health: O
 def test_a_new_trial_waits_for_a_trial_still_in_flight(health: OfferHealth, clock: FakeClock) -> None:
     half_open(health, clock)
     assert health.begin()  # trial A hangs (the upstream is down)
-    health.probed(False, "timeout")  # the probe fails meanwhile and reopens the breaker
-    clock.advance(2 * BREAKER_OPEN_S)
+    health.probed(False)  # a probe fails meanwhile: nothing changes
+    health.probed(True)
+    clock.advance(BREAKER_OPEN_MAX_S)
     assert health.current_state() == HALF_OPEN
     assert not health.begin()  # trial A has not ended: a second one would run alongside it
 
 
-# --- probes ----------------------------------------------------------------------------------------------
+# --- probes ---------------------------------------------------------------------------------------------
 
 
-def test_a_successful_probe_moves_open_to_half_open(health: OfferHealth) -> None:
-    open_breaker(health)
-    health.probed(True)
-    assert health.current_state() == HALF_OPEN and health.available()
-
-
-def test_a_successful_probe_moves_half_open_to_closed(health: OfferHealth, clock: FakeClock) -> None:
-    half_open(health, clock)
-    health.probed(True)
-    assert health.current_state() == CLOSED and health.reason == ""
-
-
-def test_two_successful_probes_close_an_open_breaker(health: OfferHealth) -> None:
-    open_breaker(health)
-    health.probed(True)
-    health.probed(True)
-    assert health.current_state() == CLOSED
-    open_breaker(health)
-    assert health.reason.startswith(f"{BREAKER_CONSECUTIVE_FAILURES} failures in a row")
-
-
-def test_a_successful_probe_closes_half_open_with_a_trial_in_flight(health: OfferHealth, clock: FakeClock) -> None:
-    half_open(health, clock)
-    assert health.begin()
-    health.probed(True)
-    assert health.current_state() == CLOSED and health.begin()
-
-
-def test_a_failed_probe_keeps_it_open(health: OfferHealth, clock: FakeClock) -> None:
-    open_breaker(health)
+def test_a_probe_that_kept_succeeding_does_not_shorten_the_open_period(health: OfferHealth, clock: FakeClock) -> None:
+    open_breaker(health)  # e.g. an operator that hangs on every call and still lists its models
+    for _ in range(5):
+        health.probed(True)
     clock.advance(BREAKER_OPEN_S - EPS_S)
-    health.probed(False, "no answer to GET /models")
-    clock.advance(EPS_S)
+    health.probed(True)
     assert health.current_state() == OPEN and not health.available()
-    assert health.reason == "probe failed: no answer to GET /models"
+    clock.advance(EPS_S)
+    assert health.current_state() == HALF_OPEN
 
 
-def test_a_failed_probe_in_half_open_reopens_it_for_twice_as_long(health: OfferHealth, clock: FakeClock) -> None:
+def test_a_probe_never_closes_the_breaker(health: OfferHealth, clock: FakeClock) -> None:
     half_open(health, clock)
-    health.probed(False, "timeout")
-    assert health.current_state() == OPEN and health.reason == "probe failed: timeout"
+    for ok in (False, True, True, True):
+        health.probed(ok)
+        assert health.current_state() == HALF_OPEN
+    succeed(health, BREAKER_HALF_OPEN_CALLS - 1)
+    health.probed(True)
+    assert health.current_state() == HALF_OPEN  # only the last trial call closes it
+    succeed(health)
+    assert health.current_state() == CLOSED
+
+
+def test_a_probe_succeeding_after_a_failed_one_moves_open_to_half_open(health: OfferHealth) -> None:
+    open_breaker(health)  # e.g. an operator that was unreachable
+    health.probed(False)
+    assert health.current_state() == OPEN
+    health.probed(True)  # it answers again: real calls may try it now
+    assert health.current_state() == HALF_OPEN and health.available()
+    health.probed(True)
+    assert health.current_state() == HALF_OPEN
+
+
+def test_a_failed_trial_after_the_probes_shortcut_waits_its_whole_period(health: OfferHealth, clock: FakeClock) -> None:
+    open_breaker(health)
+    health.probed(False)
+    health.probed(True)
+    fail(health)  # the trial: the operator answers probes but not calls
+    health.probed(True)  # no failed probe since the breaker reopened: no shortcut
     assert_open_for(health, clock, 2 * BREAKER_OPEN_S)
+
+
+def test_a_failed_probe_neither_keeps_it_open_nor_reopens_it(health: OfferHealth, clock: FakeClock) -> None:
+    open_breaker(health)  # e.g. an operator serving calls but with no GET /models
+    clock.advance(BREAKER_OPEN_S - EPS_S)
+    health.probed(False)
+    clock.advance(EPS_S)
+    assert health.current_state() == HALF_OPEN
+    health.probed(False)
+    assert health.current_state() == HALF_OPEN and health.available()
+    assert health.reason == f"{BREAKER_CONSECUTIVE_FAILURES} failures in a row, last: {REASON}"
 
 
 @pytest.mark.parametrize("ok", [True, False])
 def test_a_probe_leaves_a_closed_breaker_closed(health: OfferHealth, ok: bool) -> None:
-    health.probed(ok, "timeout")
+    health.probed(ok)
     assert health.current_state() == CLOSED and health.available()
+
+
+def test_a_probe_failure_while_closed_is_forgotten(health: OfferHealth) -> None:
+    health.probed(False)
+    open_breaker(health)
+    health.probed(True)
+    assert health.current_state() == OPEN
 
 
 # --- Retry-After -----------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The registry of every offer's breaker, and a state machine: half-open never runs two trials at once."""
+"""The registry of every offer's breaker, and a state machine: half-open never runs two trials at once,
+and a probe never closes a breaker."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from suanli.gateway.health import CLOSED, HALF_OPEN, OPEN, HealthRegistry, OfferHealth, Outcome
-from suanli.limits import BREAKER_OPEN_MAX_S, BREAKER_OPEN_S
+from suanli.limits import BREAKER_HALF_OPEN_CALLS, BREAKER_OPEN_MAX_S, BREAKER_OPEN_S
 from tests.gateway.breaker import CAPACITY, EPS_S, OFFER, REASON, FakeClock, fail, make_offers, open_breaker
 
 # --- the registry ----------------------------------------------------------------------------------------
@@ -38,22 +39,13 @@ def test_operators_with_a_breaker_not_closed_are_probed(registry: HealthRegistry
 def test_a_probe_affects_only_that_operators_offers(registry: HealthRegistry) -> None:
     open_breaker(registry.of(ALPHA_M))
     open_breaker(registry.of(BETA_M))
+    registry.probed("alpha", False)
+    registry.probed("beta", True)  # beta never failed a probe: its success is no news
     registry.probed("alpha", True)
     states = {o.id: registry.of(o).current_state() for o in (ALPHA_M, ALPHA_G, BETA_M)}
     assert states == {ALPHA_M.id: HALF_OPEN, ALPHA_G.id: CLOSED, BETA_M.id: OPEN}
     registry.probed("alpha", True)
-    assert registry.operators_to_probe() == {"beta"}
-
-
-def test_a_failed_probe_affects_only_that_operators_offers(registry: HealthRegistry, clock: FakeClock) -> None:
-    open_breaker(registry.of(ALPHA_M))
-    open_breaker(registry.of(BETA_M))
-    clock.advance(BREAKER_OPEN_S)
-    registry.probed("alpha", False, "timeout")
-    assert registry.of(ALPHA_M).current_state() == OPEN
-    assert registry.of(ALPHA_M).reason == "probe failed: timeout"
-    assert registry.of(ALPHA_G).current_state() == CLOSED
-    assert registry.of(BETA_M).current_state() == HALF_OPEN
+    assert registry.operators_to_probe() == {"alpha", "beta"}  # half-open until real calls close it
 
 
 def test_the_registry_shows_each_offers_state(registry: HealthRegistry) -> None:
@@ -66,19 +58,21 @@ def test_the_registry_shows_each_offers_state(registry: HealthRegistry) -> None:
     assert (snapshots[ALPHA_M.id]["in_flight"], snapshots[BETA_M.id]["state"]) == (1, OPEN)
 
 
-# --- half-open never runs two trials at once -------------------------------------------------------------
+# --- half-open never runs two trials at once; a probe never closes a breaker ------------------------------
 
 
 class BreakerMachine(RuleBasedStateMachine):
     """Calls begin, end with an outcome (or are cancelled), probes answer and time passes, in any order; the
-    breaker must never let a second call through in one half-open period, and its counts must add up."""
+    breaker must never let a second trial through while one is out, never close but on a successful call,
+    and its counts must add up."""
 
     def __init__(self) -> None:
         super().__init__()
         self.clock = FakeClock()
         self.health = OfferHealth(OFFER, self.clock)
         self.calls = 0  # begun and not finished
-        self.trials_this_period = 0
+        self.trial_out = False  # a trial call began in this half-open period and has no outcome yet
+        self.trial_successes = 0  # successes recorded in this half-open period
 
     @rule()
     def begin(self) -> None:
@@ -86,12 +80,25 @@ class BreakerMachine(RuleBasedStateMachine):
         if self.health.begin():
             self.calls += 1
             if was_half_open:
-                self.trials_this_period += 1
+                assert not self.trial_out, "a second trial began while one was out"
+                self.trial_out = True
+
+    def _record(self, outcome: Outcome) -> None:
+        before = self.health.current_state()
+        self.health.record(outcome)
+        after = self.health.current_state()
+        if before == HALF_OPEN:
+            self.trial_out = False
+            self.trial_successes = self.trial_successes + 1 if outcome.ok else 0
+            if after == CLOSED:
+                assert self.trial_successes == BREAKER_HALF_OPEN_CALLS
+        if after == CLOSED and before != CLOSED:
+            assert outcome.ok and before == HALF_OPEN
 
     @precondition(lambda self: self.calls > 0)
     @rule(ok=st.booleans(), retry_after_s=st.none() | st.sampled_from([1.0, 2 * BREAKER_OPEN_S]))
     def end_call(self, ok: bool, retry_after_s: float | None) -> None:
-        self.health.record(Outcome(ok=ok, reason="" if ok else REASON, latency_ms=5.0, retry_after_s=retry_after_s))
+        self._record(Outcome(ok=ok, reason="" if ok else REASON, latency_ms=5.0, retry_after_s=retry_after_s))
         self.health.finish()
         self.calls -= 1
 
@@ -100,31 +107,31 @@ class BreakerMachine(RuleBasedStateMachine):
     def cancel_call(self) -> None:
         self.health.finish()
         self.calls -= 1
-        if self.calls == 0 and self.health.current_state() == HALF_OPEN:
-            # The trial ended without an outcome (its client went away): the slot is free again, so a
-            # new trial may start in this period; two never run at once.
-            self.trials_this_period = max(0, self.trials_this_period - 1)
+        if self.calls == 0:
+            self.trial_out = False  # the trial ended without an outcome (its client went away): the slot is free
 
     @rule(ok=st.booleans())
     def probe(self, ok: bool) -> None:
-        self.health.probed(ok, "" if ok else "timeout")
+        before = self.health.current_state()
+        self.health.probed(ok)
+        after = self.health.current_state()
+        assert after == before or (ok and (before, after) == (OPEN, HALF_OPEN)), (before, after)
 
     @rule(ok=st.booleans())
     def late_outcome(self, ok: bool) -> None:
         """An outcome recorded for a call whose finish() is not modelled (e.g. a stream's end)."""
-        self.health.record(Outcome(ok=ok, reason="" if ok else REASON))
+        self._record(Outcome(ok=ok, reason="" if ok else REASON))
 
     @rule(seconds=st.sampled_from([EPS_S, 1.0, BREAKER_OPEN_S, 2 * BREAKER_OPEN_S, BREAKER_OPEN_MAX_S]))
     def wait(self, seconds: float) -> None:
         self.clock.advance(seconds)
 
     @invariant()
-    def one_trial_per_half_open_period(self) -> None:
+    def states_are_known(self) -> None:
         state = self.health.current_state()
         assert state in (CLOSED, OPEN, HALF_OPEN)
         if state != HALF_OPEN:
-            self.trials_this_period = 0
-        assert self.trials_this_period <= 1
+            self.trial_out, self.trial_successes = False, 0
 
     @invariant()
     def an_open_breaker_is_unavailable(self) -> None:

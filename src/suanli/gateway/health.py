@@ -3,9 +3,16 @@
 closed     calls flow; each outcome enters a sliding window (``HEALTH_WINDOW_S``). The breaker opens when
            the window holds at least ``BREAKER_MIN_CALLS`` with ``BREAKER_ERROR_RATE_PERCENT`` failed, or
            after ``BREAKER_CONSECUTIVE_FAILURES`` failures in a row: never on one failure.
-open       no calls for ``open_for_s``; then half-open. A successful probe of the operator also moves it on.
-half-open  one trial call (or probe) at a time: success closes the breaker, failure reopens it for twice
-           as long (up to ``BREAKER_OPEN_MAX_S``).
+open       no calls for ``open_for_s`` (``BREAKER_OPEN_S``, doubled after each failed trial up to
+           ``BREAKER_OPEN_MAX_S``); then half-open.
+half-open  real calls are the trials, one at a time: ``BREAKER_HALF_OPEN_CALLS`` successes in a row close
+           the breaker, any failure reopens it for twice as long. One at a time, so that an operator that
+           hangs holds at most one client per open period.
+
+Only real calls close a breaker. A probe (``GET /models``) says little about calls: an operator that hangs
+on every completion may still list its models. So a probe never closes a breaker and never keeps one
+open; the one thing it can tell is that an operator that failed a probe (unreachable, say) answers again,
+and then it moves the breaker from open to half-open at once, for real calls to decide.
 
 An upstream's ``Retry-After`` keeps calls away from the offer until then, whatever the breaker says.
 """
@@ -23,6 +30,7 @@ from suanli.gateway.routing import OfferState
 from suanli.limits import (
     BREAKER_CONSECUTIVE_FAILURES,
     BREAKER_ERROR_RATE_PERCENT,
+    BREAKER_HALF_OPEN_CALLS,
     BREAKER_MIN_CALLS,
     BREAKER_OPEN_MAX_S,
     BREAKER_OPEN_S,
@@ -66,6 +74,8 @@ class OfferHealth:
         self._open_for_s = BREAKER_OPEN_S
         self._opened_at = 0.0
         self._trial_in_flight = False
+        self._trial_successes = 0  # in this half-open period
+        self._probe_failed = False  # a probe failed since the breaker opened
         self._retry_after_until = 0.0
         self.in_flight = 0
         self.calls_total = 0
@@ -73,7 +83,10 @@ class OfferHealth:
 
     def _advance(self, now: float) -> None:
         if self.state == OPEN and now >= self._opened_at + self._open_for_s:
-            self.state = HALF_OPEN
+            self._half_open()
+
+    def _half_open(self) -> None:
+        self.state, self._trial_successes = HALF_OPEN, 0
 
     def current_state(self) -> str:
         self._advance(self._clock())
@@ -107,8 +120,8 @@ class OfferHealth:
         now = self._clock()
         if self.state != CLOSED:
             # While the breaker is not closed, the only call let through is the trial: its outcome frees
-            # the slot. The slot is never freed by a state change alone, so that a trial still hanging
-            # when a probe reopens the breaker keeps a second trial from starting beside it.
+            # the slot. (An outcome of a call begun before the breaker opened frees it too: outcomes carry
+            # no identity. At worst a second trial then starts beside one still hanging.)
             self._trial_in_flight = False
         self.calls_total += 1
         self._window.append((now, outcome.ok))
@@ -139,7 +152,9 @@ class OfferHealth:
     def _succeeded(self) -> None:
         self._consecutive_failures = 0
         if self.state == HALF_OPEN:
-            self._close()
+            self._trial_successes += 1
+            if self._trial_successes >= BREAKER_HALF_OPEN_CALLS:
+                self._close()
 
     def _failed(self, now: float, reason: str) -> None:
         self.failures_total += 1
@@ -162,6 +177,7 @@ class OfferHealth:
     def _open(self, now: float, reason: str, *, backoff: bool = False) -> None:
         self._open_for_s = min(self._open_for_s * 2, BREAKER_OPEN_MAX_S) if backoff else BREAKER_OPEN_S
         self.state, self.reason, self._opened_at = OPEN, reason, now
+        self._probe_failed = False
 
     def _close(self) -> None:
         self.state, self.reason = CLOSED, ""
@@ -169,16 +185,17 @@ class OfferHealth:
         self._consecutive_failures = 0
         self._window.clear()
 
-    def probed(self, ok: bool, reason: str = "") -> None:
-        """An active probe of the operator: success moves open → half-open → closed; failure holds it open."""
-        now = self._clock()
-        self._advance(now)
-        if ok and self.state == OPEN:
-            self.state = HALF_OPEN
-        elif ok and self.state == HALF_OPEN:
-            self._close()
-        elif not ok and self.state != CLOSED:
-            self._open(now, f"probe failed: {reason}", backoff=self.state == HALF_OPEN)
+    def probed(self, ok: bool) -> None:
+        """An active probe of the operator. It never closes the breaker nor keeps it open (module
+        docstring): a failure is noted, and a success after a failed probe moves open → half-open."""
+        self._advance(self._clock())
+        if self.state == CLOSED:
+            return
+        if not ok:
+            self._probe_failed = True
+        elif self._probe_failed and self.state == OPEN:
+            self._probe_failed = False
+            self._half_open()
 
     def view(self) -> OfferState:
         capacity = max(self.offer.capacity, 1)
@@ -221,10 +238,10 @@ class HealthRegistry:
     def operators_to_probe(self) -> set[str]:
         return {h.offer.operator for h in self._offers.values() if h.current_state() != CLOSED}
 
-    def probed(self, operator: str, ok: bool, reason: str = "") -> None:
+    def probed(self, operator: str, ok: bool) -> None:
         for health in self._offers.values():
             if health.offer.operator == operator:
-                health.probed(ok, reason)
+                health.probed(ok)
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [health.snapshot() for health in self._offers.values()]

@@ -168,12 +168,13 @@ class Platform:
         self.reload_prices()  # and prices set from it
 
     async def _probe_once(self) -> None:
-        """Probe operators whose breakers are not closed, so they recover without waiting for traffic."""
+        """Probe operators whose breakers are not closed: one that failed a probe and answers again is given
+        real trial calls at once (health.py), without waiting out its open period."""
         for operator in self.health.operators_to_probe():
             protocol = self.catalog.operators[operator].protocol
-            path = PROBE_PATHS[protocol]
-            ok = await self.upstreams[operator, protocol].probe(path, HEALTH_PROBE_TIMEOUT_S)
-            self.health.probed(operator, ok, "" if ok else f"no answer to GET {path}")
+            ok = await self.upstreams[operator, protocol].probe(PROBE_PATHS[protocol], HEALTH_PROBE_TIMEOUT_S)
+            if ok is not None:
+                self.health.probed(operator, ok)
 
     async def _forever(self, name: str, step: Callable[[], Awaitable[None]], interval_s: float) -> None:
         """Run ``step`` every ``interval_s``; a failure is logged and counted, and the loop carries on."""
