@@ -15,6 +15,7 @@ them into the error body of the protocol the client speaks; nothing else builds 
     ├── UpstreamError (502)         upstream_error / upstream_error, upstream_bad_response
     ├── UpstreamTimeout (504)       upstream_error / upstream_timeout
     └── ServiceUnavailable (503)    service_unavailable / no_healthy_offer, overloaded, store_error
+        └── UpstreamBusy (503)      service_unavailable / upstream_busy (with retry-after)
 
 Messages are written for the person reading them; they never contain a credential or a stack trace.
 """
@@ -109,6 +110,17 @@ class ServiceUnavailable(SuanliError):
     default_code = "service_unavailable"
 
 
+class UpstreamBusy(ServiceUnavailable):
+    """Every pooled connection to the operator stayed busy for ``UPSTREAM_POOL_ACQUIRE_TIMEOUT_S``. The
+    platform's own limit was reached, not the operator's fault; a try a moment later may find one free."""
+
+    default_code = "upstream_busy"
+    retry_after_s: ClassVar[int] = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"retry-after": str(self.retry_after_s)})
+
+
 class ConfigError(Exception):
     """The catalog or settings are wrong; raised at start-up, never while serving a request."""
 
@@ -135,4 +147,5 @@ ALL_ERRORS: tuple[type[SuanliError], ...] = (
     UpstreamError,
     UpstreamTimeout,
     ServiceUnavailable,
+    UpstreamBusy,
 )

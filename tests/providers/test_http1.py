@@ -1,5 +1,5 @@
-"""The gateway's upstream HTTP/1.1 client against real sockets: keep-alive, pool limits, stale
-connections, timeouts, chunked bodies and unreachable operators."""
+"""The gateway's upstream HTTP/1.1 client against real sockets: keep-alive, pool limits, timeouts, chunked
+bodies and unreachable operators (stale connections, resending and the pool's waits: test_http1_bounds.py)."""
 
 from __future__ import annotations
 
@@ -87,30 +87,6 @@ def test_the_pool_never_opens_more_than_its_limit() -> None:
 
         assert await asyncio.gather(*(call() for _ in range(20))) == [OK_BODY] * 20
         assert most == 2
-        await upstream.close()
-        server.close()
-
-    asyncio.run(scenario())
-
-
-def test_a_connection_the_server_closed_while_idle_is_retried_on_a_fresh_one() -> None:
-    served = 0
-
-    async def one_answer_per_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal served
-        await read_request(reader)
-        served += 1
-        writer.write(answer())  # says nothing of closing, as a server timing out an idle connection does
-        await writer.drain()
-        await read_request(reader)  # the next request on this connection is dropped unanswered
-
-    async def scenario() -> None:
-        server, port = await serve(one_answer_per_connection)
-        upstream = Http1Upstream(operator(port))
-        for _ in range(3):
-            response = await upstream.send("/chat", b"{}")
-            assert await response.read() == OK_BODY
-        assert served == 3
         await upstream.close()
         server.close()
 

@@ -5,6 +5,10 @@ A connection error, a timeout, 429, 408 or a 5xx moves the request to the next o
 admission). An operator's ``Retry-After`` keeps calls away from it until then. Any other 4xx is the
 request's own fault, so it goes back to the client at once. Every attempt is recorded: in the offer's
 health, and in the usage event's attempt list written with the settlement.
+
+An attempt whose operator's connections all stayed busy (``UpstreamBusy``) never reached the operator:
+it moves to the next offer too, but it is no outcome for the operator's health (the limit is the
+platform's own); when every attempt ends so, the client gets 503 ``upstream_busy`` with ``retry-after``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,14 @@ from typing import Any
 import orjson
 
 from suanli.catalog import Offer, Operator
-from suanli.errors import BadRequest, ServiceUnavailable, SuanliError, UpstreamError, UpstreamTimeout
+from suanli.errors import (
+    BadRequest,
+    ServiceUnavailable,
+    SuanliError,
+    UpstreamBusy,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from suanli.gateway.health import OfferHealth, Outcome
 from suanli.gateway.lifecycle import Call
 from suanli.gateway.platform import Platform
@@ -93,6 +104,10 @@ async def _attempt(
         protocol = call.upstream_protocol = upstream_protocol(platform, call, offer)
         path = UPSTREAM_PATHS[protocol, call.request.kind]
         response = await platform.upstreams[offer.operator, protocol].send(path, upstream_body(call, offer, protocol))
+    except UpstreamBusy as exc:
+        _record_busy(call, health, offer, started_ns, exc)
+        failures.append(exc)
+        return None
     except (UpstreamError, UpstreamTimeout) as exc:
         _record(call, health, offer, started_ns, Outcome(ok=False, reason=exc.code), status=0)
         failures.append(exc)
@@ -124,6 +139,14 @@ def _record(
         health.finish()
     label = "ok" if outcome.ok and status == 200 else (outcome.reason or f"HTTP {status}")
     call.attempts.append(Attempt(offer.operator, offer.id, label, status, int(latency_ms)))
+
+
+def _record_busy(call: Call, health: OfferHealth, offer: Offer, started_ns: int, busy: UpstreamBusy) -> None:
+    """An attempt that never reached the operator: listed with the request's attempts, but no outcome for
+    the operator's health, which it says nothing about."""
+    health.finish()
+    waited_ms = (time.perf_counter_ns() - started_ns) // 1_000_000
+    call.attempts.append(Attempt(offer.operator, offer.id, busy.code, 0, waited_ms))
 
 
 def _retry_after(response: UpstreamResponse) -> float | None:
@@ -173,5 +196,7 @@ def _exhausted(call: Call, failures: list[SuanliError]) -> SuanliError:
     message = f"All {len(failures)} operators tried failed ({summary})."
     if all(isinstance(f, UpstreamTimeout) for f in failures):
         return UpstreamTimeout(message)
+    if all(isinstance(f, UpstreamBusy) for f in failures):
+        return UpstreamBusy(message)
     codes = {f.code for f in failures}
     return UpstreamError(message, code=codes.pop() if len(codes) == 1 else "upstream_error")
