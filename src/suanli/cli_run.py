@@ -24,6 +24,7 @@ from suanli.gateway import accounts as ops
 from suanli.gateway import log_redaction
 from suanli.gateway.admin_keys import admin_key_path, ensure_admin_key
 from suanli.gateway.platform import Settings
+from suanli.http_server import GatewayServer, raise_fd_limit, server_config
 from suanli.money import cny_to_nano
 from suanli.providers.simulator import (
     OVER_CAP_POLICIES,
@@ -44,10 +45,9 @@ DEMO_TIER = "enterprise"  # may buy every offer of the demo catalog; the example
 DEMO_TOPUP_CNY = "100"
 DEMO_ADMIN_KEY_KEPT = "Admin key: the one set in SUANLI_ADMIN_KEY or shown at first start."
 SIMULATOR_START_TIMEOUT_S = 30.0
-KEEP_ALIVE_TIMEOUT_S = 75  # longer than common load balancers' idle timeout, so they close first
 
 
-class _Server(uvicorn.Server):
+class _Server(GatewayServer):
     """uvicorn's server, telling ``on_ready`` once it listens (after the platform started and the socket
     is bound), so nothing says the gateway is up before it is."""
 
@@ -70,11 +70,8 @@ def serve_gateway(
     owner = DatabaseOwner.take(settings.database_path)  # likewise: a second gateway on this file is one line
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = build_app(settings, catalog=catalog, owner=owner)
-    config = uvicorn.Config(
-        app, host=host, port=port, loop="uvloop", http="httptools", log_level=log_level,
-        access_log=False, timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S, server_header=False, date_header=False,
-        proxy_headers=False,  # the gateway does not use client addresses; one layer less per request
-    )  # fmt: skip
+    raise_fd_limit()
+    config = server_config(app, host, port, log_level)  # every wait a client can impose bounded (http_server.py)
     log_redaction.install()  # after uvicorn set up its loggers, so their handlers get the filter too
     _Server(config, on_ready).run()
 

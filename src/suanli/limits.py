@@ -26,6 +26,13 @@ STREAM_EVENT_BYTES_MAX = 1024 * 1024  # one SSE event from an upstream
 STREAM_DELIVERED_BYTES_KEPT_MAX = 16 * 1024 * 1024  # kept to count a cut stream's delivered tokens
 OPERATOR_MESSAGE_CHARS_MAX = 300  # an operator's error message, sanitized, as a client sees it
 
+# The gateway's own HTTP server (its clients' connections).
+CLIENT_HEADER_TIMEOUT_S = 10.0  # a request's head (a new connection's first) must arrive whole within this
+CLIENT_HEADER_BYTES_MAX = 64 * 1024  # a request's head larger than this gets 431
+CLIENT_KEEPALIVE_TIMEOUT_S = 75  # an idle keep-alive connection is closed after this (load balancers close first)
+CLIENT_CONNECTIONS_MAX = 10_000  # connections (or requests in flight) beyond this get 503 at once
+SHUTDOWN_GRACE_S = 10  # calls in flight get this long after SIGTERM, then are cut (and settled for what they got)
+
 # Ledger and store.
 LEDGER_BATCH_OPS_MAX = 512  # operations committed together in one transaction (group commit)
 LEDGER_QUEUE_DEPTH_MAX = 20_000  # operations waiting for the writer; beyond, admission gets 503
