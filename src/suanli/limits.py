@@ -7,6 +7,9 @@ documented in docs/configuration.md (a test checks that each name below appears 
 from __future__ import annotations
 
 # Requests from clients.
+COUNT_ON_LOOP_BYTES_MAX = 64 * 1024  # a larger prompt is counted in a worker thread, not on the event loop
+COUNTING_THREADS_MAX = 1  # worker threads counting large prompts at once: a core at most, of the machine's
+COUNTING_WAIT_S = 10.0  # a large prompt waits at most this for a counting thread (then 503)
 CLIENT_WRITE_TIMEOUT_S = 30.0  # a stream's write to a client that stopped reading (SUANLI_CLIENT_WRITE_TIMEOUT_S)
 SETTING_SECONDS_MAX = 3600.0  # the longest a wait given in a setting may be
 REQUEST_BODY_BYTES_MAX = 4 * 1024 * 1024  # a chat request larger than this gets 413

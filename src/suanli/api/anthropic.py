@@ -12,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from suanli.api.openai_compat import SSE_HEADERS, authenticate
+from suanli.api.openai_compat import SSE_HEADERS, authenticate, content_length
 from suanli.api.sse import EventStreamResponse
+from suanli.gateway.chat import refuse_unpayable
 from suanli.gateway.messages import anthropic_messages, count_tokens
 from suanli.gateway.platform import Platform
 from suanli.gateway.requests import parse_json_object
@@ -22,8 +23,9 @@ from suanli.gateway.requests import parse_json_object
 async def messages(request: Request) -> Response:
     platform: Platform = request.app.state.platform
     caller = authenticate(request)
-    body = parse_json_object(await request.body())
-    answer = await anthropic_messages(platform, caller, body, request.state.request_id)
+    refuse_unpayable(platform, caller, content_length(request))
+    raw = await request.body()
+    answer = await anthropic_messages(platform, caller, parse_json_object(raw), request.state.request_id, len(raw))
     if answer.stream is not None:
         return EventStreamResponse(
             answer.stream, {**SSE_HEADERS, **answer.headers}, answer.close, platform.settings.client_write_timeout_s
@@ -32,9 +34,11 @@ async def messages(request: Request) -> Response:
 
 
 async def messages_count_tokens(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
     authenticate(request)
-    body = parse_json_object(await request.body())
-    return Response(orjson.dumps({"input_tokens": count_tokens(body)}), media_type="application/json")
+    raw = await request.body()
+    counted = await count_tokens(platform, parse_json_object(raw), len(raw))
+    return Response(orjson.dumps({"input_tokens": counted}), media_type="application/json")
 
 
 routes = [

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from suanli.api.sse import EventStreamResponse
 from suanli.gateway.auth import Caller, bearer_token
-from suanli.gateway.chat import chat_completion, embeddings, images
+from suanli.gateway.chat import chat_completion, embeddings, images, refuse_unpayable
 from suanli.gateway.platform import Platform
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -26,6 +26,12 @@ def _platform(request: Request) -> Platform:
     return platform
 
 
+def content_length(request: Request) -> int | None:
+    """The body's declared length, if the client declared one (a chunked body has none)."""
+    value = request.headers.get("content-length")
+    return int(value) if value is not None and value.isdigit() else None
+
+
 def authenticate(request: Request) -> Caller:
     raw_key = bearer_token(request.headers.get("authorization")) or request.headers.get("x-api-key")
     return _platform(request).keys.authenticate(raw_key)
@@ -34,6 +40,7 @@ def authenticate(request: Request) -> Caller:
 async def chat_completions(request: Request) -> Response:
     platform = _platform(request)
     caller = authenticate(request)
+    refuse_unpayable(platform, caller, content_length(request))
     answer = await chat_completion(platform, caller, await request.body(), request.state.request_id)
     if answer.stream is not None:
         return EventStreamResponse(

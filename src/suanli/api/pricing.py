@@ -32,7 +32,7 @@ async def list_prices(request: Request) -> Response:
 
 async def quote(request: Request) -> Response:
     caller = authenticate(request)
-    view = quote_request(_platform(request), caller, await request.body())
+    view = await quote_request(_platform(request), caller, await request.body())
     return Response(orjson.dumps(view), media_type="application/json")
 
 

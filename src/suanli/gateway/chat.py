@@ -17,7 +17,7 @@ import orjson
 
 from suanli.catalog import Offer
 from suanli.economy.funding import limit_headers
-from suanli.errors import BadRequest, SuanliError, UpstreamError, UpstreamTimeout
+from suanli.errors import BadRequest, PaymentRequired, SuanliError, UpstreamError, UpstreamTimeout
 from suanli.gateway.auth import Caller
 from suanli.gateway.failover import first_answer
 from suanli.gateway.lifecycle import Call, Settlement, admit, settle
@@ -25,9 +25,12 @@ from suanli.gateway.platform import Platform
 from suanli.gateway.relay import StreamRelay
 from suanli.gateway.requests import ChatRequest, parse_chat_request, parse_embedding_request, parse_image_request
 from suanli.gateway.routing import parse_preferences, plan_route
+from suanli.ledger import names as ledger_names
+from suanli.limits import COUNT_ON_LOOP_BYTES_MAX
 from suanli.metering import answer_texts, estimate_usage, usage_from_openai
 from suanli.money import nano_to_cny
 from suanli.pricing import TokenUsage
+from suanli.pricing.prices import Prices
 from suanli.providers.base import UpstreamResponse
 from suanli.store.db import now_ms
 
@@ -78,6 +81,27 @@ class Dialect:
 
     def native(self, call: Call) -> Passthrough | None:
         return self.passthrough if call.upstream_protocol == self.protocol else None
+
+
+def refuse_unpayable(platform: Platform, caller: Caller, body_bytes: int | None) -> None:
+    """Before a large body is read and parsed (tens of milliseconds of the event loop for megabytes of
+    JSON): refuse it with 402 if the caller's wallet, on pay-as-you-go, can't pay for even one input token
+    at the cheapest price on offer. A flood of large bodies from an empty wallet then costs the loop
+    nothing. (Smaller bodies take the usual path, where the reservation refuses them.)"""
+    account = caller.account
+    if body_bytes is None or body_bytes <= COUNT_ON_LOOP_BYTES_MAX or account.has_plans:
+        return
+    balance = platform.ledger.balance(ledger_names.wallet(account.id))
+    t_ms = now_ms()
+    cheapest = min((_cheapest_input(platform.price_clock.prices(o, t_ms)) for o in platform.catalog.offers), default=0)
+    if (balance.available if balance else 0) < cheapest:
+        raise PaymentRequired(
+            "Insufficient balance: the account's available balance pays for no call. Top up. Nothing was charged."
+        )
+
+
+def _cheapest_input(prices: Prices) -> int:
+    return min(prices.input_nano, prices.cached_input_nano, prices.cache_write_nano)
 
 
 async def chat_completion(platform: Platform, caller: Caller, raw_body: bytes, request_id: str) -> ChatAnswer:

@@ -26,13 +26,13 @@ from suanli.economy.funding import Funding, FundingRequest, adjust_settlement, r
 from suanli.economy.products import FUNDING_SOURCES
 from suanli.errors import BadRequest, invariant
 from suanli.gateway.auth import Caller
+from suanli.gateway.counting import refuse_early, tokens_at_least
 from suanli.gateway.platform import Platform
 from suanli.gateway.quoting import input_bound, quote_plan
 from suanli.gateway.requests import ChatRequest
 from suanli.ledger import Balance
 from suanli.ledger import names as ledger_names
 from suanli.limits import ROUTE_ATTEMPTS_MAX
-from suanli.metering import count_request
 from suanli.pricing import Charge, Quote, TokenUsage, charge
 from suanli.pricing.prices import Prices
 from suanli.store.db import now_ms
@@ -108,13 +108,26 @@ def _fitting(plan: Sequence[Offer], request: ChatRequest, prompt_tokens: int) ->
     return fitting[:ROUTE_ATTEMPTS_MAX]
 
 
+async def _count(platform: Platform, caller: Caller, request: ChatRequest, plan: Sequence[Offer]) -> int:
+    """The prompt count (gateway/counting.py): a large prompt is first bounded by its length, refused on
+    that bound if it can't fit or be paid for, and then counted off the event loop."""
+    if platform.counter.is_large(request.body_bytes, request.messages):
+        account = caller.account
+        wallet = None if account.has_plans else platform.ledger.balance(ledger_names.wallet(account.id))
+        t_ms = now_ms()
+        prices = {offer.id: platform.price_clock.prices(offer, t_ms) for offer in plan}
+        refuse_early(plan, tokens_at_least(request.messages), wallet, prices)
+    window_max = max((offer.context_window_tokens for offer in plan), default=None)
+    return await platform.counter.count(request.body, request.messages, request.body_bytes, above=window_max)
+
+
 async def admit(
     platform: Platform, caller: Caller, request: ChatRequest, request_id: str, plan: Sequence[Offer]
 ) -> Call:
     """Quote the candidates and reserve, in one writer job: for the dearest quote, or if the wallet can't
     cover that, for the first candidate alone, dropping the dearer ones; if not even that, 402 and nothing
     written. An account with plans is funded from them in its order first (economy/funding.py)."""
-    prompt_tokens = count_request(request.body, request.messages)
+    prompt_tokens = await _count(platform, caller, request, plan)
     candidates = _fitting(plan, request, prompt_tokens)
     quotes = _quotes(platform, candidates, request, prompt_tokens)
     account = caller.account

@@ -25,7 +25,7 @@ from suanli.gateway.platform import Platform
 from suanli.gateway.relay import StreamRelay, TranslatingRelay, parse_data
 from suanli.gateway.requests import chat_request_from
 from suanli.gateway.sanitize import operator_error
-from suanli.metering import count_request, delivered_texts, estimate_usage, usage_from_anthropic
+from suanli.metering import delivered_texts, estimate_usage, usage_from_anthropic
 from suanli.money import nano_to_cny
 from suanli.pricing import TokenUsage
 from suanli.providers.anthropic_stream import AnthropicStreamTranslator, error_event, sse
@@ -204,7 +204,9 @@ ANTHROPIC = Dialect(
 )
 
 
-async def anthropic_messages(platform: Platform, caller: Caller, body: dict[str, Any], request_id: str) -> ChatAnswer:
+async def anthropic_messages(
+    platform: Platform, caller: Caller, body: dict[str, Any], request_id: str, body_bytes: int = 0
+) -> ChatAnswer:
     translated = anthropic_to_openai_request(body)
     translated.update({name: body[name] for name in ROUTING_FIELDS if name in body})  # the gateway's own fields
     request = chat_request_from(translated)
@@ -212,11 +214,12 @@ async def anthropic_messages(platform: Platform, caller: Caller, body: dict[str,
     # changes with every conversation: at the front of the prompt it would defeat the operator's prefix cache.
     request.protocol, request.native_body = "anthropic", without_billing_header(body)
     return await run_chat(platform, caller, request, request_id, ANTHROPIC)
+    request.body_bytes = body_bytes
 
 
-def count_tokens(body: dict[str, Any]) -> int:
+async def count_tokens(platform: Platform, body: dict[str, Any], body_bytes: int) -> int:
     """Input tokens of a Messages request, counted as admission counts them (docs/billing.md, *Counting
     the prompt*): the messages, system prompt, images and tool definitions of its OpenAI translation,
-    before the offer's margin."""
+    before the offer's margin; a large one off the event loop."""
     translated = anthropic_to_openai_request({**body, "max_tokens": body.get("max_tokens") or 1})
-    return count_request(translated, translated["messages"])
+    return await platform.counter.count(translated, translated["messages"], body_bytes)

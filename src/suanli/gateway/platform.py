@@ -24,6 +24,7 @@ from suanli.economy.store import list_product, load_products
 from suanli.errors import BadRequest, ConfigError
 from suanli.gateway.admin_keys import AdminKeyStart, admin_key_path, ensure_admin_key
 from suanli.gateway.auth import KeyCache
+from suanli.gateway.counting import PromptCounter
 from suanli.gateway.health import HealthRegistry
 from suanli.gateway.metrics import Metrics
 from suanli.gateway.price_versions import stored_versions, with_versions
@@ -120,6 +121,7 @@ class Platform:
         self._sweeper: asyncio.Task[None] | None = None
         self.admin_key_start = AdminKeyStart()  # what this start did to the admin keys (never logs a key)
         self.calls_in_flight = 0  # admitted and not yet settled
+        self.counter = PromptCounter()  # large prompts are counted off the event loop
 
     async def start(self) -> RecoveryReport:
         """Take the database (one gateway per file), resolve what a previous process left reserved, then
@@ -200,6 +202,7 @@ class Platform:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         for upstream in self.upstreams.values():
             await upstream.close()
+        self.counter.close()
         self.writer.close()
         self.reader.close()
         if self._owner is not None:

@@ -17,7 +17,6 @@ from suanli.gateway.platform import Platform
 from suanli.gateway.quoting import input_bound, output_bound, price_list_of, utilisation_permille
 from suanli.gateway.requests import chat_request_from, parse_json_object
 from suanli.gateway.routing import OfferState, parse_preferences, plan_route
-from suanli.metering import count_request
 from suanli.pricing.listing import Bounds, offer_quote, parse_instant
 from suanli.store.db import now_ms
 
@@ -45,7 +44,7 @@ def pricing(platform: Platform, caller: Caller, at: str | None, model: str | Non
     return {"object": "list", **prices.instant(t_ms, "at"), "timezone": catalog.calendar.timezone, "data": data}
 
 
-def quote_request(platform: Platform, caller: Caller, raw_body: bytes) -> dict[str, Any]:
+async def quote_request(platform: Platform, caller: Caller, raw_body: bytes) -> dict[str, Any]:
     """The most a chat request would cost on each offer it may be routed to (health aside: a quote is not
     refused because an operator is down now), at ``at`` (default now) and at the cheapest time that day."""
     body = parse_json_object(raw_body)
@@ -62,7 +61,7 @@ def quote_request(platform: Platform, caller: Caller, raw_body: bytes) -> dict[s
     plan = plan_route(platform.catalog, model=request.model, tier=caller.account.tier, key_models=caller.key.models,
                       prefs=prefs, state_of=lambda offer: OfferState(),
                       price_of=lambda offer: platform.price_clock.prices(offer, t_ms))  # fmt: skip
-    prompt_tokens = count_request(request.body, request.messages)
+    prompt_tokens = await platform.counter.count(request.body, request.messages, len(raw_body))
     prices = price_list_of(platform.catalog)
     data = []
     for offer in plan:

