@@ -78,6 +78,16 @@ def _echo(request: Request) -> str:
 
 
 async def chat(request: Request) -> Response:
+    body = await request.json()
+    if body.get("stream"):  # vLLM's way of giving up mid-stream: an error object, then the end
+        chunk = {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}
+        failure = {"error": {"message": f"{_echo(request)}: engine died", "type": "server_error", "code": 500}}
+
+        async def events() -> AsyncIterator[bytes]:
+            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+            yield b"data: " + orjson.dumps(failure) + b"\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
     message = f"{_echo(request)} failed: 'max_tokens' is too large"
     error = {"message": message, "type": "invalid_request_error", "code": "context_length_exceeded"}
     return JSONResponse({"error": error}, 400)
@@ -185,6 +195,18 @@ def test_an_error_event_mid_stream_reaches_the_client_without_its_credential(
     with httpx.stream("POST", f"{echo_gateway.url}/v1/messages", json=body, headers={"x-api-key": key}) as response:
         text = response.read().decode()
     assert "event: error" in text and "Operator echoant failed mid-stream: " in text and "overloaded" in text
+    assert_nothing_secret(text, echo_url)
+
+
+def test_an_openai_error_object_mid_stream_reaches_the_client_without_its_credential(
+    echo_gateway: Gateway, echo_url: str, unique: str
+) -> None:
+    key = echo_gateway.account(unique)
+    body = {"model": "echo-chat", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.stream("POST", f"{echo_gateway.url}/v1/chat/completions", json=body, headers=headers) as response:
+        text = response.read().decode()
+    assert '"code":"stream_cut"' in text and "failed mid-stream: " in text and "engine died" in text
     assert_nothing_secret(text, echo_url)
 
 

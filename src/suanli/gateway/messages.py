@@ -111,11 +111,7 @@ class AnthropicRelay(StreamRelay):
 
     def __init__(self, platform: Platform, call: Call, response: UpstreamResponse) -> None:
         super().__init__(platform, call, response)
-        self._upstream_error: SuanliError | None = None
         self._held: dict[str, Any] | None = None  # the operator's message_delta, until the settlement
-
-    def _cut_error(self) -> SuanliError:
-        return self._upstream_error or super()._cut_error()
 
     def _estimate(self) -> TokenUsage:
         """Input as reported by ``message_start``, if it came; the output as delivered, counted."""
@@ -213,8 +209,8 @@ async def anthropic_messages(
     # An Anthropic-protocol operator gets the body as it came, but for Claude Code's billing line, whose suffix
     # changes with every conversation: at the front of the prompt it would defeat the operator's prefix cache.
     request.protocol, request.native_body = "anthropic", without_billing_header(body)
-    return await run_chat(platform, caller, request, request_id, ANTHROPIC)
     request.body_bytes = body_bytes
+    return await run_chat(platform, caller, request, request_id, ANTHROPIC)
 
 
 async def count_tokens(platform: Platform, body: dict[str, Any], body_bytes: int) -> int:

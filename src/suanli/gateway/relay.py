@@ -28,6 +28,7 @@ from suanli.errors import SuanliError, UpstreamError
 from suanli.gateway.health import Outcome
 from suanli.gateway.lifecycle import Call, Settlement, settle
 from suanli.gateway.platform import Platform
+from suanli.gateway.sanitize import operator_error
 from suanli.limits import STREAM_DELIVERED_BYTES_KEPT_MAX, STREAM_EVENT_BYTES_MAX
 from suanli.metering import delivered_texts, estimate_usage, usage_from_openai
 from suanli.money import nano_to_cny
@@ -82,6 +83,7 @@ class StreamRelay:
         self._ended = False  # the operator's end event ([DONE]) arrived
         self._released = False
         self._seen_first_chunk = False
+        self._upstream_error: SuanliError | None = None  # what the operator said when it gave up mid-stream
         self._final_usage = TokenUsage()  # what was settled, and whether it was counted locally
         self._final_estimated = False
 
@@ -145,7 +147,7 @@ class StreamRelay:
             self._platform.spawn(self._settle("client_gone", 499))
 
     def _cut_error(self) -> SuanliError:
-        return UpstreamError("The operator ended the stream early.", code="stream_cut")
+        return self._upstream_error or UpstreamError("The operator ended the stream early.", code="stream_cut")
 
     def _estimate(self) -> TokenUsage:
         """The usage of a stream whose upstream reported none: the prompt as counted, the text delivered."""
@@ -197,6 +199,8 @@ class StreamRelay:
             self._ended = True
             return None  # the platform's own [DONE] follows the settlement
         has_usage = b'"usage":{' in event or b'"usage": {' in event
+        if b'"error"' in event and b'"choices"' not in event and self._operator_failed(event):
+            return None  # the client gets the platform's error, sanitized, when the stream ends
         if not has_usage and not _may_finish(event):
             if self._delivered_bytes < STREAM_DELIVERED_BYTES_KEPT_MAX:  # inline: this runs for every event
                 self._delivered.append(event)
@@ -216,6 +220,17 @@ class StreamRelay:
         event = b"data: " + orjson.dumps(data) + b"\n\n"  # a finish chunk that carried the usage, without it
         self._deliver(event)
         return event
+
+    def _operator_failed(self, event: bytes) -> bool:
+        """An error object mid-stream (vLLM and others send one, then stop): kept, sanitized, as the cut's
+        reason, since its text may echo the operator's own credentials."""
+        data = parse_data(event)
+        if not isinstance(data, dict) or "error" not in data:
+            return False
+        operator = self._platform.catalog.operators[self._call.offer.operator]
+        detail = operator_error(data, operator).message
+        self._upstream_error = UpstreamError(f"Operator {operator.name} failed mid-stream: {detail}", code="stream_cut")
+        return True
 
     def _note_final(self, data: Mapping[str, Any]) -> None:
         """Remember the chunks' header and which answers have finished."""
