@@ -82,10 +82,10 @@ def _no_leftover_faults(simulator: Simulator) -> None:
 def test_a_second_gateway_on_the_same_database_refuses_to_start(simulator: Simulator, tmp_path: Path) -> None:
     """It would recover, so void, the first one's live reservations; it says who holds the file and exits."""
     first = start_gateway(tmp_path, simulator)
-    simulator.set("faulty", ttft_ms=800)  # under its operator's 1 s first-byte timeout
+    simulator.set("alpha", ttft_ms=1500)  # a slow answer, well within its operator's timeouts
     try:
         key = first.account("owner", topup_cny="1")
-        body = {"model": "faulty-model", "messages": [{"role": "user", "content": "slow"}]}
+        body = {"model": "deepseek-v3.2", "messages": [{"role": "user", "content": "slow"}], "max_tokens": 5}
         answer: list[httpx.Response] = []
         call = threading.Thread(target=lambda: answer.append(httpx.post(
             f"{first.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=WAIT_S,
@@ -104,7 +104,7 @@ def test_a_second_gateway_on_the_same_database_refuses_to_start(simulator: Simul
         assert answer[0].status_code == 200  # and settled by its own gateway
         assert open_reservations(first.database) == 0
     finally:
-        simulator.reset("faulty")
+        simulator.reset("alpha")
         stop(first.process)
     taken_over = start_gateway(tmp_path, simulator, database=first.database)  # the holder is gone: free again
     stop(taken_over.process)

