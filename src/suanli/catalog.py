@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from suanli.errors import BadRequest, ConfigError
+from suanli.instants import DAY_MS
 from suanli.limits import (
     INPUT_ESTIMATE_MARGIN_PERCENT,
     INPUT_MARGIN_PERCENT_MAX,
     OFFER_CAPACITY_DEFAULT,
+    PRICE_VERSION_HORIZON_DAYS,
     UPSTREAM_CONNECT_TIMEOUT_S,
     UPSTREAM_FIRST_BYTE_TIMEOUT_S,
     UPSTREAM_IDLE_TIMEOUT_S,
@@ -265,7 +267,7 @@ def _offer(
     tiers = frozenset(spec.get("tiers", TIERS))
     if not tiers or not tiers <= set(TIERS):
         raise ConfigError(f"{where}: tiers must be a non-empty subset of {', '.join(TIERS)}")
-    versions = _price_versions(spec, where)
+    versions = _price_versions(spec, where, now_ms)
     in_force = [v for v in versions if v.effective_from_ms <= now_ms][-1]  # the first is in force from 1970
     offer = Offer(
         id=str(spec.get("id", f"{operator}/{model}")),
@@ -290,10 +292,10 @@ def _margin(spec: Mapping[str, Any], where: str) -> int:
     return value
 
 
-def _price_versions(spec: Mapping[str, Any], where: str) -> tuple[PriceVersion, ...]:
+def _price_versions(spec: Mapping[str, Any], where: str, now_ms: int) -> tuple[PriceVersion, ...]:
     """The offer's ``price`` (with its ``pricing``) in force from the start of time, then each of its
-    ``price_versions`` from its ``effective_from``; a version without a ``pricing`` table keeps the
-    offer's rules, applied to its own base price."""
+    ``price_versions`` from its ``effective_from``, at most ``PRICE_VERSION_HORIZON_DAYS`` after ``now_ms``;
+    a version without a ``pricing`` table keeps the offer's rules, applied to its own base price."""
     rules = _table(spec.get("pricing", {}), f"{where}.pricing")
     versions = [PriceVersion(0, _schedule(_prices(_table(spec.get("price", {}), f"{where}.price"), where), rules,
                                           f"{where}.pricing"))]  # fmt: skip
@@ -309,6 +311,8 @@ def _price_versions(spec: Mapping[str, Any], where: str) -> tuple[PriceVersion, 
         start_ms = _instant(table.get("effective_from"), f"{at}.effective_from")
         if start_ms <= versions[-1].effective_from_ms:
             raise ConfigError(f"{at}.effective_from must be later than the version before it")
+        if start_ms > now_ms + PRICE_VERSION_HORIZON_DAYS * DAY_MS:
+            raise ConfigError(f"{at}.effective_from is more than {PRICE_VERSION_HORIZON_DAYS} days ahead")
         base = _prices(_table(table.get("price", {}), f"{at}.price"), at)
         versions.append(PriceVersion(start_ms, _schedule(base, _table(table.get("pricing", rules), f"{at}.pricing"),
                                                          f"{at}.pricing")))  # fmt: skip

@@ -30,7 +30,7 @@ def _catalog(settings: Settings) -> Catalog:
 
 def _prices_at(args: argparse.Namespace, settings: Settings) -> tuple[Catalog, PriceList, int]:
     catalog = _catalog(settings)
-    t_ms = now_ms() if args.at is None else parse_instant(args.at, catalog.calendar, "--at")
+    t_ms = now_ms() if args.at is None else parse_instant(args.at, catalog.calendar, "--at", now_ms())
     return catalog, PriceList(catalog.price_book, catalog.calendar), t_ms
 
 

@@ -27,6 +27,7 @@ UPSTREAM_KEEPALIVE_EXPIRY_S = 4.0  # an idle pooled connection is closed after t
 UPSTREAM_BODY_BYTES_MAX = 32 * 1024 * 1024  # a non-streamed upstream answer larger than this is refused
 STREAM_EVENT_BYTES_MAX = 1024 * 1024  # one SSE event from an upstream
 STREAM_DELIVERED_BYTES_KEPT_MAX = 16 * 1024 * 1024  # kept to count a cut stream's delivered tokens
+REPORTED_TOKENS_MAX = 10**9  # an operator's token count above this is malformed: the local estimate is charged
 OPERATOR_MESSAGE_CHARS_MAX = 300  # an operator's error message, sanitized, as a client sees it
 
 # The gateway's own HTTP server (its clients' connections).
@@ -84,3 +85,9 @@ RETRY_AFTER_MAX_S = 300.0  # an upstream's Retry-After is honoured up to this
 # The token economy.
 PACK_EXPIRY_SWEEP_S = 60.0  # how often what is left of expired packs is forfeited
 PRICE_CHANGE_NOTICE_S = 300  # a price set while the platform runs takes effect at least this long after it is set
+PRICE_VERSION_HORIZON_DAYS = 366  # a price version (catalog or set while running) starts at most this far ahead
+
+# Amounts and instants a client or an administrator sends: beyond these, 400 (SQLite's integers end at 2^63).
+AMOUNT_NANO_MAX = 10**18  # ¥1,000,000,000: a budget, a contract's credit limit or a tier's threshold
+TOKENS_AMOUNT_MAX = 10**15  # a token budget or a token transfer
+INSTANT_HORIZON_DAYS = 36_600  # an instant asked about (`at`, a key's `expires_at`): 1970 to about a century ahead

@@ -7,11 +7,15 @@ ever rounded. Decimal is used only to parse and print; every amount that is adde
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
 NANO_PER_CNY = 10**9
 TOKENS_PER_MILLION = 10**6
 NANO_PER_TOKEN_PER_CNY_PER_MTOK = NANO_PER_CNY // TOKENS_PER_MILLION  # ¥1/M tokens = 1,000 nano/token
+# Digits of an amount or a price as written, and the reach of its exponent: more is no amount anyone means
+# ("1e999999" would overflow, a thousand digits would be slow), and within them every product below is exact.
+DECIMAL_DIGITS_MAX = 40
+_EXACT = Context(prec=2 * DECIMAL_DIGITS_MAX)
 
 
 class MoneyFormatError(ValueError):
@@ -25,12 +29,14 @@ def _decimal(text: str | int) -> Decimal:
         raise MoneyFormatError(f"not a decimal number: {text!r}") from exc
     if not value.is_finite():
         raise MoneyFormatError(f"not a finite number: {text!r}")
+    if len(value.as_tuple().digits) > DECIMAL_DIGITS_MAX or abs(value.adjusted()) > DECIMAL_DIGITS_MAX:
+        raise MoneyFormatError(f"out of range: {str(text)[:50]!r} (at most {DECIMAL_DIGITS_MAX} digits)")
     return value
 
 
 def cny_to_nano(text: str | int) -> int:
     """Parse an amount in CNY (``"12.5"``) into nano-CNY, refusing anything below a nano."""
-    nano = _decimal(text) * NANO_PER_CNY
+    nano = _EXACT.multiply(_decimal(text), NANO_PER_CNY)
     if nano != nano.to_integral_value():
         raise MoneyFormatError(f"{text!r} CNY is finer than one nano-CNY")
     return int(nano)
@@ -41,7 +47,7 @@ def price_per_mtok_to_nano_per_token(text: str | int) -> int:
     value = _decimal(text)
     if value < 0:
         raise MoneyFormatError(f"a price cannot be negative: {text!r}")
-    nano = value * NANO_PER_TOKEN_PER_CNY_PER_MTOK
+    nano = _EXACT.multiply(value, NANO_PER_TOKEN_PER_CNY_PER_MTOK)
     if nano != nano.to_integral_value():
         raise MoneyFormatError(
             f"price {text!r} CNY per million tokens is finer than 1 nano-CNY per token (use at most 3 decimal places)"

@@ -132,7 +132,11 @@ def test_tokens_move_only_to_a_trusted_account_with_an_audit_trail(gateway: Gate
     pack = call(gateway, parent, "POST", "/v1/packs", json={"product": "pack-late"}).json()["pack"]
     body = {"pack": pack["id"], "to": unique + "-team", "tokens": 40_000, "memo": "Q4 budget"}
     refused = call(gateway, parent, "POST", "/v1/token-transfers", json=body)
-    assert refused.status_code == 403 and refused.json()["error"]["code"] == "account_not_trusted"
+    missing = call(gateway, parent, "POST", "/v1/token-transfers", json={**body, "to": unique + "-nobody"})
+    # Not trusted and not there are told apart by nothing but the name asked for: no account oracle.
+    assert refused.status_code == missing.status_code == 404
+    assert refused.json()["error"]["code"] == missing.json()["error"]["code"] == "account_not_found"
+    assert refused.json()["error"]["message"].replace("-team", "-nobody") == missing.json()["error"]["message"]
     gateway.admin("POST", f"/admin/v1/accounts/{unique}/trust", json={"account": unique + "-team"}).raise_for_status()
     moved = call(gateway, parent, "POST", "/v1/token-transfers", json=body)
     assert moved.status_code == 201, moved.text

@@ -21,6 +21,7 @@ from suanli.gateway.health import HealthRegistry
 from suanli.gateway.quoting import PriceClock, quote_plan
 from suanli.gateway.requests import chat_request_from
 from suanli.gateway.routing import OfferState, RoutePreferences, plan_route
+from suanli.limits import PRICE_VERSION_HORIZON_DAYS
 from suanli.pricing import TokenUsage, charge, cost_nano, quote
 from suanli.pricing.calendar import Calendar, epoch_ms
 from suanli.pricing.listing import Bounds, PriceList, offer_quote, parse_instant
@@ -225,10 +226,18 @@ def test_the_price_list_entry_shows_now_until_next_and_the_rules() -> None:
 
 
 def test_an_instant_without_a_zone_is_read_in_the_calendars_zone() -> None:
-    assert parse_instant("2026-06-10T12:00", BOOK.calendar, "at") == ms("2026-06-10T12:00:00+08:00")
+    assert parse_instant("2026-06-10T12:00", BOOK.calendar, "at", BEFORE_JULY_MS) == ms("2026-06-10T12:00:00+08:00")
     with pytest.raises(BadRequest) as refused:
-        parse_instant("noon", BOOK.calendar, "at")
+        parse_instant("noon", BOOK.calendar, "at", BEFORE_JULY_MS)
     assert refused.value.code == "invalid_field" and refused.value.param == "at"
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59", "0001-01-01", "0001-01-01T00:00:00+14:00", "1969-12-31",
+                                  "2127-01-01T00:00:00Z"])  # fmt: skip
+def test_an_instant_beyond_the_horizon_or_before_1970_is_refused(text: str) -> None:
+    with pytest.raises(BadRequest) as refused:
+        parse_instant(text, BOOK.calendar, "at", BEFORE_JULY_MS)
+    assert refused.value.code == "invalid_field" and "1970" in refused.value.message
 
 
 @pytest.mark.parametrize(
@@ -244,6 +253,8 @@ def test_an_instant_without_a_zone_is_read_in_the_calendars_zone() -> None:
          "later than the version before it"),
         ("[[offers.price_versions]]\neffective_from = 2026-07-01T00:00:00Z\nprice = { input = '1' }",
          "offer zp/plain.price_versions[0]: price.output is required"),
+        ("[[offers.price_versions]]\neffective_from = 9999-12-31T23:59:59Z\nprice = { input = '1', output = '1' }",
+         f"effective_from is more than {PRICE_VERSION_HORIZON_DAYS} days ahead"),
     ],
 )  # fmt: skip
 def test_a_bad_pricing_table_names_the_offer(pricing: str, message: str) -> None:

@@ -149,8 +149,9 @@ async def topup(request: Request) -> Response:
 async def usage(request: Request) -> Response:
     platform = require_admin(request)
     limit_text = request.query_params.get("limit", str(USAGE_DEFAULT_ROWS))
-    if not limit_text.isdigit():
-        raise BadRequest("'limit' must be a whole number.", param="limit")
+    # ASCII digits only ("²" is a digit to str.isdigit, not to int), and few: int() of a long one is slow.
+    if not limit_text.isascii() or not limit_text.isdigit() or len(limit_text) > len(str(ops.USAGE_ROWS_MAX)):
+        raise BadRequest(f"'limit' must be a whole number from 1 to {ops.USAGE_ROWS_MAX}.", param="limit")
     events = ops.usage_view(platform.reader, request.path_params["account"], int(limit_text))
     return json_response({"data": [ops.usage_dict(e) for e in events]})
 

@@ -24,6 +24,7 @@ from suanli.errors import BadRequest
 from suanli.ledger import ASSET_CNY, Kind, Transfer
 from suanli.ledger import names as ledger_names
 from suanli.ledger.sqlite import apply_entry, open_account, read_balance
+from suanli.limits import AMOUNT_NANO_MAX
 from suanli.money import MoneyFormatError, cny_to_nano, nano_to_cny
 from suanli.store.db import now_ms
 from suanli.store.usage import UsageEvent
@@ -32,7 +33,7 @@ VOLUME_ASSET = "VOL"
 VOLUME_SOURCE = "platform:volume"
 DISCOUNTS = "platform:discounts"  # what the platform gives back under contracts
 TIERS_MAX = 10
-CREDIT_LIMIT_NANO_MAX = 10**9 * 10**9
+CREDIT_LIMIT_NANO_MAX = AMOUNT_NANO_MAX
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,8 @@ def parse_tiers(spec: Any) -> tuple[Tier, ...]:
             above_nano = cny_to_nano(above) if isinstance(above, str) else -1
         except MoneyFormatError:
             above_nano = -1
-        if above_nano < 0 or isinstance(percent, bool) or not isinstance(percent, int) or not 0 < percent <= 100:
+        bad_above = not 0 <= above_nano <= AMOUNT_NANO_MAX
+        if bad_above or isinstance(percent, bool) or not isinstance(percent, int) or not 0 < percent <= 100:
             raise BadRequest('Each tier is {"above": "CNY as a string", "percent": 1..100}.', param="tiers")
         if tiers and above_nano <= tiers[-1].above_nano:
             raise BadRequest("The tiers' thresholds must rise.", param="tiers")

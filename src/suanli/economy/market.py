@@ -28,6 +28,7 @@ from suanli.errors import BadRequest, Conflict, Forbidden, NotFound, PaymentRequ
 from suanli.ledger import ASSET_CNY, Balance, Kind, LedgerRejected, Rejection, Transfer
 from suanli.ledger import names as ledger_names
 from suanli.ledger.sqlite import apply_entry, apply_if_covered, open_account, read_balance, set_floor
+from suanli.limits import AMOUNT_NANO_MAX, TOKENS_AMOUNT_MAX
 from suanli.money import nano_to_cny
 from suanli.store.accounts import Account, find_account
 from suanli.store.db import now_ms
@@ -208,22 +209,15 @@ def transfer_tokens_job(
     """Move ``tokens`` of a pack to a new pack of another account (``tokens`` as the client sent it: it is
     checked here). ``owner_id`` is the caller's account when a customer asks (it must own the pack and
     trust the receiver); None for the admin."""
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens <= 0:
-        raise BadRequest("'tokens' must be a positive integer.", param="tokens")
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 0 < tokens <= TOKENS_AMOUNT_MAX:
+        raise BadRequest(f"'tokens' must be a whole number from 1 to {TOKENS_AMOUNT_MAX}.", param="tokens")
     count = tokens
     if not isinstance(memo, str) or len(memo) > TRANSFER_MEMO_CHARS_MAX:
         raise BadRequest(f"'memo' is a string of at most {TRANSFER_MEMO_CHARS_MAX} characters.", param="memo")
 
     def job(conn: sqlite3.Connection) -> dict[str, Any]:
-        pack = econ.find_pack(conn, pack_id)
-        receiver = find_account(conn, to_ref)
-        if owner_id is not None and pack.account_id != owner_id:
-            raise NotFound(f"No pack '{pack_id}' on this account.", code="pack_not_found", param="pack")
-        if receiver.id == pack.account_id:
-            raise BadRequest("The pack already belongs to that account.", param="to")
-        if owner_id is not None and not econ.trusts(conn, pack.account_id, receiver.id):
-            raise Forbidden(f"This account does not trust '{receiver.name}' with tokens; an administrator adds "
-                            "trust with `suanli trust`.", code="account_not_trusted", param="to")  # fmt: skip
+        pack = _pack_of(conn, pack_id, owner_id)
+        receiver = _receiver(conn, pack, to_ref, owner_id)
         if pack.expires_at_ms <= now_ms() or pack.forfeited_at_ms is not None:
             raise BadRequest(f"The pack '{pack_id}' has expired.", code="pack_expired", param="pack")
         asset = names.pack_asset(pack.product_id)
@@ -245,6 +239,38 @@ def transfer_tokens_job(
                 "tokens": count, "expires_at_ms": pack.expires_at_ms}  # fmt: skip
 
     return job
+
+
+def _pack_of(conn: sqlite3.Connection, pack_id: str, owner_id: str | None) -> econ.Pack:
+    """The pack to move tokens from; to a customer, another account's pack is as absent as a pack that is not."""
+    if owner_id is None:
+        return econ.find_pack(conn, pack_id)
+    row = conn.execute("SELECT 1 FROM packs WHERE id = ? AND account_id = ?", (pack_id, owner_id)).fetchone()
+    if row is None:
+        raise NotFound(f"No pack '{pack_id}' on this account.", code="pack_not_found", param="pack")
+    return econ.find_pack(conn, pack_id)
+
+
+def _receiver(conn: sqlite3.Connection, pack: econ.Pack, to_ref: str, owner_id: str | None) -> Account:
+    """The account that receives the tokens. To a customer, an account it does not trust is as absent as one
+    that does not exist, in the same words: the answer must not tell which names are taken."""
+    untrusted = NotFound(
+        f"No account '{to_ref}' that this account may transfer tokens to; an administrator adds "
+        "trust with `suanli trust`.",
+        code="account_not_found",
+        param="to",
+    )
+    try:
+        receiver = find_account(conn, to_ref)
+    except NotFound:
+        if owner_id is None:
+            raise
+        raise untrusted from None
+    if receiver.id == pack.account_id:
+        raise BadRequest("The pack already belongs to that account.", param="to")
+    if owner_id is not None and not econ.trusts(conn, pack.account_id, receiver.id):
+        raise untrusted
+    return receiver
 
 
 def expire_packs_job(at_ms: int | None = None) -> Callable[[sqlite3.Connection], list[dict[str, Any]]]:
@@ -277,8 +303,10 @@ def set_budget_job(
         raise BadRequest(f"'period' must be one of {', '.join(BUDGET_PERIODS)}.", param="period")
     if unit not in BUDGET_UNITS:
         raise BadRequest(f"'unit' must be one of {', '.join(BUDGET_UNITS)}.", param="unit")
-    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-        raise BadRequest("'amount' must be more than zero.", param="amount")
+    amount_max = AMOUNT_NANO_MAX if unit == "cny" else TOKENS_AMOUNT_MAX
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= amount_max:
+        shown = "1,000,000,000 CNY" if unit == "cny" else f"{TOKENS_AMOUNT_MAX} tokens"
+        raise BadRequest(f"'amount' must be more than zero and at most {shown}.", param="amount")
 
     def job(conn: sqlite3.Connection) -> econ.Budget:
         account = find_account(conn, account_ref)

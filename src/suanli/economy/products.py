@@ -18,11 +18,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
 from suanli.errors import BadRequest
+from suanli.limits import AMOUNT_NANO_MAX, TOKENS_AMOUNT_MAX
 from suanli.money import MoneyFormatError, cny_to_nano, nano_to_cny
 from suanli.pricing import TokenUsage
 
@@ -153,8 +154,8 @@ def _price(value: Any, where: str) -> int:
         nano = cny_to_nano(value)
     except MoneyFormatError as exc:
         raise BadRequest(f"{where}: price: {exc}", param="price") from None
-    if nano <= 0:
-        raise BadRequest(f"{where}: price must be more than zero.", param="price")
+    if not 0 < nano <= AMOUNT_NANO_MAX:
+        raise BadRequest(f"{where}: price must be more than zero and at most 1000000000.", param="price")
     return nano
 
 
@@ -178,7 +179,7 @@ def _weights(spec: Any, where: str) -> Weights:
             continue
         try:
             scaled = Decimal(str(text)) * WEIGHT_SCALE if isinstance(text, str | int) else None
-        except InvalidOperation:
+        except ArithmeticError:  # not a number, or one too large to scale ("1e999999")
             scaled = None
         if scaled is None or scaled != scaled.to_integral_value() or not 0 <= scaled <= 100 * WEIGHT_SCALE:
             raise BadRequest(f'{where}: weights.{name} must be a decimal string from "0" to "100", at most three '
@@ -201,8 +202,11 @@ def _allowances(spec: Any, where: str) -> tuple[Allowance, ...]:
             raise BadRequest(f"{where}: each allowance is {{ window = one of {', '.join(WINDOWS)}, requests = N }} "
                              "or tokens = N.", param="allowances")  # fmt: skip
         amount = entry[units[0]]
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-            raise BadRequest(f"{where}: an allowance's amount must be a positive integer.", param="allowances")
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= TOKENS_AMOUNT_MAX:
+            raise BadRequest(
+                f"{where}: an allowance's amount must be a whole number from 1 to {TOKENS_AMOUNT_MAX}.",
+                param="allowances",
+            )
         if any(a.window == window and a.unit == units[0] for a in allowances):
             raise BadRequest(f"{where}: two allowances for the same window and unit.", param="allowances")
         allowances.append(Allowance(window, units[0], amount))

@@ -6,21 +6,24 @@ server's group-commit writer or directly by the CLI. Money moves only through le
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from suanli.errors import BadRequest, NotFound
+from suanli.economy.market import IDEMPOTENCY_KEY_CHARS_MAX
+from suanli.errors import BadRequest, Conflict, NotFound
 from suanli.gateway.routing import parse_preferences
+from suanli.instants import parse_iso_ms
 from suanli.ledger import ASSET_CNY, Balance, Kind, Transfer
 from suanli.ledger import names as ledger_names
 from suanli.ledger.sqlite import apply_entry, open_account, read_balance
 from suanli.money import nano_to_cny
 from suanli.store.accounts import Account, ApiKey, create_account, create_key, find_account, revoke_key, set_routing
+from suanli.store.db import now_ms
 from suanli.store.usage import UsageEvent, usage_events
 
 TOPUP_NANO_MAX = 10**9 * 10**9  # one billion CNY in one top-up
@@ -28,14 +31,9 @@ USAGE_ROWS_MAX = 10_000
 
 
 def parse_expiry_ms(text: str | None, name: str) -> int | None:
-    """An ISO 8601 time (UTC when it names no zone) as epoch milliseconds; None when not given."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise BadRequest(f"{name} must be an ISO 8601 time, not {text!r}.", param=name) from None
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+    """An ISO 8601 time (UTC when it names no zone) as epoch milliseconds, at most ``INSTANT_HORIZON_DAYS``
+    ahead; None when not given."""
+    return None if text is None else parse_iso_ms(text, name, now_ms())
 
 
 def create_account_job(name: str, tier: str) -> Callable[[sqlite3.Connection], Account]:
@@ -79,14 +77,18 @@ def revoke_key_job(key_id: str) -> Callable[[sqlite3.Connection], ApiKey]:
 def topup_job(
     account: str, amount_nano: int, topup_id: str | None = None
 ) -> Callable[[sqlite3.Connection], tuple[Account, Balance]]:
-    """Credit a wallet from outside money. ``topup_id`` makes a retried top-up apply once."""
+    """Credit a wallet from outside money. ``topup_id`` (an ``Idempotency-Key``) makes a retried top-up apply
+    once; it is the account's own: another account may use the same key, and reusing it on this account for
+    another amount is refused (409)."""
     if not 0 < amount_nano <= TOPUP_NANO_MAX:
         raise BadRequest("a top-up must be more than 0 and at most 1,000,000,000 CNY", param="amount")
-    transfer_id = f"topup.{topup_id or secrets.token_hex(12)}"
+    if topup_id is not None and not 0 < len(topup_id) <= IDEMPOTENCY_KEY_CHARS_MAX:
+        raise BadRequest(f"An Idempotency-Key is 1 to {IDEMPOTENCY_KEY_CHARS_MAX} characters.", param="Idempotency-Key")
 
     def job(conn: sqlite3.Connection) -> tuple[Account, Balance]:
         owner = find_account(conn, account)
         wallet = ledger_names.wallet(owner.id)
+        transfer_id = _topup_transfer_id(conn, owner.id, topup_id, amount_nano)
         open_account(conn, ledger_names.TOPUP_SOURCE, ASSET_CNY, None)
         open_account(conn, wallet, ASSET_CNY, ledger_names.WALLET_FLOOR_NANO)
         apply_entry(conn, [Transfer(transfer_id, Kind.POSTED, ledger_names.TOPUP_SOURCE, wallet,
@@ -94,6 +96,27 @@ def topup_job(
         return owner, _balance(conn, owner)
 
     return job
+
+
+def _topup_transfer_id(conn: sqlite3.Connection, account_id: str, topup_id: str | None, amount_nano: int) -> str:
+    """The top-up's ledger transfer id: random, or derived from the account and its key, so that a retry finds
+    the transfer it made (and applies nothing again) and a reuse for another amount is told so."""
+    if topup_id is None:
+        return f"topup.{secrets.token_hex(12)}"
+    scoped = "topup." + hashlib.sha256(f"{account_id}\n{topup_id}".encode()).hexdigest()[:32]
+    wallet = ledger_names.wallet(account_id)
+    for transfer_id in (scoped, f"topup.{topup_id}"):  # the second: as top-ups were named before keys were scoped
+        row = conn.execute("SELECT credit_account, amount FROM transfers WHERE id = ?", (transfer_id,)).fetchone()
+        if row is None or (transfer_id != scoped and row[0] != wallet):
+            continue
+        if tuple(row) != (wallet, amount_nano):
+            raise Conflict(
+                "That Idempotency-Key already topped up this account with another amount.",
+                code="idempotency_conflict",
+                param="Idempotency-Key",
+            )
+        return transfer_id
+    return scoped
 
 
 def _balance(conn: sqlite3.Connection, account: Account) -> Balance:

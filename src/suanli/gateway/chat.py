@@ -27,7 +27,7 @@ from suanli.gateway.requests import ChatRequest, parse_chat_request, parse_embed
 from suanli.gateway.routing import parse_preferences, plan_route
 from suanli.ledger import names as ledger_names
 from suanli.limits import COUNT_ON_LOOP_BYTES_MAX
-from suanli.metering import answer_texts, estimate_usage, usage_from_openai
+from suanli.metering import answer_texts, estimate_usage, reported_count, usage_from_openai
 from suanli.money import nano_to_cny
 from suanli.pricing import TokenUsage
 from suanli.pricing.prices import Prices
@@ -125,7 +125,7 @@ async def run_chat(
     now = now_ms()
     plan = plan_route(platform.catalog, model=request.model, tier=caller.account.tier, key_models=caller.key.models,
                       prefs=prefs, state_of=platform.health.state_of, serves=_serves(platform, request),
-                      price_of=lambda offer: platform.price_clock.prices(offer, now))  # fmt: skip
+                      price_of=lambda offer: platform.price_clock.prices(offer, now), kind=request.kind)  # fmt: skip
     call = await admit(platform, caller, request, request_id, plan)
     try:
         response = await first_answer(platform, call)
@@ -215,12 +215,14 @@ def _usage_of(call: Call, data: dict[str, Any]) -> tuple[TokenUsage, bool]:
     if image is not None:
         # Images are charged at the rate the offer declares for what was delivered; the prompt as reported.
         per_image = call.offer.tokens_per_image(image.size, image.quality) or 0
-        reported_input = (data.get("usage") or {}).get("input_tokens")
-        prompt = reported_input if isinstance(reported_input, int) and reported_input >= 0 else call.prompt_tokens
+        reported = data.get("usage")
+        prompt = reported_count(reported.get("input_tokens")) if isinstance(reported, dict) else None
+        prompt = call.prompt_tokens if prompt is None else prompt
         return TokenUsage(input=prompt, output=min(len(data["data"]), image.count) * per_image), False
     reported = data.get("usage")
-    if isinstance(reported, dict):
-        return usage_from_openai(reported), False
+    usage = usage_from_openai(reported) if isinstance(reported, dict) else None
+    if usage is not None:
+        return usage, False
     return estimate_usage(call.prompt_tokens, answer_texts(data)), True
 
 
@@ -229,7 +231,7 @@ def _openai_answer(
 ) -> bytes:
     """The operator's answer as it came, with the cost, the serving operator and the attempts added."""
     usage = data.get("usage")
-    if not isinstance(usage, dict):  # give the client the shape it expects, from the local count
+    if estimated or not isinstance(usage, dict):  # give the client the shape it expects, from the local count
         usage = data["usage"] = {
             "prompt_tokens": call.prompt_tokens,
             "completion_tokens": tokens.output,

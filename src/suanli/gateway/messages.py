@@ -84,8 +84,9 @@ def _relay(platform: Platform, call: Call, response: UpstreamResponse) -> Stream
 
 def _native_usage(call: Call, data: dict[str, Any]) -> tuple[TokenUsage, bool]:
     reported = data.get("usage")
-    if isinstance(reported, dict) and "output_tokens" in reported:
-        return usage_from_anthropic(reported), False
+    usage = usage_from_anthropic(reported) if isinstance(reported, dict) and "output_tokens" in reported else None
+    if usage is not None:
+        return usage, False
     blocks = data["content"]
     text = "".join(str(b.get("text") or b.get("thinking") or "") for b in blocks if isinstance(b, dict))
     text += "".join(orjson.dumps(b.get("input")).decode() for b in blocks if isinstance(b, dict) and "input" in b)
@@ -95,7 +96,7 @@ def _native_usage(call: Call, data: dict[str, Any]) -> tuple[TokenUsage, bool]:
 def _native_answer(call: Call, data: dict[str, Any], usage: TokenUsage, settlement: Settlement, est: bool) -> bytes:
     data["model"] = call.request.model  # as a translated answer names it: the model the client asked for
     reported = data.get("usage")
-    if not isinstance(reported, dict):
+    if est or not isinstance(reported, dict):
         reported = data["usage"] = {"input_tokens": usage.input, "output_tokens": usage.output}
     reported["cost"] = nano_to_cny(settlement.cost_nano)
     if est:
@@ -115,10 +116,11 @@ class AnthropicRelay(StreamRelay):
 
     def _estimate(self) -> TokenUsage:
         """Input as reported by ``message_start``, if it came; the output as delivered, counted."""
-        if self._reported is None:
+        reported = None if self._reported is None else usage_from_anthropic(self._reported)
+        if reported is None:
             return super()._estimate()
         delivered = estimate_usage(0, delivered_texts(self._delivered))
-        return replace(usage_from_anthropic(self._reported), output=delivered.output)
+        return replace(reported, output=delivered.output)
 
     def _error_event(self, error: SuanliError) -> bytes:
         return error_event(anthropic_error(error)[1], error.message)

@@ -60,7 +60,7 @@ async def quote_request(platform: Platform, caller: Caller, raw_body: bytes) -> 
     prefs = parse_preferences(with_account_routing(request.body, caller), request.model)
     plan = plan_route(platform.catalog, model=request.model, tier=caller.account.tier, key_models=caller.key.models,
                       prefs=prefs, state_of=lambda offer: OfferState(),
-                      price_of=lambda offer: platform.price_clock.prices(offer, t_ms))  # fmt: skip
+                      price_of=lambda offer: platform.price_clock.prices(offer, t_ms), kind="chat")  # fmt: skip
     prompt_tokens = await platform.counter.count(request.body, request.messages, len(raw_body))
     prices = price_list_of(platform.catalog)
     data = []
@@ -85,6 +85,5 @@ def _offer_view(offer: Offer) -> dict[str, Any]:
 
 
 def _instant(platform: Platform, at: str | None, param: str) -> int:
-    if at is None:
-        return now_ms()
-    return parse_instant(at, platform.catalog.calendar, param)
+    now = now_ms()
+    return now if at is None else parse_instant(at, platform.catalog.calendar, param, now)

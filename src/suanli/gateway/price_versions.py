@@ -19,7 +19,8 @@ import orjson
 
 from suanli.catalog import Catalog, Offer, parse_version_table
 from suanli.errors import BadRequest, ConfigError, NotFound
-from suanli.limits import PRICE_CHANGE_NOTICE_S
+from suanli.instants import DAY_MS
+from suanli.limits import PRICE_CHANGE_NOTICE_S, PRICE_VERSION_HORIZON_DAYS
 from suanli.pricing.listing import prices_view
 from suanli.pricing.schedule import PriceBook, PriceVersion
 from suanli.store.db import now_ms
@@ -74,11 +75,7 @@ def set_price_job(
         history = book.history(offer_id)
         version = _parse(spec, history[-1], f"price of {offer_id}")
         now = now_ms()
-        not_before = max(now + PRICE_CHANGE_NOTICE_S * 1000, history[-1].effective_from_ms + 1)
-        if version.effective_from_ms < not_before:
-            raise BadRequest(f"A new price takes effect at least {PRICE_CHANGE_NOTICE_S} s from now and after the "
-                             f"offer's latest price version (epoch ms {history[-1].effective_from_ms}).",
-                             code="price_change_too_soon", param="effective_from")  # fmt: skip
+        _check_start(version.effective_from_ms, history[-1].effective_from_ms, now)
         conn.execute(
             "INSERT INTO price_versions (offer_id, effective_from_ms, spec, set_by, created_at_ms) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -87,6 +84,22 @@ def set_price_job(
         return {"offer": offer_id, "effective_from_ms": version.effective_from_ms, "set_by": set_by}
 
     return job
+
+
+def _check_start(start_ms: int, latest_ms: int, now: int) -> None:
+    """A new version starts at least ``PRICE_CHANGE_NOTICE_S`` from now and after the latest one, so everyone
+    sees it coming; and at most ``PRICE_VERSION_HORIZON_DAYS`` ahead, so that no version dated in a far year
+    blocks every later change."""
+    if start_ms < max(now + PRICE_CHANGE_NOTICE_S * 1000, latest_ms + 1):
+        raise BadRequest(f"A new price takes effect at least {PRICE_CHANGE_NOTICE_S} s from now and after the "
+                         f"offer's latest price version (epoch ms {latest_ms}).",
+                         code="price_change_too_soon", param="effective_from")  # fmt: skip
+    if start_ms > now + PRICE_VERSION_HORIZON_DAYS * DAY_MS:
+        raise BadRequest(
+            f"A new price takes effect at most {PRICE_VERSION_HORIZON_DAYS} days from now.",
+            code="price_change_too_far",
+            param="effective_from",
+        )
 
 
 def history_view(catalog: Catalog, offer_id: str) -> list[dict[str, Any]]:

@@ -137,10 +137,14 @@ def plan_route(
     state_of: Callable[[Offer], OfferState],
     serves: Callable[[Offer], bool] | None = None,
     price_of: Callable[[Offer], Prices] | None = None,
+    kind: str | None = None,
 ) -> list[Offer]:
     """The offers to try, best first; raises the error that says why when there are none. ``serves``
     keeps the offers whose operator can answer the client's protocol (all of them when None);
-    ``price_of`` is an offer's price now (its time-of-day price; the base price when None)."""
+    ``price_of`` is an offer's price now (its time-of-day price; the base price when None); ``kind`` is
+    the request's (chat, embedding, image): a fallback model of another kind is refused."""
+    if kind is not None:
+        _check_fallback_kinds(catalog, kind, prefs.fallback_models)
     refusals = _Refusals()
     plan: list[Offer] = []
     price = price_of or _base_price
@@ -150,6 +154,19 @@ def plan_route(
     if plan:
         return plan
     raise _no_route(model, prefs, refusals, price)
+
+
+def _check_fallback_kinds(catalog: Catalog, kind: str, fallback_models: Sequence[str]) -> None:
+    """A fallback serves in the requested model's place: one of another kind (an embedding model for a chat
+    request) would be called, and priced, as what it is."""
+    for name in fallback_models:
+        model = catalog.models.get(name)
+        if model is not None and model.kind != kind:
+            raise BadRequest(
+                f"'models' lists '{name}', an {model.kind} model; a {kind} request falls back to {kind} models only.",
+                code="wrong_model_kind",
+                param="models",
+            )
 
 
 def _base_price(offer: Offer) -> Prices:

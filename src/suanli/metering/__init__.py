@@ -5,6 +5,7 @@ from suanli.metering.usage import (
     answer_texts,
     delivered_texts,
     estimate_usage,
+    reported_count,
     usage_from_anthropic,
     usage_from_openai,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "count_text",
     "delivered_texts",
     "estimate_usage",
+    "reported_count",
     "usage_from_anthropic",
     "usage_from_openai",
 ]

@@ -3,6 +3,8 @@
 OpenAI-compatible upstreams report ``prompt_tokens`` (cached included) and ``completion_tokens``
 (reasoning included); DeepSeek also names its cache hits ``prompt_cache_hit_tokens``. The platform's
 token classes are disjoint, so the cached and reasoning parts are taken out of the totals here, once.
+A malformed report (a count that is negative, not a whole number, or beyond ``REPORTED_TOKENS_MAX``) is no
+report: the readers answer None and the caller charges its local estimate, never zero.
 """
 
 from __future__ import annotations
@@ -12,35 +14,53 @@ from typing import Any
 
 import orjson
 
+from suanli.limits import REPORTED_TOKENS_MAX
 from suanli.metering.tokenizer import count_text
 from suanli.pricing import TokenUsage
 
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+MALFORMED = -1  # what ``_count`` reads from a count that is there but is no count of tokens
 
 
-def usage_from_openai(usage: Mapping[str, Any]) -> TokenUsage:
-    prompt = _int(usage.get("prompt_tokens"))
-    completion = _int(usage.get("completion_tokens"))
-    prompt_details = usage.get("prompt_tokens_details")
-    cached = _int(prompt_details.get("cached_tokens")) if isinstance(prompt_details, Mapping) else 0
-    cached = cached or _int(usage.get("prompt_cache_hit_tokens"))
-    completion_details = usage.get("completion_tokens_details")
-    reasoning = _int(completion_details.get("reasoning_tokens")) if isinstance(completion_details, Mapping) else 0
+def reported_count(value: Any) -> int | None:
+    """A token count as an operator reports it: a whole number from 0 to ``REPORTED_TOKENS_MAX``, else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= REPORTED_TOKENS_MAX:
+        return None
+    return value
+
+
+def _count(container: Any, name: str) -> int:
+    """The count ``name`` of a usage object: 0 when absent (or null), ``MALFORMED`` when it is no count."""
+    value = container.get(name) if isinstance(container, Mapping) else None
+    if value is None:
+        return 0
+    count = reported_count(value)
+    return MALFORMED if count is None else count
+
+
+def usage_from_openai(usage: Mapping[str, Any]) -> TokenUsage | None:
+    """The usage an OpenAI-compatible operator reported; None when it reported neither count, or a malformed one."""
+    if usage.get("prompt_tokens") is None and usage.get("completion_tokens") is None:
+        return None
+    prompt, completion = _count(usage, "prompt_tokens"), _count(usage, "completion_tokens")
+    cached = _count(usage.get("prompt_tokens_details"), "cached_tokens") or _count(usage, "prompt_cache_hit_tokens")
+    reasoning = _count(usage.get("completion_tokens_details"), "reasoning_tokens")
+    if MALFORMED in (prompt, completion, cached, reasoning):
+        return None
     cached, reasoning = min(cached, prompt), min(reasoning, completion)
     return TokenUsage(input=prompt - cached, cached_input=cached, output=completion - reasoning, reasoning=reasoning)
 
 
-def usage_from_anthropic(usage: Mapping[str, Any]) -> TokenUsage:
+def usage_from_anthropic(usage: Mapping[str, Any]) -> TokenUsage | None:
     """Anthropic reports the classes disjoint already: ``input_tokens`` excludes cache reads and writes,
-    and ``output_tokens`` includes any thinking (billed as output)."""
-    return TokenUsage(
-        input=_int(usage.get("input_tokens")),
-        cached_input=_int(usage.get("cache_read_input_tokens")),
-        output=_int(usage.get("output_tokens")),
-        cache_write=_int(usage.get("cache_creation_input_tokens")),
-    )
+    and ``output_tokens`` includes any thinking (billed as output). None when it reported neither
+    ``input_tokens`` nor ``output_tokens``, or a malformed count."""
+    if usage.get("input_tokens") is None and usage.get("output_tokens") is None:
+        return None
+    names = ("input_tokens", "cache_read_input_tokens", "output_tokens", "cache_creation_input_tokens")
+    counts = [_count(usage, name) for name in names]
+    if MALFORMED in counts:
+        return None
+    return TokenUsage(input=counts[0], cached_input=counts[1], output=counts[2], cache_write=counts[3])
 
 
 def delivered_texts(events: Iterable[bytes]) -> list[str]:

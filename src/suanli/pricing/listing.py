@@ -12,10 +12,9 @@ prices later in the day (the next change, the cheapest time) assume that load ho
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import datetime
 from typing import Any
 
-from suanli.errors import BadRequest
+from suanli.instants import parse_iso_ms
 from suanli.money import nano_per_token_to_price_per_mtok, nano_to_cny
 from suanli.pricing.calendar import DAY_TYPES, Calendar
 from suanli.pricing.prices import Prices
@@ -161,14 +160,10 @@ def offer_quote(prices: PriceList, offer: PricedOffer, t_ms: int, bounds: Bounds
     }
 
 
-def parse_instant(text: str, calendar: Calendar, param: str) -> int:
-    """An ISO 8601 time as epoch ms; one written without a zone is read in the calendar's zone."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        raise BadRequest(f"'{param}' must be an ISO 8601 time, e.g. 2026-06-10T11:59:59+08:00, not {text!r}.",
-                         code="invalid_field", param=param) from None  # fmt: skip
-    return calendar.epoch_ms(moment)
+def parse_instant(text: str, calendar: Calendar, param: str, now_ms: int) -> int:
+    """An ISO 8601 time as epoch ms; one written without a zone is read in the calendar's zone. It must lie from
+    1970 to ``INSTANT_HORIZON_DAYS`` after ``now_ms`` (400 ``invalid_field`` otherwise)."""
+    return parse_iso_ms(text, param, now_ms, calendar.zone, code="invalid_field")
 
 
 def _window_view(locked: LockedPrices, *, with_prices: bool = True) -> dict[str, Any]:

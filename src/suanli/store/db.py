@@ -6,6 +6,7 @@ WAL mode lets readers (the CLI, key look-ups, usage queries) run beside the one 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,9 @@ from suanli.limits import SQLITE_BUSY_TIMEOUT_MS
 from suanli.store.schema import MIGRATIONS
 
 T = TypeVar("T")
+# The database holds every account's money and its keys' hashes: its owner alone reads it. SQLite gives the
+# -wal and -shm files it creates beside it the database file's own mode.
+DATABASE_FILE_MODE = 0o600
 
 
 def now_ms() -> int:
@@ -53,6 +57,7 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 def open_database(path: str | Path) -> sqlite3.Connection:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, DATABASE_FILE_MODE))  # created 0600; an existing one is kept
     conn = connect(path)
     migrate(conn)
     return conn

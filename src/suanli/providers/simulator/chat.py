@@ -108,7 +108,7 @@ def _measure_usage(
     operator.stats.completion_tokens += completion_tokens
     if not profile.report_usage:
         return None
-    return usage_object(prompt_tokens, completion_tokens, cached_tokens)
+    return {**usage_object(prompt_tokens, completion_tokens, cached_tokens), **profile.usage_override}
 
 
 async def _send(answer: Answer, stream: bool) -> Response:

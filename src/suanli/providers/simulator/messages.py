@@ -281,12 +281,12 @@ class _Reply:
     opening: dict[str, Any]  # the same block as ``content_block_start`` announces it, still empty
     deltas: list[dict[str, Any]]
     stop_reason: str
-    usage: dict[str, int]
+    usage: dict[str, Any]  # counts, but for the fields ``usage_override`` sets
 
 
 def _measure_usage(
     operator: OperatorState, profile: SimProfile, request: MessagesRequest, output_tokens: int
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Usage as Anthropic reports it, counted into the operator's stats as chat.py counts it."""
     converted = chat_messages(request.system, request.messages)
     images = count_image_parts(request.messages, IMAGE_BLOCK)
@@ -295,7 +295,7 @@ def _measure_usage(
     breakpoint = scale_tokens(breakpoint_tokens(request), profile.prompt_tokens_percent)
     usage = split_input_tokens(prompt_tokens, read_tokens, breakpoint)
     operator.stats.completion_tokens += output_tokens
-    return {**usage, "output_tokens": output_tokens}
+    return {**usage, "output_tokens": output_tokens, **profile.usage_override}
 
 
 def _text_reply(operator: OperatorState, profile: SimProfile, request: MessagesRequest) -> _Reply:

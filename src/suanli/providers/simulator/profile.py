@@ -24,6 +24,7 @@ DROP_AFTER_CHUNKS_MAX = 1_000_000
 CACHE_BLOCK_TOKENS_MAX = 65_536
 SEED_ABS_MAX = 2**63 - 1
 MODELS_COUNT_MAX = 256
+USAGE_OVERRIDE_FIELDS_MAX = 16
 MODEL_NAME_CHARS_MAX = 256
 PROMPT_TOKENS_PERCENT_MIN = 50  # an operator's tokenizer counting half of cl100k's tokens is already extreme
 PROMPT_TOKENS_PERCENT_MAX = 200
@@ -65,6 +66,13 @@ def _require_rate(name: str, value: object) -> None:
         raise ValueError(f"{name} must be between 0 and {TOKENS_PER_S_MAX:g}, got {value}")
 
 
+def _require_fields(name: str, value: object) -> None:
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise ValueError(f"{name} must be an object, got {type(value).__name__}")
+    if len(value) > USAGE_OVERRIDE_FIELDS_MAX:
+        raise ValueError(f"{name} may hold at most {USAGE_OVERRIDE_FIELDS_MAX} fields, got {len(value)}")
+
+
 def _require_models(name: str, value: object) -> None:
     if not isinstance(value, list):
         raise ValueError(f"{name} must be a list of model names, got {type(value).__name__}")
@@ -93,6 +101,8 @@ class SimProfile:
       request's hash. ``max_tokens`` (without it, ``output_cap_tokens``) caps it. An ``echo:`` answer has
       its own length.
     - ``report_usage``: False leaves ``usage`` out of answers, like an upstream that reports none.
+    - ``usage_override``: fields set in every usage report as they are given, e.g. ``{"prompt_tokens": -50}``
+      for an operator whose usage is malformed.
     - ``seed``: changes every generated answer and the error sequence.
     - ``cache_block_tokens``: prefix-cache granularity for ``cached_tokens``, as DeepSeek's 64.
     - ``models``: names ``/v1/models`` lists (besides those served); empty lists ``sim-model``.
@@ -117,6 +127,7 @@ class SimProfile:
     drop_after_chunks: int | None = None
     completion_tokens: int | None = None
     report_usage: bool = True
+    usage_override: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     cache_block_tokens: int = 64
     models: list[str] = field(default_factory=list)
@@ -138,6 +149,7 @@ class SimProfile:
         _require_optional_int("drop_after_chunks", self.drop_after_chunks, 0, DROP_AFTER_CHUNKS_MAX)
         _require_optional_int("completion_tokens", self.completion_tokens, 0, COMPLETION_TOKENS_MAX)
         _require_bool("report_usage", self.report_usage)
+        _require_fields("usage_override", self.usage_override)
         _require_int("seed", self.seed, -SEED_ABS_MAX, SEED_ABS_MAX)
         _require_int("cache_block_tokens", self.cache_block_tokens, 1, CACHE_BLOCK_TOKENS_MAX)
         _require_models("models", self.models)
@@ -166,6 +178,8 @@ class SimProfile:
         rate = arguments.get("tokens_per_s")
         if isinstance(rate, int) and not isinstance(rate, bool):
             arguments["tokens_per_s"] = float(rate)
+        if isinstance(arguments.get("usage_override"), dict):
+            arguments["usage_override"] = dict(arguments["usage_override"])
         if isinstance(arguments.get("models"), list):
             # A copy, so the caller's list can't change a profile after validation.
             arguments["models"] = list(arguments["models"])
