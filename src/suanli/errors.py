@@ -10,6 +10,7 @@ them into the error body of the protocol the client speaks; nothing else builds 
     ├── PaymentRequired (402)       insufficient_quota / insufficient_balance
     ├── Forbidden (403)             permission_error / model_not_allowed
     ├── NotFound (404)              not_found_error / model_not_found, account_not_found, key_not_found
+    ├── MethodNotAllowed (405)      invalid_request_error / method_not_allowed
     ├── PayloadTooLarge (413)       invalid_request_error / body_too_large
     ├── Conflict (409)              invalid_request_error / already_exists
     ├── UpstreamError (502)         upstream_error / upstream_error, upstream_bad_response
@@ -70,6 +71,14 @@ class NotFound(SuanliError):
     status = 404
     type = "not_found_error"
     default_code = "not_found"
+
+
+class MethodNotAllowed(SuanliError):
+    """The path exists, but not with this method; the ``allow`` header lists those it has."""
+
+    status = 405
+    type = "invalid_request_error"
+    default_code = "method_not_allowed"
 
 
 class Conflict(SuanliError):
@@ -141,6 +150,7 @@ ALL_ERRORS: tuple[type[SuanliError], ...] = (
     PaymentRequired,
     Forbidden,
     NotFound,
+    MethodNotAllowed,
     Conflict,
     PayloadTooLarge,
     RateLimited,

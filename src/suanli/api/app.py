@@ -8,17 +8,18 @@ from contextlib import asynccontextmanager
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from suanli.api import admin, anthropic, openai_compat, plans, pricing
-from suanli.api.errors import handle_suanli_error, handle_unexpected
+from suanli.api import admin, anthropic, openai_compat, openapi, plans, pricing
+from suanli.api.errors import handle_http_error, handle_suanli_error, handle_unexpected
 from suanli.api.middleware.body_limit import BodyLimitMiddleware
 from suanli.api.middleware.request_id import RequestIdMiddleware
 from suanli.catalog import Catalog
-from suanli.errors import NotFound, SuanliError
+from suanli.errors import SuanliError
 from suanli.gateway import admin_keys
 from suanli.gateway.platform import Platform, Settings
 from suanli.store.owner import DatabaseOwner
@@ -28,10 +29,6 @@ log = logging.getLogger("suanli")
 
 async def healthz(request: Request) -> Response:
     return Response(orjson.dumps({"status": "ok"}), media_type="application/json")
-
-
-async def not_found(request: Request, exc: Exception) -> Response:
-    return await handle_suanli_error(request, NotFound(f"No route {request.method} {request.url.path}."))
 
 
 def build_app(
@@ -61,9 +58,14 @@ def build_app(
             *plans.routes,
             *pricing.routes,
             *admin.routes,
+            *openapi.routes,
             Route("/healthz", healthz, methods=["GET"]),
         ],
         middleware=[Middleware(RequestIdMiddleware), Middleware(BodyLimitMiddleware)],
-        exception_handlers={SuanliError: handle_suanli_error, 404: not_found, Exception: handle_unexpected},
+        exception_handlers={
+            SuanliError: handle_suanli_error,
+            HTTPException: handle_http_error,
+            Exception: handle_unexpected,
+        },
         lifespan=lifespan,
     )

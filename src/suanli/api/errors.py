@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from suanli.errors import SuanliError
+from suanli.errors import BadRequest, MethodNotAllowed, NotFound, SuanliError
 from suanli.gateway.messages import anthropic_error, anthropic_error_body
 
 log = logging.getLogger("suanli.api")
@@ -53,6 +54,25 @@ async def handle_suanli_error(request: Request, exc: Exception) -> Response:
     if platform is not None:
         platform.metrics.refused(exc.status, exc.code)
     return error_response(exc, request.scope.get("state", {}).get("request_id"), request.url.path)
+
+
+async def handle_http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, a method the route lacks) in the documented shape, not its
+    plain text: every answer of every path is the JSON of the protocol the path speaks."""
+    if not isinstance(exc, HTTPException):  # pragma: no cover - registered for HTTPException only
+        raise exc
+    where = f"{request.method} {request.url.path}"
+    error: SuanliError
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("allow", (exc.headers or {}).get("Allow", ""))
+        error = MethodNotAllowed(
+            f"{where} is not a method of this path; it has {allowed}.", headers={"allow": allowed} if allowed else None
+        )
+    elif exc.status_code == 404:
+        error = NotFound(f"No route {where}.")
+    else:
+        error = BadRequest(f"{where}: {exc.detail}")
+    return await handle_suanli_error(request, error)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
