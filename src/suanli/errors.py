@@ -11,6 +11,7 @@ them into the error body of the protocol the client speaks; nothing else builds 
     ├── Forbidden (403)             permission_error / model_not_allowed
     ├── NotFound (404)              not_found_error / model_not_found, account_not_found, key_not_found
     ├── MethodNotAllowed (405)      invalid_request_error / method_not_allowed
+    ├── RequestTimeout (408)        invalid_request_error / body_timeout
     ├── PayloadTooLarge (413)       invalid_request_error / body_too_large
     ├── Conflict (409)              invalid_request_error / already_exists
     ├── UpstreamError (502)         upstream_error / upstream_error, upstream_bad_response
@@ -95,6 +96,14 @@ class RateLimited(SuanliError):
     default_code = "allowance_exhausted"
 
 
+class RequestTimeout(SuanliError):
+    """The client did not send its whole body in time (a slow-body attack, or a stalled client)."""
+
+    status = 408
+    type = "invalid_request_error"
+    default_code = "body_timeout"
+
+
 class PayloadTooLarge(SuanliError):
     status = 413
     type = "invalid_request_error"
@@ -152,6 +161,7 @@ ALL_ERRORS: tuple[type[SuanliError], ...] = (
     NotFound,
     MethodNotAllowed,
     Conflict,
+    RequestTimeout,
     PayloadTooLarge,
     RateLimited,
     UpstreamError,

@@ -7,6 +7,7 @@ documented in docs/configuration.md (a test checks that each name below appears 
 from __future__ import annotations
 
 # Requests from clients.
+CLIENT_BODY_TIMEOUT_S = 30.0  # a request's whole body must arrive within this of its start; then 408
 COUNT_ON_LOOP_BYTES_MAX = 64 * 1024  # a larger prompt is counted in a worker thread, not on the event loop
 COUNTING_THREADS_MAX = 1  # worker threads counting large prompts at once: a core at most, of the machine's
 COUNTING_WAIT_S = 10.0  # a large prompt waits at most this for a counting thread (then 503)
@@ -63,10 +64,10 @@ CHOICES_MAX = 16  # a chat request's ``n``: answers generated for one prompt
 FALLBACK_MODELS_MAX = 8  # models in a request's "models" fallback list beyond the first
 ROUTE_ATTEMPTS_MAX = 3  # offers tried for one request before the client gets the error
 ROUTE_DEADLINE_S = 90.0  # no new attempt starts after this long since the request arrived
-OFFER_CAPACITY_DEFAULT = 256  # calls in flight an offer takes before others are preferred (catalog: capacity)
 # A reservation older than the longest a call can last (its attempts, the whole upstream call, and a
 # minute of settling) is resolved by the sweep: the call that made it can no longer settle it.
 RESERVATION_STALE_S = ROUTE_DEADLINE_S + UPSTREAM_TOTAL_TIMEOUT_S + 60.0
+OFFER_CAPACITY_DEFAULT = 256  # calls in flight an offer takes before others are preferred (catalog: capacity)
 
 # Health: a circuit breaker per offer, fed by every call and by probes.
 HEALTH_WINDOW_S = 60.0  # the sliding window the error rate is computed over

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from suanli.api import admin, anthropic, openai_compat, openapi, plans, pricing
 from suanli.api.errors import handle_http_error, handle_suanli_error, handle_unexpected
 from suanli.api.middleware.body_limit import BodyLimitMiddleware
+from suanli.api.middleware.body_timeout import BodyTimeoutMiddleware
 from suanli.api.middleware.request_id import RequestIdMiddleware
 from suanli.catalog import Catalog
 from suanli.errors import SuanliError
@@ -61,7 +62,11 @@ def build_app(
             *openapi.routes,
             Route("/healthz", healthz, methods=["GET"]),
         ],
-        middleware=[Middleware(RequestIdMiddleware), Middleware(BodyLimitMiddleware)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(BodyLimitMiddleware),
+            Middleware(BodyTimeoutMiddleware),
+        ],
         exception_handlers={
             SuanliError: handle_suanli_error,
             HTTPException: handle_http_error,
