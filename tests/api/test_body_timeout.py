@@ -16,7 +16,8 @@ from starlette.routing import Route
 
 from suanli.api.errors import handle_suanli_error
 from suanli.api.middleware.body_timeout import BodyTimeoutMiddleware
-from suanli.errors import SuanliError
+from suanli.errors import RequestTimeout, SuanliError
+from suanli.gateway.messages import anthropic_error
 
 DEADLINE_S = 0.3
 
@@ -54,3 +55,7 @@ def test_a_trickled_body_gets_408_in_the_json_shape() -> None:
     response = post([b"x"] * 10, pause_s=0.1)  # a second in all, past the deadline
     assert response.status_code == 408
     assert orjson.loads(response.content)["error"]["code"] == "body_timeout"
+
+
+def test_an_anthropic_client_gets_the_408_in_its_own_shape() -> None:
+    assert anthropic_error(RequestTimeout("late")) == (408, "invalid_request_error")

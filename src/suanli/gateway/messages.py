@@ -45,6 +45,7 @@ _ERROR_TYPES = {
     403: (403, "permission_error"),
     404: (404, "not_found_error"),
     405: (405, "invalid_request_error"),
+    408: (408, "invalid_request_error"),
     409: (409, "invalid_request_error"),
     413: (413, "request_too_large"),
     429: (429, "rate_limit_error"),
