@@ -102,7 +102,9 @@ class PromptCounter:
 
     @staticmethod
     def is_large(body_bytes: int, messages: Sequence[Mapping[str, Any]]) -> bool:
-        return max(body_bytes, text_chars(messages)) > COUNT_ON_LOOP_BYTES_MAX
+        """Whether to count off the loop: by the body's size when known (its text can't be longer, JSON only
+        adds to it), else by walking the messages' texts."""
+        return (body_bytes or text_chars(messages)) > COUNT_ON_LOOP_BYTES_MAX
 
     async def count(
         self, body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]], body_bytes: int, above: int | None = None
