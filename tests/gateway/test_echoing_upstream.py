@@ -8,11 +8,7 @@ as ``suanli serve``, with a catalog that points at it.
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import sqlite3
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -25,6 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.conftest import Gateway, Simulator, start_gateway, stop
+from tests.providers.sim_server import bound_socket, serving
 
 START_TIMEOUT_S = 5.0
 # Shaped like no known credential: only the gateway's knowledge of its own operator's key can hide it.
@@ -125,21 +122,9 @@ ECHO_APP = Starlette(
 
 @pytest.fixture(scope="module")
 def echo_url() -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(ECHO_APP, log_config=None, log_level="warning"))
-    thread = threading.Thread(target=asyncio.run, args=(server.serve(sockets=[sock]),), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not server.started:
-        assert time.monotonic() < deadline, "the echoing operator did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(START_TIMEOUT_S)
-        sock.close()
+    with serving(server, bound_socket()) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

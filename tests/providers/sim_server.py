@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import httpx
+import uvicorn
 
 from suanli.providers.simulator import SimProfile, build_server
 
@@ -30,14 +31,26 @@ def no_delay_client(base_url: str = "") -> httpx.Client:
 @contextmanager
 def running_simulator(profiles: Mapping[str, SimProfile]) -> Iterator[str]:
     """Serve ``profiles`` for the duration of the block; yields the base URL."""
+    sock = bound_socket()
+    with serving(build_server("127.0.0.1", sock.getsockname()[1], profiles), sock) as url:
+        yield url
+
+
+def bound_socket() -> socket.socket:
+    """A TCP socket on a free loopback port, with TCP_NODELAY's prerequisite (IPPROTO_TCP) set."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
-    server = build_server("127.0.0.1", sock.getsockname()[1], profiles)
+    return sock
+
+
+@contextmanager
+def serving(server: uvicorn.Server, sock: socket.socket) -> Iterator[str]:
+    """Run a uvicorn server on ``sock`` in a background thread for the block; yields its base URL."""
     thread = threading.Thread(target=asyncio.run, args=(server.serve(sockets=[sock]),), daemon=True)
     thread.start()
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while not server.started:
-        assert time.monotonic() < deadline, "the simulator did not start"
+        assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.01)
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
