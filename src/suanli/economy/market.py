@@ -142,7 +142,7 @@ def _upgrade(
         if target > amount:  # the open window gets the new plan's allowance at once
             account_id = names.allowance(sub.id, window, unit, start)
             econ.top_up_window(conn, account_id, names.allowance_asset(unit), target - amount, f".up.{new.id}")
-            conn.execute("UPDATE allowance_windows SET amount = ? WHERE subscription_id = ? AND window = ? AND "
+            conn.execute("UPDATE allowance_windows SET amount = ? WHERE subscription_id = ? AND window_name = ? AND "
                          "unit = ? AND start_ms = ?", (target, sub.id, window, unit, start))  # fmt: skip
     return {"subscription": sub.id, "product": new.id, "upgraded_from": old.id, "charged": nano_to_cny(charge),
             "period_end_ms": sub.period_end_ms}  # fmt: skip

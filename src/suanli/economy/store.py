@@ -78,7 +78,7 @@ def list_product(conn: sqlite3.Connection, product: Product, spec: Mapping[str, 
     """Add a product to the shelf; False if one with its id is there already (the catalog's are listed
     at each start and left as they are once listed: a listed product's terms never change)."""
     cursor = conn.execute(
-        "INSERT OR IGNORE INTO products (id, spec, listed_by, listed_at_ms) VALUES (?, ?, ?, ?)",
+        "INSERT INTO products (id, spec, listed_by, listed_at_ms) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (product.id, orjson.dumps(spec).decode(), listed_by, now_ms()),
     )
     if product.kind == "pack":
@@ -209,8 +209,8 @@ def set_period(conn: sqlite3.Connection, sub_id: str, start_ms: int, end_ms: int
 
 def last_window(conn: sqlite3.Connection, sub_id: str, window: str, unit: str) -> tuple[int, int, int] | None:
     row = conn.execute(
-        "SELECT start_ms, end_ms, amount FROM allowance_windows WHERE subscription_id = ? AND window = ? AND unit = ? "
-        "ORDER BY start_ms DESC LIMIT 1",
+        "SELECT start_ms, end_ms, amount FROM allowance_windows "
+        "WHERE subscription_id = ? AND window_name = ? AND unit = ? ORDER BY start_ms DESC LIMIT 1",
         (sub_id, window, unit),
     ).fetchone()
     return None if row is None else (row[0], row[1], row[2])
@@ -224,8 +224,8 @@ def open_window(
     if read_balance(conn, account) is not None:
         return account  # opened by an earlier request: the usual case, one look-up
     conn.execute(
-        "INSERT OR IGNORE INTO allowance_windows (subscription_id, window, unit, start_ms, end_ms, amount) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO allowance_windows (subscription_id, window_name, unit, start_ms, end_ms, amount) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (sub_id, window, unit, start_ms, end_ms, amount),
     )
     grant(conn, account, names.allowance_asset(unit), amount)
@@ -253,8 +253,8 @@ def top_up_window(conn: sqlite3.Connection, account: str, asset: str, extra: int
 def windows_of(conn: sqlite3.Connection, sub_id: str, now: int) -> list[tuple[str, str, int, int, int]]:
     """The subscription's windows open at ``now``: (window, unit, start, end, amount)."""
     rows = conn.execute(
-        "SELECT window, unit, start_ms, end_ms, amount FROM allowance_windows WHERE subscription_id = ? "
-        "AND start_ms <= ? AND ? < end_ms ORDER BY window, unit",
+        "SELECT window_name, unit, start_ms, end_ms, amount FROM allowance_windows WHERE subscription_id = ? "
+        "AND start_ms <= ? AND ? < end_ms ORDER BY window_name, unit",
         (sub_id, now, now),
     )
     return [tuple(row) for row in rows]
@@ -316,8 +316,10 @@ def trusts(conn: sqlite3.Connection, account_id: str, other_id: str) -> bool:
 def add_trust(conn: sqlite3.Connection, account_id: str, other_id: str) -> None:
     if account_id == other_id:
         raise BadRequest("An account trusts itself already.", param="account")
-    conn.execute("INSERT OR IGNORE INTO account_trust (account_id, trusted_id, created_at_ms) VALUES (?, ?, ?)",
-                 (account_id, other_id, now_ms()))  # fmt: skip
+    conn.execute(
+        "INSERT INTO account_trust (account_id, trusted_id, created_at_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        (account_id, other_id, now_ms()),
+    )
 
 
 def record_token_transfer(

@@ -22,7 +22,7 @@ _CREDIT_COLUMN = {Kind.POSTED: "credits_posted", Kind.PENDING: "credits_pending"
 def open_account(conn: sqlite3.Connection, account_id: str, asset: str, floor: int | None) -> None:
     """Create a ledger account if it is not there yet (idempotent; an existing one is left as is)."""
     conn.execute(
-        "INSERT OR IGNORE INTO ledger_accounts (id, asset, floor, created_at_ms) VALUES (?, ?, ?, ?)",
+        "INSERT INTO ledger_accounts (id, asset, floor, created_at_ms) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (account_id, asset, floor, now_ms()),
     )
 
@@ -126,11 +126,12 @@ def _check_accounts(conn: sqlite3.Connection, t: Transfer) -> None:
 def _apply_single(conn: sqlite3.Connection, t: Transfer, request_id: str) -> None:
     debit_column, credit_column = _DEBIT_COLUMN[t.kind], _CREDIT_COLUMN[t.kind]
     # The floor check and the debit are one statement: no other writer can slip between them.
+    # Plain positional parameters (the amount given twice), which every SQL driver's style can express.
     cursor = conn.execute(
-        f"UPDATE ledger_accounts SET {debit_column} = {debit_column} + ?1 "
-        "WHERE id = ?2 AND asset = ?3 AND "
-        "(floor IS NULL OR credits_posted - debits_posted - debits_pending - ?1 >= floor)",
-        (t.amount, t.debit_account, t.asset),
+        f"UPDATE ledger_accounts SET {debit_column} = {debit_column} + ? "
+        "WHERE id = ? AND asset = ? AND "
+        "(floor IS NULL OR credits_posted - debits_posted - debits_pending - ? >= floor)",
+        (t.amount, t.debit_account, t.asset, t.amount),
     )
     if cursor.rowcount != 1:
         _check_accounts(conn, t)  # names the precise reason if it is not the floor

@@ -236,4 +236,9 @@ MIGRATIONS: tuple[str, ...] = (
         FROM admin_keys_unnamed;
     DROP TABLE admin_keys_unnamed;
     """,
+    # "window" is a reserved word in PostgreSQL (and in standard SQL): the column is renamed so that one
+    # schema serves both stores.
+    """
+    ALTER TABLE allowance_windows RENAME COLUMN window TO window_name;
+    """,
 )
