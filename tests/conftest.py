@@ -317,8 +317,22 @@ class Simulator:
 @pytest.fixture(scope="session")
 def simulator() -> Iterator[Simulator]:
     port = free_port()
-    command = [sys.executable, "-m", "suanli.cli", "simulate", "--port", str(port),
-               "--operators", "alpha", "beta", "faulty", "gamma", "delta", "rough", "roughdual"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "suanli.cli",
+        "simulate",
+        "--port",
+        str(port),
+        "--operators",
+        "alpha",
+        "beta",
+        "faulty",
+        "gamma",
+        "delta",
+        "rough",
+        "roughdual",
+    ]
     process = subprocess.Popen(command)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -51,8 +51,28 @@ SETTLE_WAIT_S = 10.0
 USAGE_ROWS_MAX = 10_000
 PAYG_MODELS = ["styled", "deepseek-v3.2", "glm-5", "multi"]
 
-WORDS = ["token", "operator", "算力", "ledger", "quote", "price", "电信", "stream", "cache", "模型", "pack",
-         "margin", "reserve", "结算", "wallet", "nano", " ", "¥", "42", "settle"]  # fmt: skip
+WORDS = [
+    "token",
+    "operator",
+    "算力",
+    "ledger",
+    "quote",
+    "price",
+    "电信",
+    "stream",
+    "cache",
+    "模型",
+    "pack",
+    "margin",
+    "reserve",
+    "结算",
+    "wallet",
+    "nano",
+    " ",
+    "¥",
+    "42",
+    "settle",
+]
 IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
 SHARED_SYSTEM = "You are a careful accountant. " * 40  # repeated across calls so the prefix cache hits
 
@@ -218,8 +238,11 @@ def words(rng: random.Random, low: int, high: int) -> str:
 def tool(rng: random.Random, index: int) -> dict[str, Any]:
     names = rng.sample(["city", "amount", "note", "模型", "unit"], rng.randint(1, 3))
     properties = {name: {"type": "string", "description": words(rng, 1, 8)} for name in names}
-    function = {"name": f"tool_{index}", "description": words(rng, 1, 20),
-                "parameters": {"type": "object", "properties": properties}}  # fmt: skip
+    function = {
+        "name": f"tool_{index}",
+        "description": words(rng, 1, 20),
+        "parameters": {"type": "object", "properties": properties},
+    }
     return {"type": "function", "function": function}
 
 

@@ -88,8 +88,19 @@ def without_settings() -> dict[str, str]:
 @contextmanager
 def running_demo(port: int, simulator_port: int, database: Path, *args: str) -> Iterator[str]:
     """A ``suanli demo`` subprocess on these ports; yields what it printed once it is ready."""
-    command = [sys.executable, "-m", "suanli.cli", "demo", "--port", str(port),
-               "--simulator-port", str(simulator_port), "--database", str(database), *args]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "suanli.cli",
+        "demo",
+        "--port",
+        str(port),
+        "--simulator-port",
+        str(simulator_port),
+        "--database",
+        str(database),
+        *args,
+    ]
     process = subprocess.Popen(command, env=without_settings(), stdout=subprocess.PIPE, text=True)
     try:
         yield read_until_ready(process)

@@ -184,8 +184,10 @@ def _ms(value: float | None) -> str:
 
 def uncharged(args: argparse.Namespace, settings: Settings) -> int:
     rows = read_db(settings, uncharged_by_offer)
-    data = [{"operator": r[0], "offer": r[1], "calls": r[2], "uncharged": nano_to_cny(r[3]), "uncharged_nano": r[3]}
-            for r in rows]  # fmt: skip
+    data = [
+        {"operator": r[0], "offer": r[1], "calls": r[2], "uncharged": nano_to_cny(r[3]), "uncharged_nano": r[3]}
+        for r in rows
+    ]
     text = table(["OPERATOR", "OFFER", "CALLS", "UNCHARGED ¥"], [[r[0], r[1], r[2], nano_to_cny(r[3])] for r in rows])
     total = sum(r[3] for r in rows)
     return emit(args, {"data": data}, text + f"\n¥{nano_to_cny(total)} served beyond what customers' balances held")

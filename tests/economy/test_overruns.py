@@ -57,9 +57,13 @@ def settle_with_overruns(shop: Shop, funding: Funding, usage: TokenUsage) -> tup
     with_wallet=st.booleans(),
 )
 def test_usage_beyond_the_reservation_is_charged_where_it_can_be_and_the_rest_recorded(
-    *, packs: list[tuple[str, int, int]], wallet: int, bounds: tuple[int, int],
-    beyond_percent: tuple[int, int], with_wallet: bool,
-) -> None:  # fmt: skip
+    *,
+    packs: list[tuple[str, int, int]],
+    wallet: int,
+    bounds: tuple[int, int],
+    beyond_percent: tuple[int, int],
+    with_wallet: bool,
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         conn = open_database(Path(tmp) / "s.db")
         try:

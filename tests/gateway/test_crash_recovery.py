@@ -87,9 +87,16 @@ def test_a_second_gateway_on_the_same_database_refuses_to_start(simulator: Simul
         key = first.account("owner", topup_cny="1")
         body = {"model": "deepseek-v3.2", "messages": [{"role": "user", "content": "slow"}], "max_tokens": 5}
         answer: list[httpx.Response] = []
-        call = threading.Thread(target=lambda: answer.append(httpx.post(
-            f"{first.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=WAIT_S,
-        )))  # fmt: skip
+        call = threading.Thread(
+            target=lambda: answer.append(
+                httpx.post(
+                    f"{first.url}/v1/chat/completions",
+                    json=body,
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=WAIT_S,
+                )
+            )
+        )
         call.start()
         deadline = time.monotonic() + WAIT_S
         while open_reservations(first.database) < 1 and time.monotonic() < deadline:

@@ -45,8 +45,14 @@ def payer(gateway: Gateway) -> Iterator[tuple[str, str]]:
 
 def tool(name: str, words: list[str]) -> dict[str, Any]:
     properties = {w: {"type": "string", "description": " ".join(words)} for w in words[:3]}
-    return {"type": "function", "function": {"name": name, "description": " ".join(words),
-                                             "parameters": {"type": "object", "properties": properties}}}  # fmt: skip
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": " ".join(words),
+            "parameters": {"type": "object", "properties": properties},
+        },
+    }
 
 
 texts = st.lists(st.sampled_from(WORDS), min_size=1, max_size=60).map(" ".join)

@@ -42,8 +42,10 @@ price = {{ input = "2", output = "2" }}
 def timed_call(client: httpx.Client) -> tuple[float, str]:
     """Seconds one call took, and the operator that served it."""
     started = time.monotonic()
-    response = client.post("/v1/chat/completions", json={"model": "patient", "max_tokens": 4,
-                                                          "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+    response = client.post(
+        "/v1/chat/completions",
+        json={"model": "patient", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]},
+    )
     response.raise_for_status()
     return time.monotonic() - started, response.headers["x-suanli-operator"]
 

@@ -78,9 +78,11 @@ def measure_under_flood(gateway: Gateway, unique: str) -> Measured:
     payload = orjson.dumps({"model": "glm-5", "messages": [{"role": "user", "content": text}], "max_tokens": 5})
     # The large calls come from another process, so this one's measurements share no interpreter with them.
     hammer = subprocess.Popen(
-        [sys.executable, "-c", HAMMER, gateway.url, funded, broke, str(IN_FLIGHT)], stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, "-c", HAMMER, gateway.url, funded, broke, str(IN_FLIGHT)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert hammer.stdin is not None and hammer.stdout is not None
     hammer.stdin.write(payload.decode())
     hammer.stdin.close()

@@ -34,8 +34,14 @@ def test_calls_during_a_locked_store_are_settled_once_each(simulator: Simulator,
         answers: list[httpx.Response] = []
 
         def call() -> None:
-            answers.append(httpx.post(f"{gateway.url}/v1/chat/completions", json=body, timeout=30,
-                                      headers={"Authorization": f"Bearer {key}"}))  # fmt: skip
+            answers.append(
+                httpx.post(
+                    f"{gateway.url}/v1/chat/completions",
+                    json=body,
+                    timeout=30,
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+            )
 
         locker = sqlite3.connect(gateway.database, isolation_level=None)
         locker.execute("BEGIN IMMEDIATE")  # as a long CLI write would

@@ -60,8 +60,12 @@ def read_until(sock: socket.socket, marker: bytes) -> bytes:
     return received
 
 
-BODY = {"model": "styled", "messages": [{"role": "user", "content": "a long story"}], "stream": True,
-        "stream_options": {"include_usage": True}}  # fmt: skip
+BODY = {
+    "model": "styled",
+    "messages": [{"role": "user", "content": "a long story"}],
+    "stream": True,
+    "stream_options": {"include_usage": True},
+}
 
 
 @pytest.fixture

@@ -69,9 +69,14 @@ def test_a_stream_ends_cleanly_in_every_style(gateway: Gateway, unique: str, sty
     before = offer_health(gateway, "rough/styled")
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
     options = {"stream_options": {"include_usage": True}} if include_usage else {}
-    chunks = list(client.chat.completions.create(
-        model="styled", messages=[{"role": "user", "content": f"A story, {unique}."}], stream=True, **options,  # type: ignore[arg-type, call-overload]
-    ))  # fmt: skip
+    chunks = list(
+        client.chat.completions.create(
+            model="styled",
+            messages=[{"role": "user", "content": f"A story, {unique}."}],
+            stream=True,
+            **options,  # type: ignore[arg-type, call-overload]
+        )
+    )
     with_usage = [c for c in chunks if c.usage is not None]
     [event] = events_of(gateway, unique)
     estimated = style in ESTIMATED_STYLES
@@ -98,8 +103,12 @@ def test_a_stream_ends_cleanly_in_every_style(gateway: Gateway, unique: str, sty
 
 def test_raw_bytes_end_with_the_usage_chunk_and_done(gateway: Gateway, unique: str, style: str) -> None:
     key = gateway.account(unique, topup_cny="1")
-    body = {"model": "styled", "messages": [{"role": "user", "content": "hi"}], "stream": True,
-            "stream_options": {"include_usage": True}}  # fmt: skip
+    body = {
+        "model": "styled",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     raw = httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
     events = [e for e in raw.content.split(b"\n\n") if e]
     assert events[-1] == b"data: [DONE]" and events.count(b"data: [DONE]") == 1
@@ -115,8 +124,9 @@ def test_a_cut_is_still_a_cut_in_every_style(gateway: Gateway, simulator: Simula
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
     contents: list[str] = []
     with pytest.raises(openai.APIError):
-        stream = client.chat.completions.create(model="styled", messages=[{"role": "user", "content": "go"}],
-                                                stream=True)  # fmt: skip
+        stream = client.chat.completions.create(
+            model="styled", messages=[{"role": "user", "content": "go"}], stream=True
+        )
         for chunk in stream:
             contents.extend(c.delta.content or "" for c in chunk.choices)
     [event] = events_of(gateway, unique)
@@ -167,8 +177,12 @@ def test_a_native_anthropic_stream_ends_cleanly_with_or_without_message_stop(
     simulator.set("roughdual", stream_done=stop, close_delimited=framing)
     try:
         key = gateway.account(unique, topup_cny="1")
-        body = {"model": "styled-dual", "max_tokens": 50, "stream": True,
-                "messages": [{"role": "user", "content": f"hi {unique}"}]}  # fmt: skip
+        body = {
+            "model": "styled-dual",
+            "max_tokens": 50,
+            "stream": True,
+            "messages": [{"role": "user", "content": f"hi {unique}"}],
+        }
         raw = httpx.post(f"{gateway.url}/v1/messages", json=body, headers={"x-api-key": key})
     finally:
         simulator.reset("roughdual")
@@ -188,10 +202,14 @@ def test_stream_without_usage_gets_an_estimated_usage_chunk_when_asked(
     try:
         key = gateway.account(unique, topup_cny="1")
         client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
-        chunks = list(client.chat.completions.create(
-            model="styled", messages=[{"role": "user", "content": "hi"}], stream=True,
-            stream_options={"include_usage": True},
-        ))  # fmt: skip
+        chunks = list(
+            client.chat.completions.create(
+                model="styled",
+                messages=[{"role": "user", "content": "hi"}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
     finally:
         simulator.reset("rough")
     usage = chunks[-1].usage.model_dump()  # type: ignore[union-attr]

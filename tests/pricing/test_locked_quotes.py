@@ -232,8 +232,9 @@ def test_an_instant_without_a_zone_is_read_in_the_calendars_zone() -> None:
     assert refused.value.code == "invalid_field" and refused.value.param == "at"
 
 
-@pytest.mark.parametrize("text", ["9999-12-31T23:59:59", "0001-01-01", "0001-01-01T00:00:00+14:00", "1969-12-31",
-                                  "2127-01-01T00:00:00Z"])  # fmt: skip
+@pytest.mark.parametrize(
+    "text", ["9999-12-31T23:59:59", "0001-01-01", "0001-01-01T00:00:00+14:00", "1969-12-31", "2127-01-01T00:00:00Z"]
+)
 def test_an_instant_beyond_the_horizon_or_before_1970_is_refused(text: str) -> None:
     with pytest.raises(BadRequest) as refused:
         parse_instant(text, BOOK.calendar, "at", BEFORE_JULY_MS)

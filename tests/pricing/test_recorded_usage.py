@@ -420,9 +420,19 @@ def test_missing_or_null_counts_are_zero(usage: dict[str, Any], expected: TokenU
         {"completion_tokens": 50, "completion_tokens_details": {"reasoning_tokens": True}},
         {"prompt_tokens": "many", "completion_tokens": 7},
     ],
-    ids=["empty", "all-null", "negative-prompt", "bool-totals", "bool-cached", "negative-cached", "bool-hit",
-         "negative-reasoning", "bool-reasoning", "word-prompt"],
-)  # fmt: skip
+    ids=[
+        "empty",
+        "all-null",
+        "negative-prompt",
+        "bool-totals",
+        "bool-cached",
+        "negative-cached",
+        "bool-hit",
+        "negative-reasoning",
+        "bool-reasoning",
+        "word-prompt",
+    ],
+)
 def test_negative_bool_or_absent_counts_are_no_report(usage: dict[str, Any]) -> None:
     """Such a report is malformed, not zero: the caller charges its local estimate (metering/usage.py)."""
     assert usage_from_openai(usage) is None

@@ -419,8 +419,17 @@ def settlement_transfers(
         index, leg, extra = last_plan
         wanted = _wanted(leg, usage, cost_nano, Fraction(1))
         value = _floor_share(cost_nano, share) if leg.source == "pack" else cost_nano * extra // wanted
-        overruns.append(Overrun(index, leg.source, leg.reservation.debit_account, leg.reservation.credit_account,
-                                leg.reservation.asset, extra, value))  # fmt: skip
+        overruns.append(
+            Overrun(
+                index,
+                leg.source,
+                leg.reservation.debit_account,
+                leg.reservation.credit_account,
+                leg.reservation.asset,
+                extra,
+                value,
+            )
+        )
     wallet_nano = wallet_wanted = 0
     if funding.wallet is not None:
         wallet_wanted = _floor_share(cost_nano, share)
@@ -428,9 +437,17 @@ def settlement_transfers(
         transfers.extend(entries.settlement(request_id, funding.wallet, operator, wallet_nano))
         summary.append({"source": "wallet", "used": wallet_nano, "reserved": funding.wallet.amount})
         if wallet_wanted > wallet_nano:
-            overruns.append(Overrun(len(funding.legs), "wallet", funding.wallet.debit_account,
-                                    ledger_names.sales(operator), ASSET_CNY, wallet_wanted - wallet_nano,
-                                    wallet_wanted - wallet_nano))  # fmt: skip
+            overruns.append(
+                Overrun(
+                    len(funding.legs),
+                    "wallet",
+                    funding.wallet.debit_account,
+                    ledger_names.sales(operator),
+                    ASSET_CNY,
+                    wallet_wanted - wallet_nano,
+                    wallet_wanted - wallet_nano,
+                )
+            )
     plan_nano = cost_nano - wallet_wanted if funding.plan_funded else 0
     if plan_nano > 0:
         transfers.append(Transfer(f"{request_id}.plan_pay", Kind.POSTED, names.PLANS, ledger_names.sales(operator),

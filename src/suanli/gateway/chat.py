@@ -123,9 +123,17 @@ async def run_chat(
     _check_kind(platform, request)
     prefs = parse_preferences(with_account_routing(request.body, caller), request.model)
     now = now_ms()
-    plan = plan_route(platform.catalog, model=request.model, tier=caller.account.tier, key_models=caller.key.models,
-                      prefs=prefs, state_of=platform.health.state_of, serves=_serves(platform, request),
-                      price_of=lambda offer: platform.price_clock.prices(offer, now), kind=request.kind)  # fmt: skip
+    plan = plan_route(
+        platform.catalog,
+        model=request.model,
+        tier=caller.account.tier,
+        key_models=caller.key.models,
+        prefs=prefs,
+        state_of=platform.health.state_of,
+        serves=_serves(platform, request),
+        price_of=lambda offer: platform.price_clock.prices(offer, now),
+        kind=request.kind,
+    )
     call = await admit(platform, caller, request, request_id, plan)
     try:
         response = await first_answer(platform, call)

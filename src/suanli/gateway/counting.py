@@ -72,8 +72,9 @@ def refuse_early(
         raise BadRequest(
             f"The prompt takes at least {tokens_min} tokens; the largest context window on offer is "
             f"{max(offer.context_window_tokens for offer in plan)}.",
-            code="context_length_exceeded", param="messages",
-        )  # fmt: skip
+            code="context_length_exceeded",
+            param="messages",
+        )
     if wallet is None or not plan:
         return
     cheapest = min(min(p.input_nano, p.cached_input_nano, p.cache_write_nano) for p in prices_now.values())

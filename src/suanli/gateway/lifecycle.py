@@ -165,9 +165,12 @@ async def settle(
     invariant(not call.settling and not call.settled, "a call is settled once")
     call.settling = True
     alone = platform.calls_in_flight == 1  # the only call in flight: its settlement needn't wait for a batch
+    result = charge(call.quote, usage)
+    event = usage_event(
+        call, usage, result, estimated=estimated, outcome=outcome, http_status=http_status, error_code=error_code
+    )
     try:
-        settlement = await _settle(platform, call, usage, estimated=estimated, outcome=outcome,
-                                   http_status=http_status, error_code=error_code, alone=alone)  # fmt: skip
+        settlement = await _write(platform, call, usage, result, event, alone=alone)
     except asyncio.CancelledError:
         # Cancelled while awaiting the writer: the job is queued and commits without us. The call stays
         # "settling", so nobody settles it again; if the write failed after all, the sweep resolves it.
@@ -181,20 +184,10 @@ async def settle(
     return settlement
 
 
-async def _settle(
-    platform: Platform,
-    call: Call,
-    usage: TokenUsage,
-    *,
-    estimated: bool,
-    outcome: str,
-    http_status: int,
-    error_code: str,
-    alone: bool,
+async def _write(
+    platform: Platform, call: Call, usage: TokenUsage, result: Charge, event: UsageEvent, *, alone: bool
 ) -> Settlement:
-    result = charge(call.quote, usage)
-    event = usage_event(call, usage, result, estimated=estimated, outcome=outcome,
-                        http_status=http_status, error_code=error_code)  # fmt: skip
+    """The settlement's transfers, its usage event and any adjustment, in one writer job; then metrics."""
     settled = settlement_transfers(call.request_id, call.funding, usage, result.list_nano, call.offer.operator)
     account = call.caller.account
     if account.has_plans:

@@ -68,10 +68,15 @@ class Metrics:
                                   buckets=LATENCY_BUCKETS_S, registry=self.registry)  # fmt: skip
         self._ttft = Histogram("suanli_time_to_first_token_seconds", "Time to the operator's first byte",
                                ["operator", "model"], buckets=LATENCY_BUCKETS_S, registry=self.registry)  # fmt: skip
-        self._uncharged = Counter("suanli_uncharged_nano_cny", "Usage no customer balance could pay, nano-CNY",
-                                  ["operator", "offer"], registry=self.registry)  # fmt: skip
-        self._background_failures = Counter("suanli_background_failures", "Failed runs of a background loop",
-                                            ["loop"], registry=self.registry)  # fmt: skip
+        self._uncharged = Counter(
+            "suanli_uncharged_nano_cny",
+            "Usage no customer balance could pay, nano-CNY",
+            ["operator", "offer"],
+            registry=self.registry,
+        )
+        self._background_failures = Counter(
+            "suanli_background_failures", "Failed runs of a background loop", ["loop"], registry=self.registry
+        )
         self._attempts = Counter("suanli_upstream_attempts", "Upstream calls, by outcome", ["operator", "outcome"],
                                  registry=self.registry)  # fmt: skip
         self._refused = Counter("suanli_refused_requests", "Requests refused before reaching an operator",

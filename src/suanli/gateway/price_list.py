@@ -58,9 +58,16 @@ async def quote_request(platform: Platform, caller: Caller, raw_body: bytes) -> 
         raise BadRequest(f"'{request.model}' is an {model.kind} model; quotes are for chat requests.",
                          code="wrong_model_kind", param="model")  # fmt: skip
     prefs = parse_preferences(with_account_routing(request.body, caller), request.model)
-    plan = plan_route(platform.catalog, model=request.model, tier=caller.account.tier, key_models=caller.key.models,
-                      prefs=prefs, state_of=lambda offer: OfferState(),
-                      price_of=lambda offer: platform.price_clock.prices(offer, t_ms), kind="chat")  # fmt: skip
+    plan = plan_route(
+        platform.catalog,
+        model=request.model,
+        tier=caller.account.tier,
+        key_models=caller.key.models,
+        prefs=prefs,
+        state_of=lambda offer: OfferState(),
+        price_of=lambda offer: platform.price_clock.prices(offer, t_ms),
+        kind="chat",
+    )
     prompt_tokens = await platform.counter.count(request.body, request.messages, len(raw_body))
     prices = price_list_of(platform.catalog)
     data = []

@@ -91,9 +91,12 @@ def _check_start(start_ms: int, latest_ms: int, now: int) -> None:
     sees it coming; and at most ``PRICE_VERSION_HORIZON_DAYS`` ahead, so that no version dated in a far year
     blocks every later change."""
     if start_ms < max(now + PRICE_CHANGE_NOTICE_S * 1000, latest_ms + 1):
-        raise BadRequest(f"A new price takes effect at least {PRICE_CHANGE_NOTICE_S} s from now and after the "
-                         f"offer's latest price version (epoch ms {latest_ms}).",
-                         code="price_change_too_soon", param="effective_from")  # fmt: skip
+        raise BadRequest(
+            f"A new price takes effect at least {PRICE_CHANGE_NOTICE_S} s from now and after the "
+            f"offer's latest price version (epoch ms {latest_ms}).",
+            code="price_change_too_soon",
+            param="effective_from",
+        )
     if start_ms > now + PRICE_VERSION_HORIZON_DAYS * DAY_MS:
         raise BadRequest(
             f"A new price takes effect at most {PRICE_VERSION_HORIZON_DAYS} days from now.",

@@ -109,7 +109,11 @@ def quote_plan(
 ) -> dict[str, Quote]:
     """A quote for every offer the request may go to, by offer id, locked at ``t_ms``."""
     return {
-        offer.id: quote(offer, input_bound(prompt_tokens, offer.input_margin_percent), output_bound(offer, request),
-                        clock.lock(offer, t_ms, health))
+        offer.id: quote(
+            offer,
+            input_bound(prompt_tokens, offer.input_margin_percent),
+            output_bound(offer, request),
+            clock.lock(offer, t_ms, health),
+        )
         for offer in plan
-    }  # fmt: skip
+    }

@@ -64,8 +64,15 @@ def resolve(conn: sqlite3.Connection, pending: Transfer, request_id: str) -> boo
     transaction."""
     event = usage_event(conn, request_id)
     if not pending.debit_account.startswith("wallet:"):  # a plan or a budget: given back whole
-        void = Transfer(f"{pending.id}.recovered", Kind.VOID, pending.debit_account, pending.credit_account,
-                        pending.asset, 0, pending.id)  # fmt: skip
+        void = Transfer(
+            f"{pending.id}.recovered",
+            Kind.VOID,
+            pending.debit_account,
+            pending.credit_account,
+            pending.asset,
+            0,
+            pending.id,
+        )
         apply_entry(conn, [void], request_id)
         if event is None:
             insert_usage_event(conn, _recovered_event(pending, request_id))

@@ -76,8 +76,12 @@ class StreamRelay:
         self._usage: TokenUsage | None = None
         self._reported: dict[str, Any] | None = None  # the operator's usage object as it came
         # The id, model and creation time of the operator's chunks, for the usage chunk the platform adds.
-        self._header: dict[str, Any] = {"id": "chatcmpl-" + call.request_id, "object": "chat.completion.chunk",
-                                        "created": int(time.time()), "model": call.request.model}  # fmt: skip
+        self._header: dict[str, Any] = {
+            "id": "chatcmpl-" + call.request_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": call.request.model,
+        }
         self._header_read = False
         self._finished_choices: set[int] = set()
         self._ended = False  # the operator's end event ([DONE]) arrived
@@ -251,8 +255,15 @@ class StreamRelay:
         if outcome == "ok" and estimated:
             outcome = "ok_estimated"
         self._final_usage, self._final_estimated = usage, estimated
-        return await settle(self._platform, self._call, usage, estimated=estimated, outcome=outcome,
-                            http_status=http_status, error_code=error_code)  # fmt: skip
+        return await settle(
+            self._platform,
+            self._call,
+            usage,
+            estimated=estimated,
+            outcome=outcome,
+            http_status=http_status,
+            error_code=error_code,
+        )
 
 
 def settlement_usage(reported: Mapping[str, Any] | None, settlement: Settlement, estimated: bool) -> dict[str, Any]:
