@@ -116,6 +116,12 @@ def _public() -> dict[str, dict[str, Any]]:
                 body=s.ANTHROPIC_REQUEST,
             )
         },
+    }
+
+
+def _public_plans() -> dict[str, dict[str, Any]]:
+    """The token economy as a customer's key sees it."""
+    return {
         "/v1/products": {"get": op("the products on sale to the account's tier", s.PRODUCTS, security=KEY)},
         "/v1/plans": {"get": op("what the account holds", s.PLANS, security=KEY)},
         "/v1/packs": {
@@ -187,6 +193,13 @@ def _accounts() -> dict[str, dict[str, Any]]:
         "/admin/v1/admin-keys/{key_id}/revoke": {
             "post": op("revoke an admin key", s.ADMIN_KEY, security=ADMIN, params=(ADMIN_KEY_ID,))
         },
+    }
+
+
+def _account_plans() -> dict[str, dict[str, Any]]:
+    """An account's packs, subscription, budgets, funding, contract and trust, as an administrator sees them."""
+    base = "/admin/v1/accounts/{account}"
+    return {
         f"{base}/plans": {"get": op("what the account holds", s.PLANS, security=ADMIN, params=(ACCOUNT,))},
         f"{base}/packs": {
             "post": op(
@@ -277,7 +290,7 @@ def _platform() -> dict[str, dict[str, Any]]:
 
 
 def build_document() -> dict[str, Any]:
-    paths = {**_public(), **_accounts(), **_platform()}
+    paths = {**_public(), **_public_plans(), **_accounts(), **_account_plans(), **_platform()}
     for path, operations in paths.items():
         for operation in operations.values():
             operation["responses"].update(_errors(path))
