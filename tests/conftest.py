@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from suanli.cli import main as cli_main
+from tests.pg import pg_url, postgres_server  # noqa: F401  (fixtures: pg_server, pg_url)
 
 START_TIMEOUT_S = 30.0
 ADMIN_KEY = "sk-admin-test-0123456789"
