@@ -1,15 +1,20 @@
 """The ledger alone: reservations and settlements per second through the group-commit writer.
 
     .venv/bin/python bench/bench_ledger.py [--requests 5000] [--concurrency 1 32]
+    .venv/bin/python bench/bench_ledger.py --database postgresql://... --processes 4 --accounts 10000
 
 Each simulated request reserves, then settles with a usage event, exactly as the gateway does; figures
 are per request (two ledger jobs). Run it pinned to one core (taskset -c 1) to compare with the gateway.
+With a PostgreSQL URL, ``--processes`` writers (one per process, as gateway workers) share the database,
+and ``--accounts`` spreads the requests over that many wallets (1: one hot account).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -17,61 +22,112 @@ from pathlib import Path
 from suanli.ledger import ASSET_CNY, Kind, SqliteLedger, Transfer, entries, names
 from suanli.ledger.sqlite import verify
 from suanli.store.db import now_ms, open_database
+from suanli.store.pg import is_postgres
 from suanli.store.usage import Attempt, UsageEvent
-from suanli.store.writer import GroupCommitWriter
+from suanli.store.writer import GroupCommitWriter, dialect_for
 
 ATTEMPTS = [Attempt("op", "op/m", "ok", 200, 1)]
 
 
-def _event(request_id: str, cost: int) -> UsageEvent:
-    return UsageEvent(request_id, "acct", "key", "m", "op", "op/m", "m", False, 40, 0, 60, 0, False,
+def _event(request_id: str, account: str, cost: int) -> UsageEvent:
+    return UsageEvent(request_id, account, "key", "m", "op", "op/m", "m", False, 40, 0, 60, 0, False,
                       2000, 200, 3000, 3000, 300_000, cost, 0, "ok", 200, "", 1, 1, now_ms())  # fmt: skip
 
 
-async def _one(ledger: SqliteLedger, request_id: str) -> None:
-    pending = entries.reservation(request_id, "acct", 300_000)
+async def _one(ledger: SqliteLedger, request_id: str, account: str) -> None:
+    pending = entries.reservation(request_id, account, 300_000)
     await ledger.submit([pending], request_id)
     settlement = entries.settlement(request_id, pending, "op", 260_000)
-    await ledger.settle(settlement, _event(request_id, 260_000), ATTEMPTS, names.wallet("acct"))
+    await ledger.settle(settlement, _event(request_id, account, 260_000), ATTEMPTS, names.wallet(account))
 
 
-async def _run(requests: int, concurrency: int, directory: Path) -> float:
-    path = directory / f"ledger-{concurrency}.db"
-    reader = open_database(path)
-    writer = GroupCommitWriter(path)
+def _accounts(count: int) -> list[str]:
+    return [f"acct{n}" for n in range(count)]
+
+
+async def _setup(database: str, accounts: int) -> None:
+    reader = open_database(database)
+    writer = GroupCommitWriter(database)
     writer.start()
     ledger = SqliteLedger(writer, reader)
-    await ledger.open_account(names.wallet("acct"), ASSET_CNY, 0)
     await ledger.open_account(names.sales("op"), ASSET_CNY, None)
     await ledger.open_account(names.TOPUP_SOURCE, ASSET_CNY, None)
     await ledger.open_account(names.ESCROW, ASSET_CNY, names.ESCROW_FLOOR_NANO)
-    await ledger.submit([Transfer("fund", Kind.POSTED, names.TOPUP_SOURCE, names.wallet("acct"), ASSET_CNY, 10**15)])
+    for account in _accounts(accounts):
+        await ledger.open_account(names.wallet(account), ASSET_CNY, 0)
+        await ledger.submit(
+            [Transfer(f"fund.{account}", Kind.POSTED, names.TOPUP_SOURCE, names.wallet(account), ASSET_CNY, 10**13)]
+        )
+    writer.close()
+    reader.close()
+
+
+async def _run(database: str, requests: int, concurrency: int, accounts: int, tag: str) -> float:
+    reader = open_database(database)
+    postgres = is_postgres(database)
+    writer = GroupCommitWriter(database, dialect=dialect_for(database, f"bench{tag}"))
+    writer.start()
+    ledger = SqliteLedger(writer, reader, pipelined=postgres)
+    wallets = _accounts(accounts)
     queue = iter(range(requests))
+    pick = random.Random(tag)  # each process its own sequence of accounts, as independent clients
 
     async def worker() -> None:
         for n in queue:
-            await _one(ledger, f"r{n}")
+            await _one(ledger, f"r{tag}.{n}", pick.choice(wallets))
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     writer.close()
-    verify(reader)
     reader.close()
     return elapsed
 
 
+def _process(job: tuple[str, int, int, int, str], out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """One worker process: its writer, its share of the requests; its elapsed seconds to ``out``."""
+    out.put(asyncio.run(_run(*job)))
+
+
+def _measure(database: str, requests: int, concurrency: int, accounts: int, processes: int) -> float:
+    """Settled requests per second over all processes (each runs ``requests`` / ``processes``)."""
+    asyncio.run(_setup(database, accounts))
+    if processes == 1:
+        return requests / asyncio.run(_run(database, requests, concurrency, accounts, "0"))
+    out: multiprocessing.Queue[float] = multiprocessing.Queue()
+    share = requests // processes
+    started = time.perf_counter()
+    workers = [
+        multiprocessing.Process(target=_process, args=((database, share, concurrency, accounts, str(n)), out))
+        for n in range(processes)
+    ]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join()
+    elapsed = time.perf_counter() - started
+    return share * processes / elapsed
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32], help="requests in flight per process")
+    parser.add_argument("--database", help="a postgresql:// URL (an empty database); default: a fresh SQLite file")
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--accounts", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         for concurrency in args.concurrency:
-            elapsed = asyncio.run(_run(args.requests, concurrency, Path(directory)))
+            database = args.database or str(Path(directory) / f"ledger-{concurrency}.db")
+            rate = _measure(database, args.requests, concurrency, args.accounts, args.processes)
+            conn = open_database(database)
+            verify(conn)
+            conn.close()
             print(
-                f"ledger concurrency={concurrency} requests={args.requests} "
-                f"requests_per_s={args.requests / elapsed:.0f} us_per_request={elapsed / args.requests * 1e6:.1f}"
+                f"ledger store={'postgresql' if args.database else 'sqlite'} processes={args.processes} "
+                f"accounts={args.accounts} concurrency={concurrency} requests={args.requests} "
+                f"requests_per_s={rate:.0f} us_per_request={1e6 / rate:.1f}"
             )
 
 

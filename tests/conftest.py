@@ -21,6 +21,7 @@ import pytest
 
 from suanli.cli import main as cli_main
 from tests.pg import pg_url, postgres_server  # noqa: F401  (fixtures: pg_server, pg_url)
+from tests.stores import database_env, fresh_database
 
 START_TIMEOUT_S = 30.0
 ADMIN_KEY = "sk-admin-test-0123456789"
@@ -346,7 +347,7 @@ def simulator() -> Iterator[Simulator]:
 @dataclass
 class Gateway:
     url: str
-    database: Path
+    database: str  # a file path, or a PostgreSQL URL (tests/stores.py)
     env: dict[str, str]
     process: subprocess.Popen[bytes]
 
@@ -371,15 +372,15 @@ class Gateway:
 
 
 def start_gateway(
-    tmp: Path, simulator: Simulator, database: Path | None = None, catalog_text: str = TEST_CATALOG
+    tmp: Path, simulator: Simulator, database: str | Path | None = None, catalog_text: str = TEST_CATALOG
 ) -> Gateway:
     catalog = tmp / "catalog.toml"
     catalog.write_text(catalog_text)
     port = free_port()
-    database = database or tmp / "suanli.db"
+    database = str(database or fresh_database(tmp))
     env = {**os.environ, "SIM_URL": simulator.url, "ALPHA_KEY": "sk-upstream-alpha-secret",
-           "GAMMA_KEY": "sk-upstream-gamma-secret",
-           "SUANLI_ADMIN_KEY": ADMIN_KEY, "SUANLI_CATALOG": str(catalog), "SUANLI_DATABASE": str(database)}  # fmt: skip
+           "GAMMA_KEY": "sk-upstream-gamma-secret", "SUANLI_ADMIN_KEY": ADMIN_KEY, "SUANLI_CATALOG": str(catalog),
+           **database_env(database, tmp)}  # fmt: skip
     command = [sys.executable, "-m", "suanli.cli", "serve", "--port", str(port)]
     process = subprocess.Popen(command, env=env)
     url = f"http://127.0.0.1:{port}"

@@ -8,6 +8,7 @@ PostgreSQL cannot be installed or started, the fixture fails with what the scrip
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import re
@@ -99,20 +100,33 @@ def start_server(directory: Path) -> PgServer:
     raise RuntimeError(f"PostgreSQL did not start in {directory}") from failure
 
 
+_shared: list[PgServer] = []
+
+
+def shared_server() -> PgServer:
+    """The test session's one server, started at first use (also from code that is not a fixture, such as
+    a property test's examples); stopped and its directory removed when the session ends."""
+    if not _shared:
+        run(SCRIPT, "ensure")
+        directory = Path(tempfile.mkdtemp(prefix="suanli-pg-"))
+        directory.chmod(0o755)  # as root, the server runs as postgres, who must enter it
+        server = start_server(directory)
+        _shared.append(server)
+        atexit.register(_remove, server)
+    return _shared[0]
+
+
+def _remove(server: PgServer) -> None:
+    try:
+        server.stop()
+    finally:
+        shutil.rmtree(server.dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session", name="pg_server")
 def postgres_server() -> Iterator[PgServer]:
-    """The session's server; stopped and its directory removed at the end."""
-    run(SCRIPT, "ensure")
-    directory = Path(tempfile.mkdtemp(prefix="suanli-pg-"))
-    directory.chmod(0o755)  # as root, the server runs as postgres, who must enter it
-    try:
-        server = start_server(directory)
-        try:
-            yield server
-        finally:
-            server.stop()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    """The session's server (see ``shared_server``)."""
+    yield shared_server()
 
 
 @pytest.fixture

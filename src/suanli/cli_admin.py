@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 import urllib.error
 import urllib.request
@@ -21,6 +20,7 @@ from suanli.gateway.platform import Settings
 from suanli.ledger.sqlite import verify
 from suanli.money import MoneyFormatError, cny_to_nano, nano_to_cny
 from suanli.store.accounts import find_account, list_accounts, list_keys
+from suanli.store.conn import Conn
 from suanli.store.db import open_database, run_in_transaction
 from suanli.store.usage import uncharged_by_offer
 
@@ -29,11 +29,11 @@ ADMIN_HTTP_TIMEOUT_S = 10.0
 Common = Callable[[argparse.ArgumentParser], None]
 
 
-def _connect(settings: Settings) -> sqlite3.Connection:
-    return open_database(settings.database_path)
+def _connect(settings: Settings) -> Conn:
+    return open_database(settings.database)
 
 
-def run_job(settings: Settings, job: Callable[[sqlite3.Connection], T]) -> T:
+def run_job(settings: Settings, job: Callable[[Conn], T]) -> T:
     conn = _connect(settings)
     try:
         return run_in_transaction(conn, job)
@@ -41,7 +41,7 @@ def run_job(settings: Settings, job: Callable[[sqlite3.Connection], T]) -> T:
         conn.close()
 
 
-def read_db(settings: Settings, query: Callable[[sqlite3.Connection], T]) -> T:
+def read_db(settings: Settings, query: Callable[[Conn], T]) -> T:
     conn = _connect(settings)
     try:
         return query(conn)

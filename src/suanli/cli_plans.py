@@ -7,7 +7,6 @@ admin API; the catalog's products are put on the shelf first, as the gateway doe
 from __future__ import annotations
 
 import argparse
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,6 +22,7 @@ from suanli.errors import BadRequest
 from suanli.gateway.platform import Settings, list_catalog_products
 from suanli.money import MoneyFormatError, cny_to_nano, nano_to_cny
 from suanli.store.accounts import find_account
+from suanli.store.conn import Conn
 from suanli.store.db import now_ms
 
 
@@ -30,7 +30,7 @@ def _shelf(settings: Settings) -> tuple[dict[str, Product], ZoneInfo]:
     """The products on sale (the catalog's listed first) and the catalog's time zone."""
     catalog = load_catalog(settings.catalog_path)
 
-    def job(conn: sqlite3.Connection) -> dict[str, Product]:
+    def job(conn: Conn) -> dict[str, Product]:
         list_catalog_products(conn, catalog)
         return econ.load_products(conn, frozenset(catalog.models), TIERS)
 
@@ -120,7 +120,7 @@ def budget_set(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def budget_remove(args: argparse.Namespace, settings: Settings) -> int:
-    def job(conn: sqlite3.Connection) -> None:
+    def job(conn: Conn) -> None:
         econ.remove_budget(conn, find_account(conn, args.account).id, args.budget)
 
     run_job(settings, job)

@@ -23,7 +23,7 @@ from suanli.store.db import now_ms
 def _catalog(settings: Settings) -> Catalog:
     """The catalog file's price book, with the prices set since (``suanli price set``) if there is a database."""
     catalog = load_catalog(settings.catalog_path)
-    if not settings.database_path.exists():
+    if not settings.on_postgres and not settings.database_path.exists():
         return catalog
     return read_db(settings, lambda conn: with_versions(catalog, stored_versions(conn)))
 

@@ -10,10 +10,10 @@ replaces the file.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from suanli.store.accounts import KEY_PREFIX, create_key, find_key_by_hash, hash_key
+from suanli.store.conn import Conn
 from suanli.store.db import now_ms, run_in_transaction
 from suanli.store.key_file import write_key_file
 
@@ -27,7 +27,7 @@ def demo_key_path(database_path: Path) -> Path:
     return database_path.parent / DEMO_KEY_FILE_NAME
 
 
-def demo_key(conn: sqlite3.Connection, account_id: str, path: Path) -> str:
+def demo_key(conn: Conn, account_id: str, path: Path) -> str:
     """The kept key if it still works for ``account_id``; else a new key of that account, kept in ``path``."""
     kept = _read_key(path)
     if kept is not None and _usable(conn, kept, account_id):
@@ -37,7 +37,7 @@ def demo_key(conn: sqlite3.Connection, account_id: str, path: Path) -> str:
     return raw
 
 
-def _usable(conn: sqlite3.Connection, raw: str, account_id: str) -> bool:
+def _usable(conn: Conn, raw: str, account_id: str) -> bool:
     found = find_key_by_hash(conn, hash_key(raw))
     if found is None:
         return False

@@ -128,6 +128,17 @@ class ServiceUnavailable(SuanliError):
     default_code = "service_unavailable"
 
 
+class StoreUnavailable(ServiceUnavailable):
+    """The database could not be reached (or answered too late) at admission: nothing was reserved or
+    charged, and the writer is reconnecting; a try a moment later may succeed."""
+
+    default_code = "store_unavailable"
+    retry_after_s: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message, code=code, headers={"retry-after": str(self.retry_after_s)})
+
+
 class UpstreamBusy(ServiceUnavailable):
     """Every pooled connection to the operator stayed busy for ``UPSTREAM_POOL_ACQUIRE_TIMEOUT_S``. The
     platform's own limit was reached, not the operator's fault; a try a moment later may find one free."""

@@ -92,3 +92,13 @@ PRICE_VERSION_HORIZON_DAYS = 366  # a price version (catalog or set while runnin
 AMOUNT_NANO_MAX = 10**18  # ¥1,000,000,000: a budget, a contract's credit limit or a tier's threshold
 TOKENS_AMOUNT_MAX = 10**15  # a token budget or a token transfer
 INSTANT_HORIZON_DAYS = 36_600  # an instant asked about (`at`, a key's `expires_at`): 1970 to about a century ahead
+
+# PostgreSQL (store/pg.py, docs/scaling.md)
+STORE_CONNECT_TIMEOUT_S = 2  # libpq's smallest useful connect timeout
+STORE_STATEMENT_TIMEOUT_S = 5.0  # a statement the database has not answered by then fails the job
+STORE_ADMISSION_RETRY_S = 0.5  # an admission the store failed is retried this long, then answered 503
+STORE_IDLE_IN_TRANSACTION_S = 10  # a dead client's open transaction and row locks go after this
+WORKER_LEASE_RENEW_S = 2.0  # each worker renews its lease this often
+WORKER_LEASE_TTL_S = 10.0  # a lease not renewed for this long may be reclaimed by another worker
+WORKER_RECLAIM_INTERVAL_S = 1.0  # how often each worker looks for expired leases (one small UPDATE)
+CLOCK_SKEW_WARN_S = 1.0  # a worker whose clock is this far off the database's warns

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 
 import httpx
@@ -20,6 +19,7 @@ from suanli.api.middleware.request_id import RequestIdMiddleware
 from suanli.errors import BadRequest, Conflict, NotFound, RateLimited, ServiceUnavailable, SuanliError, Unauthorized
 from suanli.limits import REQUEST_BODY_BYTES_MAX
 from tests.conftest import Gateway, Simulator
+from tests.stores import inspect
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
@@ -117,9 +117,8 @@ def test_key_expiry_is_enforced(gateway: Gateway, unique: str) -> None:
     gateway.account(unique)
     conn_key = gateway.admin("POST", f"/admin/v1/accounts/{unique}/keys", json={}).json()
     # Expire it in the store, as time would; the gateway has not cached this key yet.
-    conn = sqlite3.connect(gateway.database)
-    with conn:
-        conn.execute("UPDATE api_keys SET expires_at_ms = 1 WHERE id = ?", (conn_key["id"],))
+    conn = inspect(gateway.database)
+    conn.execute("UPDATE api_keys SET expires_at_ms = 1 WHERE id = ?", (conn_key["id"],))
     conn.close()
     response = post(gateway, conn_key["key"], body={"model": "glm-5", "messages": MESSAGES})
     assert_error(response, 401, "key_expired")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from decimal import Decimal
 
 import httpx
@@ -12,6 +11,7 @@ import pytest
 from suanli.ledger.sqlite import verify
 from suanli.money import cny_to_nano
 from tests.conftest import Gateway
+from tests.stores import inspect
 
 MESSAGES = [{"role": "user", "content": "Say something about computing power."}]
 
@@ -91,7 +91,7 @@ def test_ledger_reconciles_with_usage_events(gateway: Gateway, unique: str) -> N
     assert len(events) == 6
     assert view["wallet"]["balance_nano"] == cny_to_nano("1") - spent
     assert view["wallet"]["reserved_nano"] == 0
-    conn = sqlite3.connect(gateway.database)
+    conn = inspect(gateway.database)
     try:
         verify(conn)
     finally:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import httpx
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,6 +10,7 @@ from suanli.economy.contracts import Tier, graduated, rebate_nano
 from suanli.ledger.sqlite import verify
 from suanli.money import cny_to_nano
 from tests.conftest import Gateway
+from tests.stores import inspect
 
 CNY = 10**9
 TIERS = (Tier(0, 100), Tier(10_000 * CNY, 95), Tier(50_000 * CNY, 90))
@@ -55,7 +54,7 @@ def test_a_contract_account_spends_on_credit_up_to_its_limit(gateway: Gateway, u
     refused = gateway.admin("PUT", f"/admin/v1/accounts/{unique}/contract",
                             json={"credit_limit": "0", "tiers": [{"above": "0", "percent": 100}]})  # fmt: skip
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "credit_limit_below_debt"
-    conn = sqlite3.connect(gateway.database)
+    conn = inspect(gateway.database)
     try:
         verify(conn)
     finally:

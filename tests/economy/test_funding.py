@@ -3,7 +3,6 @@ a quote never exceeded, expiry forfeiting exactly the remainder; and the allowan
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime
@@ -25,7 +24,9 @@ from suanli.ledger import ASSET_CNY, Kind, Transfer
 from suanli.ledger import names as ledger_names
 from suanli.ledger.sqlite import apply_entry, open_account, open_pending, read_balance, verify
 from suanli.pricing import TokenUsage
+from suanli.store.conn import Conn
 from suanli.store.db import open_database, run_in_transaction
+from tests.stores import fresh_database
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DAY_MS = 86_400_000
@@ -57,7 +58,7 @@ T0 = at("2026-12-02 10:00:00")  # a Wednesday
 
 
 class Shop:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Conn) -> None:
         self.conn = conn
         run_in_transaction(conn, lambda c: [econ.list_product(c, p, SPECS[p.id], "test") for p in PRODUCTS.values()])
         self.account = run_in_transaction(conn, ops.create_account_job("acme", "enterprise")).id
@@ -72,7 +73,7 @@ class Shop:
             run_in_transaction(self.conn, ops.topup_job(self.account, nano))
 
     def pack(self, product: str, tokens: int, expires_at_ms: int) -> econ.Pack:
-        def job(conn: sqlite3.Connection) -> econ.Pack:
+        def job(conn: Conn) -> econ.Pack:
             pack = econ.create_pack(conn, self.account, product, tokens=tokens, expires_at_ms=expires_at_ms,
                                     origin="test")  # fmt: skip
             asset = names.pack_asset(product)
@@ -109,7 +110,7 @@ class Shop:
 @pytest.fixture
 def shop() -> Iterator[Shop]:
     with tempfile.TemporaryDirectory() as tmp:
-        conn = open_database(Path(tmp) / "s.db")
+        conn = open_database(fresh_database(Path(tmp), "s.db"))
         try:
             yield Shop(conn)
         finally:
@@ -212,7 +213,7 @@ def test_funding_draws_packs_in_order_never_exceeds_a_reservation_and_keeps_ever
     use: tuple[int, int, int], no_wallet: bool,
 ) -> None:  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        conn = open_database(Path(tmp) / "s.db")
+        conn = open_database(fresh_database(Path(tmp), "s.db"))
         try:
             _check_one_request(Shop(conn), packs, wallet, bounds=(input_max, output_max), use=use, no_wallet=no_wallet)
         finally:

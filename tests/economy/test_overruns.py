@@ -8,7 +8,6 @@ paid the list price exactly, and every charge is rounded down.
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -24,9 +23,11 @@ from suanli.ledger import ASSET_CNY, Kind, Transfer
 from suanli.ledger import names as ledger_names
 from suanli.ledger.sqlite import apply_entry, open_account, open_pending, read_balance, verify
 from suanli.pricing import TokenUsage
+from suanli.store.conn import Conn
 from suanli.store.db import open_database, run_in_transaction
 from tests.economy.test_funding import PRICE_NANO, T0, Shop
 from tests.economy.test_funding import pack_specs as _pack_specs
+from tests.stores import fresh_database
 
 DAY_MS = 86_400_000
 pack_specs = _pack_specs.map(lambda packs: [(p, t, d) for p, t, d in packs if p != "elsewhere"])
@@ -39,7 +40,7 @@ def settle_with_overruns(shop: Shop, funding: Funding, usage: TokenUsage) -> tup
     cost = usage.total * PRICE_NANO
     settled = settlement_transfers(request_id, funding, usage, cost, "op")
 
-    def job(conn: sqlite3.Connection) -> tuple[int, int]:
+    def job(conn: Conn) -> tuple[int, int]:
         apply_entry(conn, settled.transfers, request_id)
         over = charge_overruns(conn, request_id, settled.overruns)
         return over.charged_nano, over.uncharged_nano
@@ -65,7 +66,7 @@ def test_usage_beyond_the_reservation_is_charged_where_it_can_be_and_the_rest_re
     with_wallet: bool,
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        conn = open_database(Path(tmp) / "s.db")
+        conn = open_database(fresh_database(Path(tmp), "s.db"))
         try:
             shop = Shop(conn)
             run_in_transaction(conn, lambda c: open_account(c, ledger_names.UNCHARGED, ASSET_CNY, None))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import httpx
 import openai
@@ -11,6 +10,7 @@ import openai
 from suanli.ledger.sqlite import verify
 from suanli.money import cny_to_nano
 from tests.conftest import Gateway
+from tests.stores import inspect
 
 CALLS = 300
 MESSAGES = [{"role": "user", "content": "Count the cost of concurrency."}]
@@ -62,7 +62,7 @@ def test_a_budget_for_about_50_calls_is_never_overshot(gateway: Gateway, unique:
 
 
 def _verify(gateway: Gateway) -> None:
-    conn = sqlite3.connect(gateway.database)
+    conn = inspect(gateway.database)
     try:
         verify(conn)
     finally:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import openai
 
 from suanli.ledger.sqlite import verify
 from tests.conftest import Gateway
+from tests.stores import inspect
 
 CALLS = 300
 MAX_TOKENS = 50
@@ -54,7 +54,7 @@ def test_concurrent_calls_never_overspend(gateway: Gateway, unique: str) -> None
     assert view["balance_nano"] == funded - charged >= 0
     # Every served call has exactly one usage event with a charge; refused calls have none.
     assert len(events) == served and all(e["outcome"] == "ok" and e["cost_nano"] > 0 for e in events)
-    conn = sqlite3.connect(gateway.database)
+    conn = inspect(gateway.database)
     try:
         verify(conn)
         posts = conn.execute(

@@ -16,6 +16,7 @@ import pytest
 
 from suanli.ledger.sqlite import verify
 from tests.conftest import Simulator, start_gateway, stop
+from tests.stores import inspect
 
 IN_FLIGHT = 20
 WAIT_S = 15.0
@@ -67,7 +68,7 @@ def test_reservations_in_flight_are_resolved_after_kill_9(simulator: Simulator, 
         assert all(e["cost_nano"] == 0 for e in events)
     finally:
         stop(restarted.process)
-    conn = sqlite3.connect(gateway.database)
+    conn = inspect(gateway.database)
     try:
         verify(conn)
     finally:

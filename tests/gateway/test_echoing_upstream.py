@@ -8,7 +8,6 @@ as ``suanli serve``, with a catalog that points at it.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -22,6 +21,7 @@ from starlette.routing import Route
 
 from tests.conftest import Gateway, Simulator, start_gateway, stop
 from tests.providers.sim_server import bound_socket, serving
+from tests.stores import inspect
 
 START_TIMEOUT_S = 5.0
 # Shaped like no known credential: only the gateway's knowledge of its own operator's key can hide it.
@@ -197,7 +197,7 @@ def test_an_openai_error_object_mid_stream_reaches_the_client_without_its_creden
 
 def test_the_operators_credential_is_not_in_the_gateways_database_either(echo_gateway: Gateway) -> None:
     # Attempts and usage are recorded with outcome labels, never the operator's text.
-    conn = sqlite3.connect(echo_gateway.database)
+    conn = inspect(echo_gateway.database)
     try:
         dump = "\n".join(conn.iterdump())
     finally:

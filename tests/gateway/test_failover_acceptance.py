@@ -6,7 +6,6 @@ served request is charged exactly once; failed attempts cost nothing."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import openai
 
 from suanli.ledger.sqlite import verify
 from tests.conftest import Gateway, Simulator, free_port, start_gateway, stop, wait_http
+from tests.stores import inspect
 
 REQUESTS = 1000
 CONCURRENCY = 20
@@ -132,7 +132,7 @@ def calls_until_closed(gateway: Gateway, client: openai.OpenAI) -> int:
 def assert_charged_once(gateway: Gateway, account: str, served: int) -> None:
     events = gateway.admin("GET", f"/admin/v1/accounts/{account}/usage", params={"limit": 5000}).json()["data"]
     assert len(events) == served and all(e["outcome"] == "ok" for e in events)
-    conn = sqlite3.connect(gateway.database)
+    conn = inspect(gateway.database)
     try:
         verify(conn)
         posts, posted = conn.execute("SELECT COUNT(*), SUM(amount) FROM transfers WHERE kind = 'post'").fetchone()

@@ -8,7 +8,6 @@ reservation is resolved at most once.
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -18,7 +17,9 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 
 from suanli.ledger import Kind, LedgerRejected, Rejection, Transfer, entries, names
 from suanli.ledger.sqlite import apply_entry, open_account, open_pending, read_balance, verify
+from suanli.store.conn import Conn
 from suanli.store.db import open_database, transaction
+from tests.stores import fresh_database
 
 ASSET = "CNY"
 SOURCE = "platform:topup"
@@ -34,7 +35,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = tempfile.TemporaryDirectory()
-        self.conn: sqlite3.Connection = open_database(Path(self.dir.name) / "ledger.db")
+        self.conn: Conn = open_database(fresh_database(Path(self.dir.name), "ledger.db"))
         with transaction(self.conn):
             open_account(self.conn, SOURCE, ASSET, None)
             open_account(self.conn, SALES, ASSET, None)

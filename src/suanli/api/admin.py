@@ -5,7 +5,6 @@ Every write runs as one job of the group-commit writer, the same path the CLI ru
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -23,6 +22,7 @@ from suanli.gateway.platform import Platform
 from suanli.gateway.requests import parse_json_object
 from suanli.money import MoneyFormatError, cny_to_nano
 from suanli.store.accounts import find_account, list_accounts, list_keys
+from suanli.store.conn import Conn
 
 T = TypeVar("T")
 USAGE_DEFAULT_ROWS = 50
@@ -38,12 +38,17 @@ def require_admin(request: Request) -> Platform:
     return platform
 
 
-async def write(platform: Platform, job: Callable[[sqlite3.Connection], T]) -> T:
+async def write(platform: Platform, job: Callable[[Conn], T]) -> T:
     return await platform.writer.run(job)
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    return parse_json_object(await request.body())
+    """An administration request's JSON object; a NUL character in any of its strings is refused (no name
+    or value stored holds one, and PostgreSQL's text cannot)."""
+    raw = await request.body()
+    if b"\\u0000" in raw:
+        raise BadRequest("The request holds a NUL character (\\u0000), which no field accepts.", code="invalid_value")
+    return parse_json_object(raw)
 
 
 def string_field(body: dict[str, Any], name: str, default: str | None = None) -> str:
@@ -105,14 +110,14 @@ async def set_routing(request: Request) -> Response:
     if "provider" not in body:
         raise BadRequest('Send {"provider": {...}} (or null to clear).', param="provider")
     account = await write(platform, ops.set_routing_job(request.path_params["account"], body["provider"]))
-    platform.keys.forget_account(account.id)
+    platform.changed(f"account:{account.id}")
     return json_response(ops.account_dict(account))
 
 
 async def revoke_key(request: Request) -> Response:
     platform = require_admin(request)
     key = await write(platform, ops.revoke_key_job(request.path_params["key_id"]))
-    platform.keys.forget(key.id)
+    platform.changed(f"key:{key.id}")
     return json_response(ops.key_dict(key))
 
 

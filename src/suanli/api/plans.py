@@ -43,8 +43,8 @@ def _plans(platform: Platform, account_ref: str) -> dict[str, Any]:
 
 
 def _forget(platform: Platform, account_ref: str) -> None:
-    """The account's cached keys now hold stale plan flags or funding settings."""
-    platform.keys.forget_account(find_account(platform.reader, account_ref).id)
+    """The account's cached keys now hold stale plan flags or funding settings, in every worker."""
+    platform.changed(f"account:{find_account(platform.reader, account_ref).id}")
 
 
 # The customer's side: their own account, with their API key.
@@ -69,7 +69,7 @@ async def my_buy_pack(request: Request) -> Response:
     body = await json_body(request)
     result = await _buy_pack(platform, caller.account.id, string_field(body, "product"),
                              request.headers.get("idempotency-key"))  # fmt: skip
-    platform.keys.forget_account(caller.account.id)
+    platform.changed(f"account:{caller.account.id}")
     return json_response(result, 201)
 
 
@@ -79,7 +79,7 @@ async def my_subscribe(request: Request) -> Response:
     body = await json_body(request)
     job = market.subscribe_job(caller.account.id, string_field(body, "product"), platform.products, platform.zone)
     result = await write(platform, job)
-    platform.keys.forget_account(caller.account.id)
+    platform.changed(f"account:{caller.account.id}")
     return json_response(result, 201)
 
 
@@ -125,7 +125,7 @@ async def admin_list_product(request: Request) -> Response:
     if not await write(platform, job):
         raise BadRequest(f"A product '{product_id}' is listed already; its terms never change.",
                          code="already_exists", param="id")  # fmt: skip
-    platform.reload_products()
+    platform.changed("products")
     return json_response(platform.products[product_id].public(), 201)
 
 
@@ -137,7 +137,7 @@ async def admin_retire_product(request: Request) -> Response:
         econ.retire_product(conn, product_id)
 
     await write(platform, job)
-    platform.reload_products()
+    platform.changed("products")
     return json_response(platform.products[product_id].public())
 
 

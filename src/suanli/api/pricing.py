@@ -42,7 +42,7 @@ async def set_price(request: Request) -> Response:
     spec = {k: v for k, v in body.items() if k != "set_by"}
     job = set_price_job(platform.catalog, request.path_params["offer"], spec, string_field(body, "set_by", "admin"))
     result = await write(platform, job)
-    platform.reload_prices()
+    platform.changed("prices")
     return json_response(result, 201)
 
 

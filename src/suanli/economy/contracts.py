@@ -11,7 +11,6 @@ month's volume is itself a ledger account (asset ``VOL``), so the tiers never ne
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -26,6 +25,8 @@ from suanli.ledger import names as ledger_names
 from suanli.ledger.sqlite import apply_entry, open_account, read_balance
 from suanli.limits import AMOUNT_NANO_MAX
 from suanli.money import MoneyFormatError, cny_to_nano, nano_to_cny
+from suanli.store import cluster
+from suanli.store.conn import Conn
 from suanli.store.db import now_ms
 from suanli.store.usage import UsageEvent
 
@@ -96,7 +97,7 @@ def rebate_nano(tiers: Sequence[Tier], before_nano: int, cost_nano: int) -> int:
     return cost_nano - (graduated(tiers, before_nano + cost_nano) - graduated(tiers, before_nano))
 
 
-def find_contract(conn: sqlite3.Connection, account_id: str) -> Contract | None:
+def find_contract(conn: Conn, account_id: str) -> Contract | None:
     row = conn.execute("SELECT credit_limit_nano, tiers FROM contracts WHERE account_id = ?", (account_id,)).fetchone()
     if row is None:
         return None
@@ -104,7 +105,7 @@ def find_contract(conn: sqlite3.Connection, account_id: str) -> Contract | None:
     return Contract(account_id, row[0], tiers)
 
 
-def save_contract(conn: sqlite3.Connection, contract: Contract) -> None:
+def save_contract(conn: Conn, contract: Contract) -> None:
     tiers = orjson.dumps([{"above_nano": t.above_nano, "percent": t.percent} for t in contract.tiers]).decode()
     now = now_ms()
     conn.execute(
@@ -115,17 +116,17 @@ def save_contract(conn: sqlite3.Connection, contract: Contract) -> None:
     )
 
 
-def month_volume(conn: sqlite3.Connection, account_id: str, at_ms: int, zone: ZoneInfo) -> int:
+def month_volume(conn: Conn, account_id: str, at_ms: int, zone: ZoneInfo) -> int:
     start, _ = windows.calendar_month(at_ms, zone)
     balance = read_balance(conn, volume_account(account_id, start))
     return balance.credits_posted if balance else 0
 
 
-def rebate(
-    conn: sqlite3.Connection, event: UsageEvent, *, paid_nano: int, contract: Contract, zone: ZoneInfo
-) -> UsageEvent:
+def rebate(conn: Conn, event: UsageEvent, *, paid_nano: int, contract: Contract, zone: ZoneInfo) -> UsageEvent:
     """In the settling transaction of a contract account's call, after its transfers: add what the wallet
-    paid to the month's volume, give back what the tiers take off it, and say so in the usage event."""
+    paid to the month's volume, give back what the tiers take off it, and say so in the usage event. The
+    month's volume is read then posted: on PostgreSQL the account's lock makes that serial."""
+    cluster.serialize(conn, cluster.account_lock(event.account_id))
     start, _ = windows.calendar_month(event.created_at_ms, zone)
     account = volume_account(event.account_id, start)
     open_account(conn, VOLUME_SOURCE, VOLUME_ASSET, None)

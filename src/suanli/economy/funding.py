@@ -28,12 +28,12 @@ the bound) is charged from the same sources' available balances in the same tran
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from fractions import Fraction
-from typing import Any
+from functools import partial
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -44,11 +44,14 @@ from suanli.economy.contracts import Contract
 from suanli.economy.market import renew_if_due
 from suanli.economy.products import FUNDING_SOURCES, Allowance, Product, Weights
 from suanli.errors import PaymentRequired, RateLimited
-from suanli.ledger import ASSET_CNY, Kind, LedgerRejected, Rejection, Transfer, entries
+from suanli.ledger import ASSET_CNY, Kind, LedgerRejected, Rejection, Transfer, entries, postgres
 from suanli.ledger import names as ledger_names
 from suanli.ledger.sqlite import apply_entry, apply_if_covered, read_balance
 from suanli.money import nano_to_cny
 from suanli.pricing import TokenUsage
+from suanli.store import cluster
+from suanli.store.conn import Conn
+from suanli.store.deferred import FALLBACK, Deferred
 from suanli.store.usage import UsageEvent
 
 DEFAULT_ORDER = FUNDING_SOURCES
@@ -101,9 +104,10 @@ class FundingRequest:
     fallthrough: bool = False  # a spent allowance falls through to packs and wallet
     memo: str = ""
     plans: bool = True  # False: the account has no plans, budgets or contract, so the wallet alone pays
+    cached: bool = False  # plans, order and fallthrough come from a cache that another worker may have outdated
 
 
-def _reserve(conn: sqlite3.Connection, transfer: Transfer, request_id: str) -> bool:
+def _reserve(conn: Conn, transfer: Transfer, request_id: str) -> bool:
     """Apply a reservation; False, with nothing written, if its account can't cover it."""
     return apply_if_covered(conn, [transfer], request_id)
 
@@ -137,13 +141,15 @@ def limit_headers(limits: Sequence[Limit], now_ms: int) -> dict[str, str]:
     return headers
 
 
-def reserve_job(
-    conn: sqlite3.Connection, req: FundingRequest, products: Mapping[str, Product], zone: ZoneInfo
-) -> Funding:
+def reserve_job(conn: Conn, req: FundingRequest, products: Mapping[str, Product], zone: ZoneInfo) -> Funding:
     funding = Funding()
+    if req.cached and cluster.on_postgres(conn):  # another worker may have changed the account since
+        req = _current_terms(conn, req)
     if not req.plans:  # pay-as-you-go: no look-ups, the wallet's reservation alone
         _reserve_wallet(conn, req, funding, Fraction(1))
         return funding
+    # Windows are read then opened, grants read then made: on PostgreSQL the account's lock makes that serial.
+    cluster.serialize(conn, cluster.account_lock(req.account_id))
     dearest = max(amount for _, amount in req.quotes)
     _reserve_budgets(conn, req, funding, dearest, zone)
     share = Fraction(1)
@@ -167,9 +173,34 @@ def reserve_job(
     return funding
 
 
-def _reserve_budgets(
-    conn: sqlite3.Connection, req: FundingRequest, funding: Funding, dearest: int, zone: ZoneInfo
-) -> None:
+def reserve_statement(req: FundingRequest, products: Mapping[str, Product], zone: ZoneInfo) -> Deferred[Funding]:
+    """``reserve_job`` for a pay-as-you-go account as one statement (PostgreSQL, store/deferred.py): the
+    wallet's reservation at the dearest quote. Anything else (the account took up plans since it was
+    cached, or its wallet can't cover the dearest quote) runs the job itself, in the same batch."""
+    dearest = max(amount for _, amount in req.quotes)
+    transfer = entries.reservation(req.request_id, req.account_id, dearest, req.memo)
+
+    def finish(row: Any) -> Funding:
+        if row[0]:
+            return cast(Funding, FALLBACK)
+        return Funding(wallet=transfer, covered_offers=tuple(offer for offer, _ in req.quotes))
+
+    job = partial(reserve_job, req=req, products=products, zone=zone)
+    statement = postgres.reserve_statement(req.account_id, req.cached, transfer)
+    return Deferred(job, statement, finish, ledger_names.wallet(req.account_id))
+
+
+def _current_terms(conn: Conn, req: FundingRequest) -> FundingRequest:
+    """The request with the account's plans flag and funding order as stored now, not as cached."""
+    row = conn.execute("SELECT has_plans, funding FROM accounts WHERE id = ?", (req.account_id,)).fetchone()
+    if row is None:
+        return req
+    settings = orjson.loads(row[1]) if row[1] else {}
+    order = tuple(settings.get("order") or DEFAULT_ORDER)
+    return replace(req, plans=bool(row[0]), order=order, fallthrough=bool(settings.get("fallthrough")))
+
+
+def _reserve_budgets(conn: Conn, req: FundingRequest, funding: Funding, dearest: int, zone: ZoneInfo) -> None:
     for budget in econ.active_budgets(conn, req.account_id, req.key_id):
         start, end = _budget_period(budget.period, req.now_ms, zone)
         account, asset = names.budget(budget.id, start), names.BUDGET_ASSETS[budget.unit]
@@ -200,7 +231,7 @@ def _budget_period(period: str, now_ms: int, zone: ZoneInfo) -> tuple[int, int]:
 
 
 def _reserve_allowances(
-    conn: sqlite3.Connection, req: FundingRequest, funding: Funding, products: Mapping[str, Product], zone: ZoneInfo
+    conn: Conn, req: FundingRequest, funding: Funding, products: Mapping[str, Product], zone: ZoneInfo
 ) -> bool:
     """Reserve in every window of the subscription; False if there is none for this model, or a spent
     window falls through."""
@@ -246,9 +277,7 @@ def _window_name(window: str) -> str:
     return {"5h": "5 hours", "week": "week", "month": "month"}[window]
 
 
-def _window(
-    conn: sqlite3.Connection, sub: econ.Subscription, allowance: Allowance, now_ms: int, zone: ZoneInfo
-) -> tuple[str, int]:
+def _window(conn: Conn, sub: econ.Subscription, allowance: Allowance, now_ms: int, zone: ZoneInfo) -> tuple[str, int]:
     """The ledger account and end of the window of ``allowance`` open at ``now_ms``, opened (and granted)
     if it is new."""
     if allowance.window == "5h":
@@ -264,7 +293,7 @@ def _window(
 
 
 def _reserve_packs(
-    conn: sqlite3.Connection,
+    conn: Conn,
     req: FundingRequest,
     funding: Funding,
     products: Mapping[str, Product],
@@ -291,7 +320,7 @@ def _reserve_packs(
     return share
 
 
-def _reserve_wallet(conn: sqlite3.Connection, req: FundingRequest, funding: Funding, share: Fraction) -> None:
+def _reserve_wallet(conn: Conn, req: FundingRequest, funding: Funding, share: Fraction) -> None:
     """The wallet's share at the dearest candidate's quote; failing that, at the first's (dropping the
     dearer candidates); failing that, 402 and everything reserved is rolled back."""
     first = req.quotes[0][1]
@@ -320,7 +349,7 @@ def _reserve_wallet(conn: sqlite3.Connection, req: FundingRequest, funding: Fund
     )
 
 
-def _apply(conn: sqlite3.Connection, transfer: Transfer, req: FundingRequest) -> bool:
+def _apply(conn: Conn, transfer: Transfer, req: FundingRequest) -> bool:
     """Apply a reservation with no savepoint of its own: False if refused for the floor (the caller then
     fails the whole job, whose own rollback removes what the refused entry wrote)."""
     try:
@@ -484,7 +513,7 @@ class OverrunResult:
     summary: list[dict[str, Any]]
 
 
-def charge_overruns(conn: sqlite3.Connection, request_id: str, overruns: Sequence[Overrun]) -> OverrunResult:
+def charge_overruns(conn: Conn, request_id: str, overruns: Sequence[Overrun]) -> OverrunResult:
     """On the writer's connection, in the settling transaction: charge each overrun from its source's
     available balance above the floor, as far as it goes. What the wallet can't pay, the platform's
     ``uncharged`` account pays the operator, so the operator is paid the list price of what it served and
@@ -520,10 +549,17 @@ def charge_overruns(conn: sqlite3.Connection, request_id: str, overruns: Sequenc
 
 
 def adjust_settlement(
-    conn: sqlite3.Connection, event: UsageEvent, *, settled: Settled, contract: Contract | None, zone: ZoneInfo
+    conn: Conn,
+    event: UsageEvent,
+    *,
+    settled: Settled,
+    contract: Contract | None,
+    zone: ZoneInfo,
+    lookup_contract: bool = False,
 ) -> UsageEvent:
     """In the settling transaction, after its transfers: charge what the reservations did not cover, then a
-    contract's volume rebate on everything the wallet paid."""
+    contract's volume rebate on everything the wallet paid (``lookup_contract``: the contract is read here,
+    in the transaction, rather than given)."""
     wallet_nano = settled.wallet_nano
     if settled.overruns:
         over = charge_overruns(conn, event.request_id, settled.overruns)
@@ -533,6 +569,8 @@ def adjust_settlement(
         event = replace(
             event, cost_nano=event.cost_nano - over.uncharged_nano, uncharged_nano=over.uncharged_nano, funding=funding
         )
+    if lookup_contract:
+        contract = contracts.find_contract(conn, event.account_id)
     if contract is not None and wallet_nano:  # postpaid, with volume tiers: rebated in the same step
         event = contracts.rebate(conn, event, paid_nano=wallet_nano, contract=contract, zone=zone)
     return event

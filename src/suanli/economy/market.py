@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -30,7 +29,9 @@ from suanli.ledger import names as ledger_names
 from suanli.ledger.sqlite import apply_entry, apply_if_covered, open_account, read_balance, set_floor
 from suanli.limits import AMOUNT_NANO_MAX, TOKENS_AMOUNT_MAX
 from suanli.money import nano_to_cny
+from suanli.store import cluster
 from suanli.store.accounts import Account, find_account
+from suanli.store.conn import Conn
 from suanli.store.db import now_ms
 
 TRANSFER_MEMO_CHARS_MAX = 200
@@ -53,7 +54,7 @@ def _product(products: Mapping[str, Product], product_id: str, kind: str, accoun
     return product
 
 
-def _pay(conn: sqlite3.Connection, account_id: str, transfer_id: str, amount: int, what: str) -> None:
+def _pay(conn: Conn, account_id: str, transfer_id: str, amount: int, what: str) -> None:
     wallet = ledger_names.wallet(account_id)
     open_account(conn, names.PLANS, ASSET_CNY, None)
     transfer = Transfer(transfer_id, Kind.POSTED, wallet, names.PLANS, ASSET_CNY, amount, memo=what)
@@ -66,14 +67,15 @@ def _pay(conn: sqlite3.Connection, account_id: str, transfer_id: str, amount: in
 
 def buy_pack_job(
     account_ref: str, product_id: str, products: Mapping[str, Product], idempotency_key: str | None = None
-) -> Callable[[sqlite3.Connection], tuple[econ.Pack, Balance | None]]:
+) -> Callable[[Conn], tuple[econ.Pack, Balance | None]]:
     """Buy a pack from the wallet. With ``idempotency_key``, a retried purchase returns the pack the first
     one bought and charges nothing again (the pack's id is derived from the account and the key)."""
     if idempotency_key is not None and not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_CHARS_MAX:
         raise BadRequest(f"An Idempotency-Key is 1 to {IDEMPOTENCY_KEY_CHARS_MAX} characters.", param="Idempotency-Key")
 
-    def job(conn: sqlite3.Connection) -> tuple[econ.Pack, Balance | None]:
+    def job(conn: Conn) -> tuple[econ.Pack, Balance | None]:
         account = find_account(conn, account_ref)
+        cluster.serialize(conn, cluster.account_lock(account.id))  # a retried purchase waits for the first
         pack_id = None
         if idempotency_key is not None:
             pack_id = "pack_" + hashlib.sha256(f"{account.id}\n{idempotency_key}".encode()).hexdigest()[:16]
@@ -99,12 +101,13 @@ def buy_pack_job(
 
 def subscribe_job(
     account_ref: str, product_id: str, products: Mapping[str, Product], zone: ZoneInfo, at_ms: int | None = None
-) -> Callable[[sqlite3.Connection], dict[str, Any]]:
+) -> Callable[[Conn], dict[str, Any]]:
     """Subscribe; or, mid-cycle, upgrade to a dearer plan for the remaining share of the month's price
     difference, with the higher allowances at once (a cheaper plan is refused until the cycle ends)."""
 
-    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+    def job(conn: Conn) -> dict[str, Any]:
         account = find_account(conn, account_ref)
+        cluster.serialize(conn, cluster.account_lock(account.id))  # two subscribes at once: one, then the other
         product = _product(products, product_id, "subscription", account)
         now = now_ms() if at_ms is None else at_ms
         current = econ.current_subscription(conn, account.id)
@@ -124,7 +127,7 @@ def subscribe_job(
 
 
 def _upgrade(
-    conn: sqlite3.Connection, account: Account, sub: econ.Subscription, old: Product, new: Product, *, now: int
+    conn: Conn, account: Account, sub: econ.Subscription, old: Product, new: Product, *, now: int
 ) -> dict[str, Any]:
     if new.id == old.id:
         raise Conflict(f"The account already subscribes to {new.id}.", code="already_subscribed", param="product")
@@ -152,10 +155,10 @@ def _iso_day(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
 
 
-def cancel_job(account_ref: str) -> Callable[[sqlite3.Connection], dict[str, Any]]:
+def cancel_job(account_ref: str) -> Callable[[Conn], dict[str, Any]]:
     """End the subscription now (no refund: the month was paid for)."""
 
-    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+    def job(conn: Conn) -> dict[str, Any]:
         account = find_account(conn, account_ref)
         sub = econ.current_subscription(conn, account.id)
         if sub is None:
@@ -167,7 +170,7 @@ def cancel_job(account_ref: str) -> Callable[[sqlite3.Connection], dict[str, Any
 
 
 def renew_if_due(
-    conn: sqlite3.Connection, sub: econ.Subscription, product: Product, now: int, zone: ZoneInfo
+    conn: Conn, sub: econ.Subscription, product: Product, now: int, zone: ZoneInfo
 ) -> econ.Subscription | None:
     """The subscription in force at ``now``: as it is, or renewed for the month that holds ``now`` from
     the wallet; None if its month ended and the wallet can't pay the next (it is ended then)."""
@@ -185,11 +188,11 @@ def renew_if_due(
 
 def renew_due_job(
     products: Mapping[str, Product], zone: ZoneInfo, at_ms: int | None = None
-) -> Callable[[sqlite3.Connection], list[dict[str, Any]]]:
+) -> Callable[[Conn], list[dict[str, Any]]]:
     """Renew every subscription whose month has ended, from its wallet; end those the wallet can't pay
     for (the gateway runs this with the expiry sweep, and a request renews its own subscription too)."""
 
-    def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    def job(conn: Conn) -> list[dict[str, Any]]:
         now = now_ms() if at_ms is None else at_ms
         done = []
         for sub in econ.due_subscriptions(conn, now):
@@ -205,7 +208,7 @@ def renew_due_job(
 
 def transfer_tokens_job(
     pack_id: str, to_ref: str, tokens: object, *, memo: str, made_by: str, owner_id: str | None
-) -> Callable[[sqlite3.Connection], dict[str, Any]]:
+) -> Callable[[Conn], dict[str, Any]]:
     """Move ``tokens`` of a pack to a new pack of another account (``tokens`` as the client sent it: it is
     checked here). ``owner_id`` is the caller's account when a customer asks (it must own the pack and
     trust the receiver); None for the admin."""
@@ -215,7 +218,7 @@ def transfer_tokens_job(
     if not isinstance(memo, str) or len(memo) > TRANSFER_MEMO_CHARS_MAX:
         raise BadRequest(f"'memo' is a string of at most {TRANSFER_MEMO_CHARS_MAX} characters.", param="memo")
 
-    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+    def job(conn: Conn) -> dict[str, Any]:
         pack = _pack_of(conn, pack_id, owner_id)
         receiver = _receiver(conn, pack, to_ref, owner_id)
         if pack.expires_at_ms <= now_ms() or pack.forfeited_at_ms is not None:
@@ -241,7 +244,7 @@ def transfer_tokens_job(
     return job
 
 
-def _pack_of(conn: sqlite3.Connection, pack_id: str, owner_id: str | None) -> econ.Pack:
+def _pack_of(conn: Conn, pack_id: str, owner_id: str | None) -> econ.Pack:
     """The pack to move tokens from; to a customer, another account's pack is as absent as a pack that is not."""
     if owner_id is None:
         return econ.find_pack(conn, pack_id)
@@ -251,7 +254,7 @@ def _pack_of(conn: sqlite3.Connection, pack_id: str, owner_id: str | None) -> ec
     return econ.find_pack(conn, pack_id)
 
 
-def _receiver(conn: sqlite3.Connection, pack: econ.Pack, to_ref: str, owner_id: str | None) -> Account:
+def _receiver(conn: Conn, pack: econ.Pack, to_ref: str, owner_id: str | None) -> Account:
     """The account that receives the tokens. To a customer, an account it does not trust is as absent as one
     that does not exist, in the same words: the answer must not tell which names are taken."""
     untrusted = NotFound(
@@ -273,11 +276,11 @@ def _receiver(conn: sqlite3.Connection, pack: econ.Pack, to_ref: str, owner_id: 
     return receiver
 
 
-def expire_packs_job(at_ms: int | None = None) -> Callable[[sqlite3.Connection], list[dict[str, Any]]]:
+def expire_packs_job(at_ms: int | None = None) -> Callable[[Conn], list[dict[str, Any]]]:
     """Forfeit what is left of every expired pack, by a ledger transfer (the pack row stays). Tokens still
     reserved by a call in flight are forfeited when it settles and the next sweep runs."""
 
-    def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    def job(conn: Conn) -> list[dict[str, Any]]:
         now = now_ms() if at_ms is None else at_ms
         forfeited = []
         for pack in econ.expired_unforfeited(conn, now):
@@ -298,7 +301,7 @@ def expire_packs_job(at_ms: int | None = None) -> Callable[[sqlite3.Connection],
 
 def set_budget_job(
     account_ref: str, key_id: str | None, period: str, unit: str, amount: int
-) -> Callable[[sqlite3.Connection], econ.Budget]:
+) -> Callable[[Conn], econ.Budget]:
     if period not in BUDGET_PERIODS:
         raise BadRequest(f"'period' must be one of {', '.join(BUDGET_PERIODS)}.", param="period")
     if unit not in BUDGET_UNITS:
@@ -308,7 +311,7 @@ def set_budget_job(
         shown = "1,000,000,000 CNY" if unit == "cny" else f"{TOKENS_AMOUNT_MAX} tokens"
         raise BadRequest(f"'amount' must be more than zero and at most {shown}.", param="amount")
 
-    def job(conn: sqlite3.Connection) -> econ.Budget:
+    def job(conn: Conn) -> econ.Budget:
         account = find_account(conn, account_ref)
         if key_id is not None:
             row = conn.execute("SELECT account_id FROM api_keys WHERE id = ?", (key_id,)).fetchone()
@@ -321,13 +324,13 @@ def set_budget_job(
     return job
 
 
-def set_funding_job(account_ref: str, order: Sequence[str], fallthrough: bool) -> Callable[[sqlite3.Connection], Any]:
+def set_funding_job(account_ref: str, order: Sequence[str], fallthrough: bool) -> Callable[[Conn], Any]:
     if not order or len(set(order)) != len(order) or not set(order) <= set(FUNDING_SOURCES):
         raise BadRequest(f"'order' lists each of {', '.join(FUNDING_SOURCES)} at most once.", param="order")
     if not isinstance(fallthrough, bool):
         raise BadRequest("'fallthrough' must be true or false.", param="fallthrough")
 
-    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+    def job(conn: Conn) -> dict[str, Any]:
         account = find_account(conn, account_ref)
         funding = {"order": list(order), "fallthrough": fallthrough}
         conn.execute("UPDATE accounts SET funding = ? WHERE id = ?", (orjson.dumps(funding).decode(), account.id))
@@ -336,8 +339,8 @@ def set_funding_job(account_ref: str, order: Sequence[str], fallthrough: bool) -
     return job
 
 
-def trust_job(account_ref: str, other_ref: str) -> Callable[[sqlite3.Connection], dict[str, str]]:
-    def job(conn: sqlite3.Connection) -> dict[str, str]:
+def trust_job(account_ref: str, other_ref: str) -> Callable[[Conn], dict[str, str]]:
+    def job(conn: Conn) -> dict[str, str]:
         account, other = find_account(conn, account_ref), find_account(conn, other_ref)
         econ.add_trust(conn, account.id, other.id)
         return {"account": account.name, "trusts": other.name}
@@ -347,12 +350,12 @@ def trust_job(account_ref: str, other_ref: str) -> Callable[[sqlite3.Connection]
 
 def set_contract_job(
     account_ref: str, credit_limit_nano: int, tiers: tuple[Tier, ...]
-) -> Callable[[sqlite3.Connection], dict[str, Any]]:
+) -> Callable[[Conn], dict[str, Any]]:
     """Put an enterprise account on a contract: postpaid to ``credit_limit_nano``, graduated tiers."""
     if isinstance(credit_limit_nano, bool) or not 0 <= credit_limit_nano <= CREDIT_LIMIT_NANO_MAX:
         raise BadRequest("'credit_limit' must be from 0 to 1,000,000,000 CNY.", param="credit_limit")
 
-    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+    def job(conn: Conn) -> dict[str, Any]:
         account = find_account(conn, account_ref)
         if account.tier != "enterprise":
             raise Forbidden("Contracts are for enterprise accounts.", code="contract_not_for_tier", param="account")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,9 +15,10 @@ from suanli.ledger import names as ledger_names
 from suanli.ledger.sqlite import read_balance
 from suanli.money import nano_to_cny
 from suanli.store.accounts import Account
+from suanli.store.conn import Conn
 
 
-def pack_dict(conn: sqlite3.Connection, pack: econ.Pack, now: int) -> dict[str, Any]:
+def pack_dict(conn: Conn, pack: econ.Pack, now: int) -> dict[str, Any]:
     available, reserved = econ.pack_remaining(conn, pack)
     state = "forfeited" if pack.forfeited_at_ms is not None else ("expired" if pack.expires_at_ms <= now else "active")
     return {
@@ -28,7 +28,7 @@ def pack_dict(conn: sqlite3.Connection, pack: econ.Pack, now: int) -> dict[str, 
 
 
 def plans_view(
-    conn: sqlite3.Connection, account: Account, products: Mapping[str, Product], now: int, zone: ZoneInfo
+    conn: Conn, account: Account, products: Mapping[str, Product], now: int, zone: ZoneInfo
 ) -> dict[str, Any]:
     funding = dict(account.funding) if account.funding else {"order": list(DEFAULT_ORDER), "fallthrough": False}
     return {
@@ -41,7 +41,7 @@ def plans_view(
     }
 
 
-def _contract(conn: sqlite3.Connection, account: Account, now: int, zone: ZoneInfo) -> dict[str, Any] | None:
+def _contract(conn: Conn, account: Account, now: int, zone: ZoneInfo) -> dict[str, Any] | None:
     contract = find_contract(conn, account.id)
     if contract is None:
         return None
@@ -55,7 +55,7 @@ def _contract(conn: sqlite3.Connection, account: Account, now: int, zone: ZoneIn
 
 
 def _subscription(
-    conn: sqlite3.Connection, account: Account, products: Mapping[str, Product], now: int, zone: ZoneInfo
+    conn: Conn, account: Account, products: Mapping[str, Product], now: int, zone: ZoneInfo
 ) -> dict[str, Any] | None:
     sub = econ.current_subscription(conn, account.id)
     product = products.get(sub.product_id) if sub else None
@@ -73,7 +73,7 @@ def _subscription(
 
 
 def _window_now(
-    conn: sqlite3.Connection, sub: econ.Subscription, window: str, unit: str, *, now: int, zone: ZoneInfo
+    conn: Conn, sub: econ.Subscription, window: str, unit: str, *, now: int, zone: ZoneInfo
 ) -> tuple[int | None, int | None, int]:
     """The window open now and what it used (reserved included); a 5-hour window not yet opened has no
     start: it opens with the next request."""
@@ -91,7 +91,7 @@ def _window_now(
     return start, end, used
 
 
-def _budget(conn: sqlite3.Connection, budget: econ.Budget, now: int, zone: ZoneInfo) -> dict[str, Any]:
+def _budget(conn: Conn, budget: econ.Budget, now: int, zone: ZoneInfo) -> dict[str, Any]:
     start, end = {"day": windows.day, "week": windows.week, "month": windows.calendar_month}[budget.period](now, zone)
     balance = read_balance(conn, names.budget(budget.id, start))
     used = (balance.debits_posted + balance.debits_pending) if balance else 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from suanli.ledger import names as ledger_names
 from suanli.ledger.sqlite import apply_entry, open_account, read_balance
 from suanli.money import nano_to_cny
 from suanli.store.accounts import Account, ApiKey, create_account, create_key, find_account, revoke_key, set_routing
+from suanli.store.conn import Conn
 from suanli.store.db import now_ms
 from suanli.store.usage import UsageEvent, usage_events
 
@@ -36,8 +36,8 @@ def parse_expiry_ms(text: str | None, name: str) -> int | None:
     return None if text is None else parse_iso_ms(text, name, now_ms())
 
 
-def create_account_job(name: str, tier: str) -> Callable[[sqlite3.Connection], Account]:
-    def job(conn: sqlite3.Connection) -> Account:
+def create_account_job(name: str, tier: str) -> Callable[[Conn], Account]:
+    def job(conn: Conn) -> Account:
         account = create_account(conn, name, tier)
         open_account(conn, ledger_names.wallet(account.id), ASSET_CNY, ledger_names.WALLET_FLOOR_NANO)
         return account
@@ -47,22 +47,22 @@ def create_account_job(name: str, tier: str) -> Callable[[sqlite3.Connection], A
 
 def create_key_job(
     account: str, name: str, models: Sequence[str] | None, expires_at_ms: int | None
-) -> Callable[[sqlite3.Connection], tuple[ApiKey, str]]:
-    def job(conn: sqlite3.Connection) -> tuple[ApiKey, str]:
+) -> Callable[[Conn], tuple[ApiKey, str]]:
+    def job(conn: Conn) -> tuple[ApiKey, str]:
         owner = find_account(conn, account)
         return create_key(conn, owner.id, name=name, models=models, expires_at_ms=expires_at_ms)
 
     return job
 
 
-def set_routing_job(account: str, provider: Any) -> Callable[[sqlite3.Connection], Account]:
+def set_routing_job(account: str, provider: Any) -> Callable[[Conn], Account]:
     """Set an account's default routing preferences ("provider" object, routing.md) or clear them (None)."""
     if provider is not None:
         parse_preferences({"provider": provider}, "")  # refuse what a request would refuse
         if not provider:
             provider = None
 
-    def job(conn: sqlite3.Connection) -> Account:
+    def job(conn: Conn) -> Account:
         owner = find_account(conn, account)
         set_routing(conn, owner.id, provider)
         return find_account(conn, owner.id)
@@ -70,13 +70,11 @@ def set_routing_job(account: str, provider: Any) -> Callable[[sqlite3.Connection
     return job
 
 
-def revoke_key_job(key_id: str) -> Callable[[sqlite3.Connection], ApiKey]:
+def revoke_key_job(key_id: str) -> Callable[[Conn], ApiKey]:
     return lambda conn: revoke_key(conn, key_id)
 
 
-def topup_job(
-    account: str, amount_nano: int, topup_id: str | None = None
-) -> Callable[[sqlite3.Connection], tuple[Account, Balance]]:
+def topup_job(account: str, amount_nano: int, topup_id: str | None = None) -> Callable[[Conn], tuple[Account, Balance]]:
     """Credit a wallet from outside money. ``topup_id`` (an ``Idempotency-Key``) makes a retried top-up apply
     once; it is the account's own: another account may use the same key, and reusing it on this account for
     another amount is refused (409)."""
@@ -85,7 +83,7 @@ def topup_job(
     if topup_id is not None and not 0 < len(topup_id) <= IDEMPOTENCY_KEY_CHARS_MAX:
         raise BadRequest(f"An Idempotency-Key is 1 to {IDEMPOTENCY_KEY_CHARS_MAX} characters.", param="Idempotency-Key")
 
-    def job(conn: sqlite3.Connection) -> tuple[Account, Balance]:
+    def job(conn: Conn) -> tuple[Account, Balance]:
         owner = find_account(conn, account)
         wallet = ledger_names.wallet(owner.id)
         transfer_id = _topup_transfer_id(conn, owner.id, topup_id, amount_nano)
@@ -98,7 +96,7 @@ def topup_job(
     return job
 
 
-def _topup_transfer_id(conn: sqlite3.Connection, account_id: str, topup_id: str | None, amount_nano: int) -> str:
+def _topup_transfer_id(conn: Conn, account_id: str, topup_id: str | None, amount_nano: int) -> str:
     """The top-up's ledger transfer id: random, or derived from the account and its key, so that a retry finds
     the transfer it made (and applies nothing again) and a reuse for another amount is told so."""
     if topup_id is None:
@@ -119,14 +117,14 @@ def _topup_transfer_id(conn: sqlite3.Connection, account_id: str, topup_id: str 
     return scoped
 
 
-def _balance(conn: sqlite3.Connection, account: Account) -> Balance:
+def _balance(conn: Conn, account: Account) -> Balance:
     balance = read_balance(conn, ledger_names.wallet(account.id))
     if balance is None:
         raise NotFound(f"account {account.name!r} has no wallet", code="account_not_found")
     return balance
 
 
-def account_view(conn: sqlite3.Connection, id_or_name: str) -> dict[str, Any]:
+def account_view(conn: Conn, id_or_name: str) -> dict[str, Any]:
     account = find_account(conn, id_or_name)
     balance = _balance(conn, account)
     return {
@@ -135,7 +133,7 @@ def account_view(conn: sqlite3.Connection, id_or_name: str) -> dict[str, Any]:
     }
 
 
-def usage_view(conn: sqlite3.Connection, id_or_name: str, limit: int) -> list[UsageEvent]:
+def usage_view(conn: Conn, id_or_name: str, limit: int) -> list[UsageEvent]:
     if not 0 < limit <= USAGE_ROWS_MAX:
         raise BadRequest(f"limit must be from 1 to {USAGE_ROWS_MAX}", param="limit")
     return usage_events(conn, find_account(conn, id_or_name).id, limit)

@@ -13,13 +13,13 @@ At each start (``ensure_admin_key``):
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from suanli.errors import Unauthorized
+from suanli.store import cluster
 from suanli.store.admin_keys import (
     AdminKey,
     create_admin_key,
@@ -31,6 +31,7 @@ from suanli.store.admin_keys import (
     retire_admin_keys,
     revoke_admin_key,
 )
+from suanli.store.conn import Conn
 from suanli.store.db import transaction
 from suanli.store.key_file import write_key_file
 
@@ -54,9 +55,10 @@ def admin_key_path(database_path: Path) -> Path:
     return database_path.parent / ADMIN_KEY_FILE_NAME
 
 
-def ensure_admin_key(conn: sqlite3.Connection, configured: str | None, key_file: Path) -> AdminKeyStart:
+def ensure_admin_key(conn: Conn, configured: str | None, key_file: Path) -> AdminKeyStart:
     """Apply the start-up rule of the module's docstring, in one transaction."""
     with transaction(conn):
+        cluster.serialize(conn, "admin-keys")  # workers starting together: the first makes it, the rest see it
         if configured:
             return _configure(conn, configured, key_file)
         if has_active_admin_key(conn):
@@ -67,7 +69,7 @@ def ensure_admin_key(conn: sqlite3.Connection, configured: str | None, key_file:
         return AdminKeyStart(generated=raw, file=key_file)
 
 
-def _configure(conn: sqlite3.Connection, configured: str, key_file: Path) -> AdminKeyStart:
+def _configure(conn: Conn, configured: str, key_file: Path) -> AdminKeyStart:
     found = find_admin_key(conn, configured)
     retired = retire_admin_keys(conn, keep_raw_key=configured)
     if found is None:
@@ -93,7 +95,7 @@ def start_messages(start: AdminKeyStart) -> list[str]:
     return messages
 
 
-def authenticate_admin(conn: sqlite3.Connection, raw_key: str | None) -> AdminKey:
+def authenticate_admin(conn: Conn, raw_key: str | None) -> AdminKey:
     """The active admin key ``raw_key`` is, or 401. Looked up at each call, not cached: admin calls are
     few, and a key revoked from anywhere (the CLI included) is refused at once."""
     key = find_admin_key(conn, raw_key) if raw_key else None
@@ -109,14 +111,14 @@ def admin_key_dict(key: AdminKey) -> dict[str, Any]:
     return {name: getattr(key, name) for name in fields}
 
 
-def admin_keys_view(conn: sqlite3.Connection) -> dict[str, Any]:
+def admin_keys_view(conn: Conn) -> dict[str, Any]:
     """Every admin key, revoked ones too, never a secret."""
     return {"data": [admin_key_dict(key) for key in list_admin_keys(conn)]}
 
 
-def create_admin_key_job(name: str) -> Callable[[sqlite3.Connection], tuple[AdminKey, str]]:
+def create_admin_key_job(name: str) -> Callable[[Conn], tuple[AdminKey, str]]:
     return lambda conn: create_admin_key(conn, name)
 
 
-def revoke_admin_key_job(key_id: str) -> Callable[[sqlite3.Connection], AdminKey]:
+def revoke_admin_key_job(key_id: str) -> Callable[[Conn], AdminKey]:
     return lambda conn: revoke_admin_key(conn, key_id)

@@ -7,7 +7,6 @@ so a flood of bad keys costs one look-up per key per TTL.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from suanli.errors import Unauthorized
 from suanli.limits import KEY_CACHE_ENTRIES_MAX, KEY_CACHE_TTL_S
 from suanli.store.accounts import Account, ApiKey, find_key_by_hash, hash_key, keys_match
+from suanli.store.conn import Conn
 from suanli.store.db import now_ms
 
 
@@ -33,7 +33,7 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 class KeyCache:
-    def __init__(self, reader: sqlite3.Connection) -> None:
+    def __init__(self, reader: Conn) -> None:
         self._reader = reader
         self._entries: OrderedDict[bytes, tuple[float, Caller | None]] = OrderedDict()
 
@@ -68,6 +68,9 @@ class KeyCache:
         for key_hash, (_, caller) in list(self._entries.items()):
             if caller is not None and caller.account.id == account_id:
                 del self._entries[key_hash]
+
+    def forget_all(self) -> None:
+        self._entries.clear()
 
     def forget(self, key_id: str) -> None:
         """Drop a key from the cache (after it was revoked here)."""

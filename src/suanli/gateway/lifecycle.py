@@ -14,15 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 
 import orjson
 
 from suanli.catalog import Offer
-from suanli.economy.contracts import find_contract
-from suanli.economy.funding import Funding, FundingRequest, adjust_settlement, reserve_job, settlement_transfers
+from suanli.economy.funding import (
+    Funding,
+    FundingRequest,
+    adjust_settlement,
+    reserve_job,
+    reserve_statement,
+    settlement_transfers,
+)
 from suanli.economy.products import FUNDING_SOURCES
 from suanli.errors import BadRequest, invariant
 from suanli.gateway.auth import Caller
@@ -35,6 +41,7 @@ from suanli.ledger import names as ledger_names
 from suanli.limits import ROUTE_ATTEMPTS_MAX
 from suanli.pricing import Charge, Quote, TokenUsage, charge
 from suanli.pricing.prices import Prices
+from suanli.store.conn import Conn
 from suanli.store.db import now_ms
 from suanli.store.usage import Attempt, UsageEvent
 
@@ -127,6 +134,7 @@ async def admit(
     """Quote the candidates and reserve, in one writer job: for the dearest quote, or if the wallet can't
     cover that, for the first candidate alone, dropping the dearer ones; if not even that, 402 and nothing
     written. An account with plans is funded from them in its order first (economy/funding.py)."""
+    platform.admitting()
     prompt_tokens = await _count(platform, caller, request, plan)
     candidates = _fitting(plan, request, prompt_tokens)
     quotes = _quotes(platform, candidates, request, prompt_tokens)
@@ -139,9 +147,11 @@ async def admit(
         output_max=max(q.output_tokens_max for q in quotes.values()),
         order=tuple(settings.get("order") or FUNDING_SOURCES), fallthrough=bool(settings.get("fallthrough")),
         memo=orjson.dumps({"key": caller.key.id, "model": request.model, "account": account.id}).decode(),
-        plans=account.has_plans,
+        plans=account.has_plans, cached=True,
     )  # fmt: skip
-    job = partial(reserve_job, req=spec, products=platform.products, zone=platform.zone)
+    job: Callable[[Conn], Funding] = partial(reserve_job, req=spec, products=platform.products, zone=platform.zone)
+    if platform.settings.on_postgres and not spec.plans:
+        job = reserve_statement(spec, platform.products, platform.zone)
     funding = await platform.writer.run(job, durable=False, shed=True)  # an admission may be shed, never a settlement
     covered = [o for o in candidates if funding.wallet is None or o.id in funding.covered_offers]
     platform.calls_in_flight += 1
@@ -192,10 +202,9 @@ async def _write(
     account = call.caller.account
     if account.has_plans:
         event = replace(event, funding=orjson.dumps(settled.summary).decode())
-    contract = find_contract(platform.reader, account.id) if account.has_plans else None
     adjust = None
-    if settled.overruns or (contract is not None and settled.wallet_nano):
-        adjust = partial(adjust_settlement, settled=settled, contract=contract, zone=platform.zone)
+    if settled.overruns or (account.has_plans and settled.wallet_nano):  # the contract is read in the step
+        adjust = partial(adjust_settlement, settled=settled, contract=None, zone=platform.zone, lookup_contract=True)
     wallet = ledger_names.wallet(account.id)
     balance, event = await platform.ledger.settle(
         settled.transfers, event, call.attempts, wallet, alone=alone, adjust=adjust

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -21,15 +20,16 @@ from suanli.economy import names as economy_names
 from suanli.economy.market import expire_packs_job, renew_due_job
 from suanli.economy.products import Product, parse_product
 from suanli.economy.store import list_product, load_products
-from suanli.errors import BadRequest, ConfigError
+from suanli.errors import BadRequest, ConfigError, StoreUnavailable
 from suanli.gateway.admin_keys import AdminKeyStart, admin_key_path, ensure_admin_key
 from suanli.gateway.auth import KeyCache
 from suanli.gateway.counting import PromptCounter
 from suanli.gateway.health import HealthRegistry
+from suanli.gateway.lease import LeaseKeeper
 from suanli.gateway.metrics import Metrics
 from suanli.gateway.price_versions import stored_versions, with_versions
 from suanli.gateway.quoting import PriceClock
-from suanli.gateway.recovery import RecoveryReport, recover, resolve_stale_job
+from suanli.gateway.recovery import RecoveryReport, once, reclaim_job, recover, resolve_stale_job
 from suanli.ledger import ASSET_CNY, SqliteLedger
 from suanli.ledger import names as ledger_names
 from suanli.limits import (
@@ -39,11 +39,15 @@ from suanli.limits import (
     PACK_EXPIRY_SWEEP_S,
     RESERVATION_STALE_S,
     SETTING_SECONDS_MAX,
+    WORKER_RECLAIM_INTERVAL_S,
 )
 from suanli.providers.http1 import Http1Upstream
+from suanli.store.cluster import notify
+from suanli.store.conn import Conn
 from suanli.store.db import now_ms, open_database, transaction
 from suanli.store.owner import DatabaseOwner
-from suanli.store.writer import GroupCommitWriter, Writer
+from suanli.store.pg import is_postgres
+from suanli.store.writer import GroupCommitWriter, Writer, dialect_for
 
 log = logging.getLogger("suanli")
 DEFAULT_DATABASE_PATH = Path("suanli-data") / "suanli.db"
@@ -59,11 +63,13 @@ def demo_catalog_path() -> Path:
 class Settings:
     """Where the platform keeps its state and reads its catalog (docs/configuration.md)."""
 
-    database_path: Path
+    database_path: Path  # the SQLite file; with a URL, where the admin key file is kept beside
     catalog_path: Path
+    database_url: str | None = field(default=None, repr=False)  # PostgreSQL: may hold a password
     admin_key: str | None = field(default=None, repr=False)  # a secret: never in a repr, nor a log
     durability: str = "full"  # "full": settlements are fsynced; "process": they survive the process only
     client_write_timeout_s: float = CLIENT_WRITE_TIMEOUT_S  # a stream's write to a client that stopped reading
+    sweep_interval_s: float = PACK_EXPIRY_SWEEP_S  # pack expiry, renewals, stale reservations
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -71,10 +77,27 @@ class Settings:
         return cls(
             database_path=Path(env.get("SUANLI_DATABASE", str(DEFAULT_DATABASE_PATH))),
             catalog_path=Path(env.get("SUANLI_CATALOG", str(demo_catalog_path()))),
+            database_url=_database_url(env.get("SUANLI_DATABASE_URL") or None),
             admin_key=env.get("SUANLI_ADMIN_KEY") or None,
             durability=_durability(env.get("SUANLI_DURABILITY", "full")),
             client_write_timeout_s=_seconds(env, "SUANLI_CLIENT_WRITE_TIMEOUT_S", CLIENT_WRITE_TIMEOUT_S),
+            sweep_interval_s=_seconds(env, "SUANLI_SWEEP_INTERVAL_S", PACK_EXPIRY_SWEEP_S),
         )
+
+    @property
+    def database(self) -> str | Path:
+        """What the store opens: the PostgreSQL URL if one is set, else the SQLite file."""
+        return self.database_url or self.database_path
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.database_url is not None
+
+
+def _database_url(value: str | None) -> str | None:
+    if value is not None and not is_postgres(value):
+        raise ConfigError("SUANLI_DATABASE_URL must be a postgresql:// URL (unset it to use the SQLite file)")
+    return value
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
@@ -102,9 +125,15 @@ class Platform:
         self._owner = owner  # the lock on the database; taken at start if not given
         self.catalog = self._file_catalog = catalog or load_catalog(settings.catalog_path)
         self._price_rows: list[tuple[str, int, str]] = []
-        self.reader: sqlite3.Connection = open_database(settings.database_path)
-        self.writer: Writer = GroupCommitWriter(settings.database_path, sync_money=settings.durability == "full")
-        self.ledger = SqliteLedger(self.writer, self.reader)
+        self.reader: Conn = open_database(settings.database)
+        # PostgreSQL: this worker's lease, and its ear for what other workers change (gateway/lease.py)
+        self.lease = LeaseKeeper(settings.database_url, self.on_notice) if settings.database_url else None
+        self.writer: Writer = GroupCommitWriter(
+            settings.database,
+            sync_money=settings.durability == "full",
+            dialect=dialect_for(settings.database, self.lease.worker_id if self.lease else ""),
+        )
+        self.ledger = SqliteLedger(self.writer, self.reader, pipelined=settings.on_postgres)
         self.keys = KeyCache(self.reader)
         self.health = HealthRegistry(self.catalog.offers)
         self.metrics = Metrics(self.health)
@@ -119,6 +148,7 @@ class Platform:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._prober: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._reclaimer: asyncio.Task[None] | None = None
         self.admin_key_start = AdminKeyStart()  # what this start did to the admin keys (never logs a key)
         self.calls_in_flight = 0  # admitted and not yet settled
         self.counter = PromptCounter()  # large prompts are counted off the event loop
@@ -126,8 +156,12 @@ class Platform:
     async def start(self) -> RecoveryReport:
         """Take the database (one gateway per file), resolve what a previous process left reserved, then
         open for business."""
-        self._owner = self._owner or DatabaseOwner.take(self.settings.database_path)
-        report = recover(self.reader)
+        if self.lease is None:  # SQLite: one gateway per file; what is open at start is a dead process's
+            self._owner = self._owner or DatabaseOwner.take(self.settings.database_path)
+            report = recover(self.reader)
+        else:  # PostgreSQL: other workers' reservations are theirs; a dead one's are reclaimed by the sweep
+            self.lease.start(asyncio.get_running_loop())
+            report = RecoveryReport(0, 0)
         key_file = admin_key_path(self.settings.database_path)
         self.admin_key_start = ensure_admin_key(self.reader, self.settings.admin_key, key_file)
         self.reload_prices()
@@ -137,7 +171,9 @@ class Platform:
         self.writer.start()
         loop = asyncio.get_running_loop()
         self._prober = loop.create_task(self._forever("probe", self._probe_once, HEALTH_PROBE_INTERVAL_S))
-        self._sweeper = loop.create_task(self._forever("sweep", self._sweep_once, PACK_EXPIRY_SWEEP_S))
+        self._sweeper = loop.create_task(self._forever("sweep", self._sweep_once, self.settings.sweep_interval_s))
+        if self.lease is not None:
+            self._reclaimer = loop.create_task(self._forever("reclaim", self._reclaim_once, WORKER_RECLAIM_INTERVAL_S))
         await self.ledger.open_account(ledger_names.TOPUP_SOURCE, ASSET_CNY, None)
         await self.ledger.open_account(ledger_names.UNCHARGED, ASSET_CNY, None)
         await self.ledger.open_account(ledger_names.ESCROW, ASSET_CNY, ledger_names.ESCROW_FLOOR_NANO)
@@ -160,14 +196,54 @@ class Platform:
 
     async def _sweep_once(self) -> None:
         """Forfeit what is left of expired packs, renew (or lapse) subscriptions whose month ended, resolve
-        reservations older than any call can last, and read what another process changed."""
-        await self.writer.run(expire_packs_job())
-        await self.writer.run(renew_due_job(self.products, self.zone))
+        reservations older than any call can last or left by a dead worker, and read what another process
+        changed. On PostgreSQL one worker of the cluster does the first two in a round (``once``)."""
+        await self.writer.run(once(expire_packs_job()))
+        await self.writer.run(once(renew_due_job(self.products, self.zone)))
         stale = await self.writer.run(resolve_stale_job(now_ms() - int(RESERVATION_STALE_S * 1000)))
         if stale.posted or stale.voided:
             log.warning("resolved stale reservations: %d posted, %d voided", stale.posted, stale.voided)
+        if self.lease is not None:
+            orphans = await self.writer.run(reclaim_job)
+            if orphans.posted or orphans.voided:
+                log.warning(
+                    "resolved a dead worker's reservations: %d posted, %d voided", orphans.posted, orphans.voided
+                )
         self.reload_products()  # products listed from the CLI, by another process
         self.reload_prices()  # and prices set from it
+
+    async def _reclaim_once(self) -> None:
+        """Reclaim the leases of workers that stopped renewing and resolve what they left reserved."""
+        orphans = await self.writer.run(reclaim_job)
+        if orphans.posted or orphans.voided:
+            log.warning("resolved dead workers' reservations: %d posted, %d voided", orphans.posted, orphans.voided)
+
+    def on_notice(self, what: str) -> None:
+        """Another worker (or this one) changed something this worker may have cached (store/cluster.py)."""
+        kind, _, ident = what.partition(":")
+        if kind == "key":
+            self.keys.forget(ident)
+        elif kind == "account":
+            self.keys.forget_account(ident)
+        elif kind == "products":
+            self.reload_products()
+        elif kind == "prices":
+            self.reload_prices()
+        else:  # "*": notices may have been missed
+            self.keys.forget_all()
+            self.reload_products()
+            self.reload_prices()
+
+    def changed(self, what: str) -> None:
+        """This worker changed ``what``: drop it here at once and tell the other workers."""
+        self.on_notice(what)
+        if self.lease is not None:
+            notify(self.reader, what)
+
+    def admitting(self) -> None:
+        """Raise 503 if this worker may not admit a call now: its lease is not current (PostgreSQL)."""
+        if self.lease is not None and not self.lease.healthy():
+            raise StoreUnavailable("This worker cannot reach the store; nothing was reserved or charged.")
 
     async def _probe_once(self) -> None:
         """Probe operators whose breakers are not closed: one that failed a probe and answers again is given
@@ -195,7 +271,7 @@ class Platform:
         task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
-        for task in (self._prober, self._sweeper):
+        for task in (self._prober, self._sweeper, self._reclaimer):
             if task is not None:
                 task.cancel()
         while self._tasks:
@@ -204,12 +280,14 @@ class Platform:
             await upstream.close()
         self.counter.close()
         self.writer.close()
+        if self.lease is not None:
+            self.lease.stop()
         self.reader.close()
         if self._owner is not None:
             self._owner.release()  # only now may another gateway recover what this one left
 
 
-def list_catalog_products(conn: sqlite3.Connection, catalog: Catalog) -> None:
+def list_catalog_products(conn: Conn, catalog: Catalog) -> None:
     """Put the catalog's products on the shelf; one already listed keeps the terms it was sold under."""
     for product_id, spec in catalog.products.items():
         try:

@@ -9,7 +9,6 @@ quote already given, nor the price of any past instant, ever changes. Versions a
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from suanli.instants import DAY_MS
 from suanli.limits import PRICE_CHANGE_NOTICE_S, PRICE_VERSION_HORIZON_DAYS
 from suanli.pricing.listing import prices_view
 from suanli.pricing.schedule import PriceBook, PriceVersion
+from suanli.store.conn import Conn
 from suanli.store.db import now_ms
 
 SET_BY_CHARS_MAX = 64
@@ -55,7 +55,7 @@ def _parse(spec: str | Mapping[str, Any], previous: PriceVersion, where: str) ->
         raise BadRequest(str(exc), param="price") from None
 
 
-def stored_versions(conn: sqlite3.Connection) -> list[tuple[str, int, str]]:
+def stored_versions(conn: Conn) -> list[tuple[str, int, str]]:
     rows = conn.execute(
         "SELECT offer_id, effective_from_ms, spec FROM price_versions ORDER BY offer_id, effective_from_ms"
     )
@@ -64,12 +64,12 @@ def stored_versions(conn: sqlite3.Connection) -> list[tuple[str, int, str]]:
 
 def set_price_job(
     catalog: Catalog, offer_id: str, spec: Mapping[str, Any], set_by: str
-) -> Callable[[sqlite3.Connection], dict[str, Any]]:
+) -> Callable[[Conn], dict[str, Any]]:
     """Add a price version to an offer (checked against the book as stored now, in the same transaction)."""
     if not 0 < len(set_by) <= SET_BY_CHARS_MAX:
         raise BadRequest(f"'set_by' is 1 to {SET_BY_CHARS_MAX} characters.", param="set_by")
 
-    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+    def job(conn: Conn) -> dict[str, Any]:
         _offer(catalog, offer_id)
         book = with_versions(catalog, stored_versions(conn)).price_book
         history = book.history(offer_id)

@@ -6,21 +6,31 @@ and a usage event with outcome ``recovered`` records that the request cost nothi
 stays reserved. Only one gateway serves a database (``store.owner``), so at start-up every open
 reservation is a dead process's. While the gateway runs, its sweep resolves the same way any reservation
 older than the longest possible call (``RESERVATION_STALE_S``): one whose settlement failed for good.
+
+On PostgreSQL several workers share the database, so start-up resolves nothing: each reservation names
+its worker, and the sweep resolves only those of workers whose lease ended (``reclaim_job``, and
+store/cluster.py on leases), whoever sweeps first.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import orjson
 
 from suanli.errors import invariant
 from suanli.ledger import ASSET_CNY, Kind, Transfer, entries
-from suanli.ledger.sqlite import apply_entry, open_pending
+from suanli.ledger.sqlite import apply_entry, open_pending, pending_transfer
+from suanli.store import cluster
+from suanli.store.conn import Conn
 from suanli.store.db import now_ms, transaction
 from suanli.store.usage import UsageEvent, insert_usage_event, usage_event
+
+log = logging.getLogger("suanli")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +39,7 @@ class RecoveryReport:
     voided: int
 
 
-def recover(conn: sqlite3.Connection) -> RecoveryReport:
+def recover(conn: Conn) -> RecoveryReport:
     """Resolve all open reservations, each in its own transaction (at start-up, before any call)."""
     posted = voided = 0
     for pending, request_id in open_pending(conn):
@@ -42,12 +52,12 @@ def recover(conn: sqlite3.Connection) -> RecoveryReport:
     return RecoveryReport(posted, voided)
 
 
-def resolve_stale_job(older_than_ms: int) -> Callable[[sqlite3.Connection], RecoveryReport]:
+def resolve_stale_job(older_than_ms: int) -> Callable[[Conn], RecoveryReport]:
     """A writer job resolving, as recovery does, every reservation made before ``older_than_ms``: older than
     the longest a call can last, so the call that made it can no longer settle it (its settlement failed
     for good, or was lost with a task)."""
 
-    def job(conn: sqlite3.Connection) -> RecoveryReport:
+    def job(conn: Conn) -> RecoveryReport:
         posted = voided = 0
         for pending, request_id in open_pending(conn, created_before_ms=older_than_ms):
             if resolve(conn, pending, request_id):
@@ -59,7 +69,32 @@ def resolve_stale_job(older_than_ms: int) -> Callable[[sqlite3.Connection], Reco
     return job
 
 
-def resolve(conn: sqlite3.Connection, pending: Transfer, request_id: str) -> bool:
+def reclaim_job(conn: Conn) -> RecoveryReport:
+    """Reclaim the leases expired for a whole TTL, then resolve a batch of the reservations of ended leases
+    (rows another worker is resolving are skipped; the next sweep takes the rest)."""
+    for worker_id in cluster.reclaim_expired(conn):
+        log.warning("reclaimed the lease of worker %s, which stopped renewing it", worker_id)
+    posted = voided = 0
+    for transfer_id, request_id in cluster.orphaned_reservations(conn):
+        pending = pending_transfer(conn, transfer_id)
+        invariant(pending is not None, f"an open reservation {transfer_id} has no transfer")
+        if pending is not None and resolve(conn, pending, request_id):
+            posted += 1
+        else:
+            voided += 1
+    return RecoveryReport(posted, voided)
+
+
+def once(job: Callable[[Conn], T]) -> Callable[[Conn], T | None]:
+    """A sweep job that one worker of a cluster runs per round: the others skip it (None)."""
+
+    def cluster_job(conn: Conn) -> T | None:
+        return job(conn) if cluster.try_serialize(conn, cluster.SWEEP_LOCK) else None
+
+    return cluster_job
+
+
+def resolve(conn: Conn, pending: Transfer, request_id: str) -> bool:
     """Post one open reservation for its recorded usage (True), or void it (False); in the caller's
     transaction."""
     event = usage_event(conn, request_id)

@@ -7,17 +7,19 @@ writer, so a reservation or settlement returns only once it is durable.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
+from suanli.ledger import postgres
 from suanli.ledger.model import Balance, Kind, Transfer
 from suanli.ledger.sqlite import apply_entry, open_account, read_balance
+from suanli.store.conn import Conn
+from suanli.store.deferred import Deferred
 from suanli.store.usage import Attempt, UsageEvent, insert_attempts, insert_usage_event
 from suanli.store.writer import Writer
 
-Adjustment = Callable[[sqlite3.Connection, UsageEvent], UsageEvent]
+Adjustment = Callable[[Conn, UsageEvent], UsageEvent]
 
 
 class Ledger(Protocol):
@@ -46,7 +48,7 @@ class Ledger(Protocol):
 
 
 def _settle_job(
-    conn: sqlite3.Connection,
+    conn: Conn,
     transfers: Sequence[Transfer],
     usage: UsageEvent,
     attempts: Sequence[Attempt],
@@ -58,27 +60,43 @@ def _settle_job(
     if adjust is not None:
         usage = adjust(conn, usage)
     insert_usage_event(conn, usage)
-    if len(attempts) > 1 or any(a.outcome != "ok" for a in attempts):
-        # A single successful attempt is the usage event itself; only failovers and failures need rows.
+    if _attempt_rows(attempts):
         insert_attempts(conn, usage.request_id, attempts)
     return read_balance(conn, balance_of), usage
 
 
-def _open_job(conn: sqlite3.Connection, account_id: str, asset: str, floor: int | None) -> None:
+def _attempt_rows(attempts: Sequence[Attempt]) -> bool:
+    """A single successful attempt is the usage event itself; only failovers and failures need rows."""
+    return len(attempts) > 1 or any(a.outcome != "ok" for a in attempts)
+
+
+def _finish_settle(row: Any, usage: UsageEvent, balance_of: str) -> tuple[Balance | None, UsageEvent]:
+    return postgres.finish_settle(row, balance_of), usage
+
+
+def _open_job(conn: Conn, account_id: str, asset: str, floor: int | None) -> None:
     open_account(conn, account_id, asset, floor)
 
 
 class SqliteLedger:
-    def __init__(self, writer: Writer, reader: sqlite3.Connection) -> None:
+    """The ledger on either store. ``pipelined`` (PostgreSQL): an entry, and a settlement that needs no
+    adjustment, go to the writer as one statement each (store/deferred.py)."""
+
+    def __init__(self, writer: Writer, reader: Conn, *, pipelined: bool = False) -> None:
         self._writer = writer
         self._reader = reader
+        self._pipelined = pipelined
 
     async def open_account(self, account_id: str, asset: str, floor: int | None) -> None:
         await self._writer.run(partial(_open_job, account_id=account_id, asset=asset, floor=floor))
 
     async def submit(self, transfers: Sequence[Transfer], request_id: str = "") -> None:
         durable = any(t.kind is not Kind.PENDING for t in transfers)
-        await self._writer.run(partial(apply_entry, transfers=transfers, request_id=request_id), durable=durable)
+        job: Callable[[Conn], None] = partial(apply_entry, transfers=transfers, request_id=request_id)
+        if self._pipelined:
+            order = transfers[0].debit_account if transfers else ""
+            job = Deferred(job, postgres.entry_statement(transfers, request_id), postgres.finish_entry, order)
+        await self._writer.run(job, durable=durable)
 
     async def settle(
         self,
@@ -90,10 +108,13 @@ class SqliteLedger:
         alone: bool = False,
         adjust: Adjustment | None = None,
     ) -> tuple[Balance | None, UsageEvent]:
-        job = partial(_settle_job, transfers=transfers, usage=usage, attempts=attempts, balance_of=balance_of,
-                      adjust=adjust)  # fmt: skip
-        result: tuple[Balance | None, UsageEvent] = await self._writer.run(job, alone=alone)
-        return result
+        job: Callable[[Conn], tuple[Balance | None, UsageEvent]] = partial(
+            _settle_job, transfers=transfers, usage=usage, attempts=attempts, balance_of=balance_of, adjust=adjust
+        )
+        if self._pipelined and adjust is None and not _attempt_rows(attempts):
+            statement = postgres.settle_statement(transfers, usage, balance_of)
+            job = Deferred(job, statement, partial(_finish_settle, usage=usage, balance_of=balance_of), balance_of)
+        return await self._writer.run(job, alone=alone)
 
     def balance(self, account_id: str) -> Balance | None:
         return read_balance(self._reader, account_id)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ import orjson
 
 from suanli.catalog import TIERS
 from suanli.errors import BadRequest, Conflict, NotFound
+from suanli.store.conn import Conn
 from suanli.store.db import now_ms
 
 KEY_PREFIX = "sk-"
@@ -66,18 +66,18 @@ def _routing(text: str | None) -> Mapping[str, Any] | None:
     return orjson.loads(text) if text else None
 
 
-def _account(row: sqlite3.Row) -> Account:
+def _account(row: Any) -> Account:
     return Account(row["id"], row["name"], row["tier"], row["created_at_ms"], _routing(row["routing"]),
                    _routing(row["funding"]), bool(row["has_plans"]))  # fmt: skip
 
 
-def set_routing(conn: sqlite3.Connection, account_id: str, routing: Mapping[str, Any] | None) -> None:
+def set_routing(conn: Conn, account_id: str, routing: Mapping[str, Any] | None) -> None:
     """Store an account's default routing preferences (validated by the caller), or clear them."""
     text = orjson.dumps(routing).decode() if routing else None
     conn.execute("UPDATE accounts SET routing = ? WHERE id = ?", (text, account_id))
 
 
-def create_account(conn: sqlite3.Connection, name: str, tier: str) -> Account:
+def create_account(conn: Conn, name: str, tier: str) -> Account:
     if not name or len(name) > ACCOUNT_NAME_CHARS_MAX or not name.isprintable():
         raise BadRequest(f"an account name is 1 to {ACCOUNT_NAME_CHARS_MAX} printable characters", param="name")
     if tier not in TIERS:
@@ -92,18 +92,18 @@ def create_account(conn: sqlite3.Connection, name: str, tier: str) -> Account:
     return account
 
 
-def find_account(conn: sqlite3.Connection, id_or_name: str) -> Account:
+def find_account(conn: Conn, id_or_name: str) -> Account:
     row = conn.execute("SELECT * FROM accounts WHERE id = ? OR name = ?", (id_or_name, id_or_name)).fetchone()
     if row is None:
         raise NotFound(f"no account {id_or_name!r}", code="account_not_found")
     return _account(row)
 
 
-def list_accounts(conn: sqlite3.Connection) -> list[Account]:
+def list_accounts(conn: Conn) -> list[Account]:
     return [_account(row) for row in conn.execute("SELECT * FROM accounts ORDER BY created_at_ms, id")]
 
 
-def _api_key(row: sqlite3.Row) -> ApiKey:
+def _api_key(row: Any) -> ApiKey:
     models = tuple(orjson.loads(row["models"])) if row["models"] else None
     return ApiKey(
         row["id"], row["account_id"], row["prefix"], row["name"], models, row["created_at_ms"],
@@ -112,7 +112,7 @@ def _api_key(row: sqlite3.Row) -> ApiKey:
 
 
 def create_key(
-    conn: sqlite3.Connection,
+    conn: Conn,
     account_id: str,
     *,
     name: str = "",
@@ -137,7 +137,7 @@ def create_key(
     return key, raw
 
 
-def find_key_by_hash(conn: sqlite3.Connection, key_hash: bytes) -> tuple[ApiKey, Account] | None:
+def find_key_by_hash(conn: Conn, key_hash: bytes) -> tuple[ApiKey, Account] | None:
     row = conn.execute(
         "SELECT k.*, a.name AS account_name, a.tier AS account_tier, a.created_at_ms AS account_created, "
         "a.routing AS account_routing, a.funding AS account_funding, a.has_plans AS account_has_plans "
@@ -152,12 +152,12 @@ def find_key_by_hash(conn: sqlite3.Connection, key_hash: bytes) -> tuple[ApiKey,
     return _api_key(row), account
 
 
-def list_keys(conn: sqlite3.Connection, account_id: str) -> list[ApiKey]:
+def list_keys(conn: Conn, account_id: str) -> list[ApiKey]:
     rows = conn.execute("SELECT * FROM api_keys WHERE account_id = ? ORDER BY created_at_ms, id", (account_id,))
     return [_api_key(row) for row in rows]
 
 
-def revoke_key(conn: sqlite3.Connection, key_id: str) -> ApiKey:
+def revoke_key(conn: Conn, key_id: str) -> ApiKey:
     row = conn.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
     if row is None:
         raise NotFound(f"no key {key_id!r}", code="key_not_found")

@@ -9,11 +9,12 @@ key lasts until it is revoked. A revoked key stays listed and is refused.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from suanli.errors import BadRequest, Conflict, NotFound
 from suanli.store.accounts import KEY_PREFIX, hash_key, keys_match, new_raw_key
+from suanli.store.conn import Conn
 from suanli.store.db import now_ms
 
 ADMIN_KEY_PREFIX = "sk-admin-"
@@ -33,7 +34,7 @@ class AdminKey:
     hash: bytes
 
 
-def _admin_key(row: sqlite3.Row) -> AdminKey:
+def _admin_key(row: Any) -> AdminKey:
     fields = (row["id"], row["name"], row["prefix"], row["origin"], row["created_at_ms"], row["revoked_at_ms"])
     return AdminKey(*fields, hash=row["hash"])
 
@@ -47,7 +48,7 @@ def shown_prefix(raw_key: str) -> str:
     return raw_key[: min(ADMIN_KEY_SHOWN_PREFIX_CHARS, len(raw_key) // 4)]
 
 
-def insert_admin_key(conn: sqlite3.Connection, raw_key: str, name: str, origin: str) -> AdminKey:
+def insert_admin_key(conn: Conn, raw_key: str, name: str, origin: str) -> AdminKey:
     key_id = "adm_" + secrets.token_hex(8)
     key = AdminKey(key_id, name, shown_prefix(raw_key), origin, now_ms(), None, hash_key(raw_key))
     conn.execute(
@@ -57,7 +58,7 @@ def insert_admin_key(conn: sqlite3.Connection, raw_key: str, name: str, origin: 
     return key
 
 
-def create_admin_key(conn: sqlite3.Connection, name: str) -> tuple[AdminKey, str]:
+def create_admin_key(conn: Conn, name: str) -> tuple[AdminKey, str]:
     """A new admin key; returns it with the raw secret, which is not kept anywhere."""
     if not name or len(name) > ADMIN_KEY_NAME_CHARS_MAX or not name.isprintable():
         raise BadRequest(f"an admin key's name is 1 to {ADMIN_KEY_NAME_CHARS_MAX} printable characters", param="name")
@@ -65,7 +66,7 @@ def create_admin_key(conn: sqlite3.Connection, name: str) -> tuple[AdminKey, str
     return insert_admin_key(conn, raw, name, "created"), raw
 
 
-def find_admin_key(conn: sqlite3.Connection, raw_key: str) -> AdminKey | None:
+def find_admin_key(conn: Conn, raw_key: str) -> AdminKey | None:
     """The admin key with this secret, revoked or not; None if there is none."""
     row = conn.execute("SELECT * FROM admin_keys WHERE hash = ?", (hash_key(raw_key),)).fetchone()
     if row is None or not keys_match(row["hash"], raw_key):
@@ -73,15 +74,15 @@ def find_admin_key(conn: sqlite3.Connection, raw_key: str) -> AdminKey | None:
     return _admin_key(row)
 
 
-def list_admin_keys(conn: sqlite3.Connection) -> list[AdminKey]:
+def list_admin_keys(conn: Conn) -> list[AdminKey]:
     return [_admin_key(row) for row in conn.execute("SELECT * FROM admin_keys ORDER BY created_at_ms, id")]
 
 
-def has_active_admin_key(conn: sqlite3.Connection) -> bool:
+def has_active_admin_key(conn: Conn) -> bool:
     return conn.execute("SELECT 1 FROM admin_keys WHERE revoked_at_ms IS NULL LIMIT 1").fetchone() is not None
 
 
-def revoke_admin_key(conn: sqlite3.Connection, key_id: str) -> AdminKey:
+def revoke_admin_key(conn: Conn, key_id: str) -> AdminKey:
     """Revoke a key (again is a no-op). The last active key is kept: without it nobody could administer
     the platform over HTTP (the CLI, which works on the database, can still create another)."""
     row = conn.execute("SELECT * FROM admin_keys WHERE id = ?", (key_id,)).fetchone()
@@ -95,7 +96,7 @@ def revoke_admin_key(conn: sqlite3.Connection, key_id: str) -> AdminKey:
     return _admin_key(conn.execute("SELECT * FROM admin_keys WHERE id = ?", (key_id,)).fetchone())
 
 
-def retire_admin_keys(conn: sqlite3.Connection, keep_raw_key: str) -> list[AdminKey]:
+def retire_admin_keys(conn: Conn, keep_raw_key: str) -> list[AdminKey]:
     """Revoke the active configured and generated keys but ``keep_raw_key``; returns those revoked."""
     rows = conn.execute(
         "SELECT * FROM admin_keys WHERE revoked_at_ms IS NULL AND origin IN (?, ?) AND hash != ?",

@@ -1,7 +1,8 @@
-"""Opening the embedded SQLite database: pragmas, migrations, and short transactions.
+"""Opening the database: the embedded SQLite file by default, PostgreSQL for a ``postgresql://`` URL.
 
-WAL mode lets readers (the CLI, key look-ups, usage queries) run beside the one writer;
+SQLite: WAL mode lets readers (the CLI, key look-ups, usage queries) run beside the one writer;
 ``synchronous=FULL`` makes each commit durable (one fsync per group commit, see ``writer.py``).
+PostgreSQL: see ``store.pg``. Either way the caller gets a ``Conn`` and writes the same SQL.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from suanli.limits import SQLITE_BUSY_TIMEOUT_MS
+from suanli.store import pg
+from suanli.store.conn import Conn, SqliteConnection
 from suanli.store.schema import MIGRATIONS
 
 T = TypeVar("T")
@@ -27,13 +30,14 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
+def connect(path: str | Path) -> SqliteConnection:
     """A connection in autocommit mode (transactions are explicit) with the platform's pragmas."""
     conn = sqlite3.connect(
         str(path),
         isolation_level=None,
         check_same_thread=False,
         timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+        factory=SqliteConnection,
     )
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
@@ -43,7 +47,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> int:
+def migrate(conn: SqliteConnection) -> int:
     """Apply the migrations not yet applied; returns the schema version now in force."""
     with transaction(conn):
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -55,7 +59,11 @@ def migrate(conn: sqlite3.Connection) -> int:
         return len(MIGRATIONS)
 
 
-def open_database(path: str | Path) -> sqlite3.Connection:
+def open_database(target: str | Path) -> Conn:
+    """The database at ``target`` (a file path, or a PostgreSQL URL), migrated to the current schema."""
+    if pg.is_postgres(target):
+        return pg.open_database(str(target))
+    path = target
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     os.close(os.open(path, os.O_CREAT | os.O_RDWR, DATABASE_FILE_MODE))  # created 0600; an existing one is kept
     conn = connect(path)
@@ -64,8 +72,8 @@ def open_database(path: str | Path) -> sqlite3.Connection:
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+def transaction(conn: Conn) -> Iterator[Conn]:
+    """BEGIN IMMEDIATE ... COMMIT (PostgreSQL: BEGIN), rolled back on any exception."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
@@ -75,6 +83,6 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def run_in_transaction(conn: sqlite3.Connection, job: Callable[[sqlite3.Connection], T]) -> T:
+def run_in_transaction(conn: Conn, job: Callable[[Conn], T]) -> T:
     with transaction(conn):
         return job(conn)

@@ -9,6 +9,13 @@ transfers, changed only in the transaction that inserts the transfer; ``verify``
 
 from __future__ import annotations
 
+# Each reservation names the process that made it, so that a survivor resolves only a dead worker's
+# (docs/scaling.md); '' is the one process of an SQLite database.
+OWNER_MIGRATION = """
+    ALTER TABLE open_pending ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    CREATE INDEX open_pending_owner ON open_pending(owner);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE accounts (
@@ -241,4 +248,5 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE allowance_windows RENAME COLUMN window TO window_name;
     """,
+    OWNER_MIGRATION,
 )

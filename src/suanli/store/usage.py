@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from suanli.store.conn import Conn
 from suanli.store.db import now_ms
 
 
@@ -55,16 +55,16 @@ class Attempt:
     latency_ms: int
 
 
-_COLUMNS = tuple(f.name for f in fields(UsageEvent))
+USAGE_COLUMNS = _COLUMNS = tuple(f.name for f in fields(UsageEvent))
 _INSERT = f"INSERT INTO usage_events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
 
 
-def insert_usage_event(conn: sqlite3.Connection, event: UsageEvent) -> None:
+def insert_usage_event(conn: Conn, event: UsageEvent) -> None:
     # A flat tuple by attribute: dataclasses.astuple deep-copies and costs several times more.
     conn.execute(_INSERT, tuple(getattr(event, name) for name in _COLUMNS))
 
 
-def insert_attempts(conn: sqlite3.Connection, request_id: str, attempts: Sequence[Attempt]) -> None:
+def insert_attempts(conn: Conn, request_id: str, attempts: Sequence[Attempt]) -> None:
     conn.executemany(
         "INSERT INTO upstream_attempts (request_id, attempt, operator, offer_id, outcome, http_status, latency_ms, "
         "created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -73,7 +73,7 @@ def insert_attempts(conn: sqlite3.Connection, request_id: str, attempts: Sequenc
     )  # fmt: skip
 
 
-def attempts_of(conn: sqlite3.Connection, request_id: str) -> list[Attempt]:
+def attempts_of(conn: Conn, request_id: str) -> list[Attempt]:
     rows = conn.execute(
         "SELECT operator, offer_id, outcome, http_status, latency_ms FROM upstream_attempts WHERE request_id = ? "
         "ORDER BY attempt",
@@ -82,19 +82,19 @@ def attempts_of(conn: sqlite3.Connection, request_id: str) -> list[Attempt]:
     return [Attempt(*row) for row in rows]
 
 
-def _row_to_event(row: sqlite3.Row) -> UsageEvent:
+def _row_to_event(row: Any) -> UsageEvent:
     values: dict[str, Any] = dict(row)
     values["stream"] = bool(values["stream"])
     values["estimated"] = bool(values["estimated"])
     return UsageEvent(**values)
 
 
-def usage_event(conn: sqlite3.Connection, request_id: str) -> UsageEvent | None:
+def usage_event(conn: Conn, request_id: str) -> UsageEvent | None:
     row = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM usage_events WHERE request_id = ?", (request_id,)).fetchone()
     return None if row is None else _row_to_event(row)
 
 
-def usage_events(conn: sqlite3.Connection, account_id: str, limit: int, since_ms: int = 0) -> list[UsageEvent]:
+def usage_events(conn: Conn, account_id: str, limit: int, since_ms: int = 0) -> list[UsageEvent]:
     rows = conn.execute(
         f"SELECT {', '.join(_COLUMNS)} FROM usage_events WHERE account_id = ? AND created_at_ms >= ? "
         "ORDER BY created_at_ms DESC, request_id DESC LIMIT ?",
@@ -103,7 +103,7 @@ def usage_events(conn: sqlite3.Connection, account_id: str, limit: int, since_ms
     return [_row_to_event(row) for row in rows]
 
 
-def uncharged_by_offer(conn: sqlite3.Connection, since_ms: int = 0) -> list[tuple[str, str, int, int]]:
+def uncharged_by_offer(conn: Conn, since_ms: int = 0) -> list[tuple[str, str, int, int]]:
     """(operator, offer, calls, uncharged nano-CNY) of every offer whose usage a balance could not cover."""
     rows = conn.execute(
         "SELECT operator, offer_id, COUNT(*), SUM(uncharged_nano) FROM usage_events "

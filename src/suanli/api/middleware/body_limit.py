@@ -1,6 +1,8 @@
 """Refuse request bodies over ``REQUEST_BODY_BYTES_MAX`` with 413, before they are read into memory.
 
 A declared Content-Length over the limit is refused at once; a chunked body is counted as it arrives.
+A path or query holding a NUL character is refused with 400 first: no name, id or parameter of this API
+contains one, and neither database stores one in text.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from suanli.api.errors import error_response
-from suanli.errors import PayloadTooLarge
+from suanli.errors import BadRequest, PayloadTooLarge
 from suanli.limits import REQUEST_BODY_BYTES_MAX
 
 
@@ -24,6 +26,10 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            refused = BadRequest("The URL holds a NUL character.", code="invalid_url")
+            await error_response(refused, path=scope["path"])(scope, receive, send)
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit():

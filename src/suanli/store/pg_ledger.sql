@@ -1,0 +1,240 @@
+-- The ledger's rules on PostgreSQL (store/schema_pg.py explains; ledger/postgres.py calls them).
+
+-- suanli_entry checks every account and reservation a transfer names before its transaction can commit;
+-- foreign keys would check them again at each insert, which measured half the function's time.
+ALTER TABLE transfers
+    DROP CONSTRAINT transfers_debit_account_fkey,
+    DROP CONSTRAINT transfers_credit_account_fkey,
+    DROP CONSTRAINT transfers_pending_id_fkey;
+ALTER TABLE open_pending DROP CONSTRAINT open_pending_transfer_id_fkey;
+
+-- No foreign key either: every writer's slot row of escrow would take a share lock on escrow's own row,
+-- and several writers sharing that lock (a multixact) queue on each other.
+CREATE TABLE ledger_account_slots (
+    account_id TEXT NOT NULL,
+    slot TEXT NOT NULL,
+    debits_pending BIGINT NOT NULL DEFAULT 0,
+    debits_posted BIGINT NOT NULL DEFAULT 0,
+    credits_pending BIGINT NOT NULL DEFAULT 0,
+    credits_posted BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (account_id, slot)
+);
+
+CREATE FUNCTION suanli_slotted(p_account TEXT) RETURNS BOOLEAN LANGUAGE sql IMMUTABLE AS $$
+    SELECT left(p_account, 9) = 'platform:' OR left(p_account, 6) = 'sales:' OR left(p_account, 6) = 'plans:'
+$$;
+
+-- Add to an account's four sums; a debit that must keep the floor is conditional. False: no such
+-- account of that asset, or (check_floor) the floor would be crossed.
+CREATE FUNCTION suanli_move(
+    p_account TEXT, p_slot TEXT, p_asset TEXT, dp BIGINT, dpo BIGINT, cp BIGINT, cpo BIGINT, check_floor BOOLEAN
+) RETURNS BOOLEAN LANGUAGE plpgsql AS $$
+BEGIN
+    IF suanli_slotted(p_account) THEN
+        PERFORM 1 FROM ledger_accounts WHERE id = p_account AND asset = p_asset;
+        IF NOT FOUND THEN
+            RETURN FALSE;
+        END IF;
+        INSERT INTO ledger_account_slots AS s VALUES (p_account, p_slot, dp, dpo, cp, cpo)
+        ON CONFLICT (account_id, slot) DO UPDATE SET
+            debits_pending = s.debits_pending + dp, debits_posted = s.debits_posted + dpo,
+            credits_pending = s.credits_pending + cp, credits_posted = s.credits_posted + cpo;
+        RETURN TRUE;
+    END IF;
+    UPDATE ledger_accounts SET
+        debits_pending = debits_pending + dp, debits_posted = debits_posted + dpo,
+        credits_pending = credits_pending + cp, credits_posted = credits_posted + cpo
+    WHERE id = p_account AND asset = p_asset
+        AND (NOT check_floor OR floor IS NULL OR credits_posted - debits_posted - debits_pending - dp - dpo >= floor);
+    RETURN FOUND;
+END $$;
+
+-- Why a move was refused, as ledger/sqlite.py names it.
+CREATE FUNCTION suanli_refusal(p_account TEXT, p_asset TEXT, p_floor_reason TEXT) RETURNS TEXT LANGUAGE plpgsql AS $$
+DECLARE
+    found_asset TEXT;
+BEGIN
+    SELECT asset INTO found_asset FROM ledger_accounts WHERE id = p_account;
+    IF NOT FOUND THEN
+        RETURN 'account_not_found';
+    ELSIF found_asset <> p_asset THEN
+        RETURN 'asset_mismatch';
+    END IF;
+    RETURN p_floor_reason;
+END $$;
+
+-- A posted or pending transfer, checked and written; NULL, 'replayed' (the same id committed meanwhile by
+-- another writer), or why it was refused, with nothing of it written.
+CREATE FUNCTION suanli_single(
+    p_id TEXT, k TEXT, p_debit TEXT, p_credit TEXT, p_asset TEXT, amt BIGINT, p_memo TEXT, p_request TEXT,
+    p_owner TEXT, p_now BIGINT
+) RETURNS TEXT LANGUAGE plpgsql AS $$
+DECLARE
+    pending BIGINT := CASE WHEN k = 'pending' THEN amt ELSE 0 END;
+    posted BIGINT := CASE WHEN k = 'posted' THEN amt ELSE 0 END;
+BEGIN
+    IF NOT suanli_move(p_debit, p_owner, p_asset, pending, posted, 0, 0, TRUE) THEN
+        RETURN suanli_refusal(p_debit, p_asset, 'exceeds_floor');
+    END IF;
+    IF NOT suanli_move(p_credit, p_owner, p_asset, 0, 0, pending, posted, FALSE) THEN
+        PERFORM suanli_move(p_debit, p_owner, p_asset, -pending, -posted, 0, 0, FALSE);
+        RETURN suanli_refusal(p_credit, p_asset, 'asset_mismatch');
+    END IF;
+    INSERT INTO transfers (id, kind, debit_account, credit_account, asset, amount, pending_id, memo, created_at_ms)
+    VALUES (p_id, k, p_debit, p_credit, p_asset, amt, NULL, p_memo, p_now) ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        PERFORM suanli_move(p_debit, p_owner, p_asset, -pending, -posted, 0, 0, FALSE);
+        PERFORM suanli_move(p_credit, p_owner, p_asset, 0, 0, -pending, -posted, FALSE);
+        RETURN 'replayed';
+    END IF;
+    IF k = 'pending' THEN
+        INSERT INTO open_pending (transfer_id, request_id, created_at_ms, owner) VALUES (p_id, p_request, p_now, p_owner);
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- A post or void of a reservation, checked and written (its open_pending row is removed by the caller once
+-- the whole entry stands); NULL or why it was refused, with nothing of it written.
+CREATE FUNCTION suanli_resolve(
+    p_id TEXT, k TEXT, p_debit TEXT, p_credit TEXT, p_asset TEXT, p_amount BIGINT, p_pending TEXT, p_memo TEXT,
+    p_owner TEXT, p_now BIGINT
+) RETURNS TEXT LANGUAGE plpgsql AS $$
+DECLARE
+    r RECORD;
+    amt BIGINT := CASE WHEN k = 'post' THEN p_amount ELSE 0 END;
+BEGIN
+    IF EXISTS (SELECT 1 FROM transfers WHERE pending_id = p_pending) THEN
+        RETURN 'pending_already_resolved';
+    END IF;
+    SELECT debit_account, credit_account, asset, amount INTO r FROM transfers WHERE id = p_pending AND kind = 'pending';
+    IF NOT FOUND THEN
+        RETURN 'pending_not_found';
+    ELSIF (r.debit_account, r.credit_account, r.asset) IS DISTINCT FROM (p_debit, p_credit, p_asset) THEN
+        RETURN 'exists_with_different_fields';
+    ELSIF amt > r.amount THEN
+        RETURN 'exceeds_pending_amount';
+    END IF;
+    INSERT INTO transfers (id, kind, debit_account, credit_account, asset, amount, pending_id, memo, created_at_ms)
+    VALUES (p_id, k, p_debit, p_credit, p_asset, p_amount, p_pending, p_memo, p_now) ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN  -- another writer resolved it meanwhile (the unique index on pending_id waited for it)
+        RETURN 'pending_already_resolved';
+    END IF;
+    PERFORM suanli_move(r.debit_account, p_owner, r.asset, -r.amount, amt, 0, 0, FALSE);
+    PERFORM suanli_move(r.credit_account, p_owner, r.asset, 0, 0, -r.amount, amt, FALSE);
+    RETURN NULL;
+END $$;
+
+-- Take back a transfer this entry wrote (a later one of the entry was refused).
+CREATE FUNCTION suanli_undo(p_id TEXT, p_owner TEXT) RETURNS VOID LANGUAGE plpgsql AS $$
+DECLARE
+    t RECORD;
+    p RECORD;
+    amt BIGINT;
+BEGIN
+    SELECT kind, debit_account, credit_account, asset, amount, pending_id INTO t FROM transfers WHERE id = p_id;
+    IF t.kind IN ('posted', 'pending') THEN
+        PERFORM suanli_move(t.debit_account, p_owner, t.asset, CASE WHEN t.kind = 'pending' THEN -t.amount ELSE 0 END,
+                            CASE WHEN t.kind = 'posted' THEN -t.amount ELSE 0 END, 0, 0, FALSE);
+        PERFORM suanli_move(t.credit_account, p_owner, t.asset, 0, 0, CASE WHEN t.kind = 'pending' THEN -t.amount ELSE 0 END,
+                            CASE WHEN t.kind = 'posted' THEN -t.amount ELSE 0 END, FALSE);
+        DELETE FROM open_pending WHERE transfer_id = p_id;
+    ELSE
+        SELECT amount INTO p FROM transfers WHERE id = t.pending_id;
+        amt := CASE WHEN t.kind = 'post' THEN t.amount ELSE 0 END;
+        PERFORM suanli_move(t.debit_account, p_owner, t.asset, p.amount, -amt, 0, 0, FALSE);
+        PERFORM suanli_move(t.credit_account, p_owner, t.asset, 0, 0, p.amount, -amt, FALSE);
+    END IF;
+    DELETE FROM transfers WHERE id = p_id;
+END $$;
+
+-- Apply an entry; '' when applied (or replayed), else 'rejection transfer-id' with nothing written. There is
+-- no subtransaction (an EXCEPTION block): a platform row changed by many subtransactions of one batch grows
+-- a multixact at each change, which measured slower than the work itself. Each transfer is checked before
+-- it is written, and a refusal part-way through an entry takes back the transfers before it.
+CREATE FUNCTION suanli_entry(
+    ids TEXT[], kinds TEXT[], debits TEXT[], credits TEXT[], assets TEXT[], amounts BIGINT[], pendings TEXT[],
+    memos TEXT[], p_request TEXT, p_owner TEXT, p_now BIGINT
+) RETURNS TEXT LANGUAGE plpgsql AS $$
+DECLARE
+    written TEXT[] := '{}';  -- the ids this call wrote, to take back on a refusal
+    resolved TEXT[] := '{}';  -- the reservations it resolved
+    refusal TEXT;
+    failed TEXT;
+    r RECORD;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(ids, 1), 0) LOOP
+        failed := ids[i];
+        IF amounts[i] < 0 THEN
+            refusal := 'negative_amount';
+            EXIT;
+        ELSIF debits[i] = credits[i] THEN
+            refusal := 'same_account';
+            EXIT;
+        END IF;
+        SELECT kind, debit_account, credit_account, asset, amount, pending_id INTO r FROM transfers WHERE id = ids[i];
+        IF FOUND THEN
+            IF (r.kind, r.debit_account, r.credit_account, r.asset, r.amount, r.pending_id)
+                    IS DISTINCT FROM (kinds[i], debits[i], credits[i], assets[i], amounts[i], pendings[i]) THEN
+                refusal := 'exists_with_different_fields';
+                EXIT;
+            END IF;
+            CONTINUE;  -- the same transfer, applied before
+        END IF;
+        IF kinds[i] IN ('posted', 'pending') THEN
+            refusal := suanli_single(ids[i], kinds[i], debits[i], credits[i], assets[i], amounts[i], memos[i],
+                                     p_request, p_owner, p_now);
+            IF refusal = 'replayed' THEN
+                refusal := NULL;
+                CONTINUE;
+            END IF;
+        ELSE
+            refusal := suanli_resolve(ids[i], kinds[i], debits[i], credits[i], assets[i], amounts[i], pendings[i],
+                                      memos[i], p_owner, p_now);
+            resolved := resolved || pendings[i];
+        END IF;
+        EXIT WHEN refusal IS NOT NULL;
+        written := written || ids[i];
+    END LOOP;
+    IF refusal IS NULL THEN
+        DELETE FROM open_pending WHERE transfer_id = ANY (resolved);
+        RETURN '';
+    END IF;
+    FOR j IN REVERSE coalesce(array_length(written, 1), 0) .. 1 LOOP
+        PERFORM suanli_undo(written[j], p_owner);
+    END LOOP;
+    RETURN refusal || ' ' || failed;
+END $$;
+
+-- A pay-as-you-go reservation: the entry, unless the account has taken up plans since the worker cached it
+-- ('plans': the caller then funds it the long way, reading the account's plans).
+CREATE FUNCTION suanli_reserve(
+    p_account TEXT, p_check_plans BOOLEAN, ids TEXT[], kinds TEXT[], debits TEXT[], credits TEXT[], assets TEXT[],
+    amounts BIGINT[], pendings TEXT[], memos TEXT[], p_request TEXT, p_owner TEXT, p_now BIGINT
+) RETURNS TEXT LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_check_plans AND EXISTS (SELECT 1 FROM accounts WHERE id = p_account AND has_plans <> 0) THEN
+        RETURN 'plans';
+    END IF;
+    RETURN suanli_entry(ids, kinds, debits, credits, assets, amounts, pendings, memos, p_request, p_owner, p_now);
+END $$;
+
+-- A settlement: its entry, then its usage event (a replay records nothing twice), then the balance of one
+-- account after it; 'refused' names the rejection, with nothing written.
+CREATE FUNCTION suanli_settle(
+    ids TEXT[], kinds TEXT[], debits TEXT[], credits TEXT[], assets TEXT[], amounts BIGINT[], pendings TEXT[],
+    memos TEXT[], p_request TEXT, p_owner TEXT, p_now BIGINT, p_event JSONB, p_balance_of TEXT,
+    OUT refused TEXT, OUT b_asset TEXT, OUT b_floor BIGINT, OUT b_dp BIGINT, OUT b_dpo BIGINT, OUT b_cp BIGINT,
+    OUT b_cpo BIGINT
+) LANGUAGE plpgsql AS $$
+BEGIN
+    refused := suanli_entry(ids, kinds, debits, credits, assets, amounts, pendings, memos, p_request, p_owner, p_now);
+    IF refused <> '' THEN
+        RETURN;
+    END IF;
+    INSERT INTO usage_events SELECT * FROM jsonb_populate_record(NULL::usage_events, p_event)
+    ON CONFLICT (request_id) DO NOTHING;
+    -- A customer's account (never slotted): its row alone.
+    SELECT asset, floor, debits_pending, debits_posted, credits_pending, credits_posted
+    INTO b_asset, b_floor, b_dp, b_dpo, b_cp, b_cpo
+    FROM ledger_accounts WHERE id = p_balance_of;
+END $$;
