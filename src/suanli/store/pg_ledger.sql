@@ -63,8 +63,8 @@ BEGIN
     RETURN p_floor_reason;
 END $$;
 
--- A posted or pending transfer, checked and written; NULL, 'replayed' (the same id committed meanwhile by
--- another writer), or why it was refused, with nothing of it written.
+-- A posted or pending transfer, written and checked; NULL, 'conflict' (its id is taken: the caller tells a
+-- replay from a clash), or why it was refused, with nothing of it written.
 CREATE FUNCTION suanli_single(
     p_id TEXT, k TEXT, p_debit TEXT, p_credit TEXT, p_asset TEXT, amt BIGINT, p_memo TEXT, p_request TEXT,
     p_owner TEXT, p_now BIGINT
@@ -73,19 +73,19 @@ DECLARE
     pending BIGINT := CASE WHEN k = 'pending' THEN amt ELSE 0 END;
     posted BIGINT := CASE WHEN k = 'posted' THEN amt ELSE 0 END;
 BEGIN
+    INSERT INTO transfers (id, kind, debit_account, credit_account, asset, amount, pending_id, memo, created_at_ms)
+    VALUES (p_id, k, p_debit, p_credit, p_asset, amt, NULL, p_memo, p_now) ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN 'conflict';
+    END IF;
     IF NOT suanli_move(p_debit, p_owner, p_asset, pending, posted, 0, 0, TRUE) THEN
+        DELETE FROM transfers WHERE id = p_id;
         RETURN suanli_refusal(p_debit, p_asset, 'exceeds_floor');
     END IF;
     IF NOT suanli_move(p_credit, p_owner, p_asset, 0, 0, pending, posted, FALSE) THEN
         PERFORM suanli_move(p_debit, p_owner, p_asset, -pending, -posted, 0, 0, FALSE);
+        DELETE FROM transfers WHERE id = p_id;
         RETURN suanli_refusal(p_credit, p_asset, 'asset_mismatch');
-    END IF;
-    INSERT INTO transfers (id, kind, debit_account, credit_account, asset, amount, pending_id, memo, created_at_ms)
-    VALUES (p_id, k, p_debit, p_credit, p_asset, amt, NULL, p_memo, p_now) ON CONFLICT DO NOTHING;
-    IF NOT FOUND THEN
-        PERFORM suanli_move(p_debit, p_owner, p_asset, -pending, -posted, 0, 0, FALSE);
-        PERFORM suanli_move(p_credit, p_owner, p_asset, 0, 0, -pending, -posted, FALSE);
-        RETURN 'replayed';
     END IF;
     IF k = 'pending' THEN
         INSERT INTO open_pending (transfer_id, request_id, created_at_ms, owner) VALUES (p_id, p_request, p_now, p_owner);
@@ -93,8 +93,9 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- A post or void of a reservation, checked and written (its open_pending row is removed by the caller once
--- the whole entry stands); NULL or why it was refused, with nothing of it written.
+-- A post or void of a reservation, written and checked (its open_pending row is removed by the caller once
+-- the whole entry stands); NULL, 'conflict' (its id or its reservation's resolution is taken), or why it
+-- was refused, with nothing of it written.
 CREATE FUNCTION suanli_resolve(
     p_id TEXT, k TEXT, p_debit TEXT, p_credit TEXT, p_asset TEXT, p_amount BIGINT, p_pending TEXT, p_memo TEXT,
     p_owner TEXT, p_now BIGINT
@@ -102,22 +103,24 @@ CREATE FUNCTION suanli_resolve(
 DECLARE
     r RECORD;
     amt BIGINT := CASE WHEN k = 'post' THEN p_amount ELSE 0 END;
+    refusal TEXT;
 BEGIN
-    IF EXISTS (SELECT 1 FROM transfers WHERE pending_id = p_pending) THEN
-        RETURN 'pending_already_resolved';
+    INSERT INTO transfers (id, kind, debit_account, credit_account, asset, amount, pending_id, memo, created_at_ms)
+    VALUES (p_id, k, p_debit, p_credit, p_asset, p_amount, p_pending, p_memo, p_now) ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN 'conflict';
     END IF;
     SELECT debit_account, credit_account, asset, amount INTO r FROM transfers WHERE id = p_pending AND kind = 'pending';
     IF NOT FOUND THEN
-        RETURN 'pending_not_found';
+        refusal := 'pending_not_found';
     ELSIF (r.debit_account, r.credit_account, r.asset) IS DISTINCT FROM (p_debit, p_credit, p_asset) THEN
-        RETURN 'exists_with_different_fields';
+        refusal := 'exists_with_different_fields';
     ELSIF amt > r.amount THEN
-        RETURN 'exceeds_pending_amount';
+        refusal := 'exceeds_pending_amount';
     END IF;
-    INSERT INTO transfers (id, kind, debit_account, credit_account, asset, amount, pending_id, memo, created_at_ms)
-    VALUES (p_id, k, p_debit, p_credit, p_asset, p_amount, p_pending, p_memo, p_now) ON CONFLICT DO NOTHING;
-    IF NOT FOUND THEN  -- another writer resolved it meanwhile (the unique index on pending_id waited for it)
-        RETURN 'pending_already_resolved';
+    IF refusal IS NOT NULL THEN
+        DELETE FROM transfers WHERE id = p_id;
+        RETURN refusal;
     END IF;
     PERFORM suanli_move(r.debit_account, p_owner, r.asset, -r.amount, amt, 0, 0, FALSE);
     PERFORM suanli_move(r.credit_account, p_owner, r.asset, 0, 0, -r.amount, amt, FALSE);
@@ -171,28 +174,29 @@ BEGIN
             refusal := 'same_account';
             EXIT;
         END IF;
-        SELECT kind, debit_account, credit_account, asset, amount, pending_id INTO r FROM transfers WHERE id = ids[i];
-        IF FOUND THEN
-            IF (r.kind, r.debit_account, r.credit_account, r.asset, r.amount, r.pending_id)
-                    IS DISTINCT FROM (kinds[i], debits[i], credits[i], assets[i], amounts[i], pendings[i]) THEN
-                refusal := 'exists_with_different_fields';
-                EXIT;
-            END IF;
-            CONTINUE;  -- the same transfer, applied before
-        END IF;
         IF kinds[i] IN ('posted', 'pending') THEN
             refusal := suanli_single(ids[i], kinds[i], debits[i], credits[i], assets[i], amounts[i], memos[i],
                                      p_request, p_owner, p_now);
-            IF refusal = 'replayed' THEN
-                refusal := NULL;
-                CONTINUE;
-            END IF;
         ELSE
             refusal := suanli_resolve(ids[i], kinds[i], debits[i], credits[i], assets[i], amounts[i], pendings[i],
                                       memos[i], p_owner, p_now);
-            resolved := resolved || pendings[i];
+        END IF;
+        IF refusal = 'conflict' THEN  -- a replay of a transfer applied before, or a clash
+            SELECT kind, debit_account, credit_account, asset, amount, pending_id INTO r FROM transfers WHERE id = ids[i];
+            IF NOT FOUND THEN
+                refusal := 'pending_already_resolved';
+            ELSIF (r.kind, r.debit_account, r.credit_account, r.asset, r.amount, r.pending_id)
+                    IS DISTINCT FROM (kinds[i], debits[i], credits[i], assets[i], amounts[i], pendings[i]) THEN
+                refusal := 'exists_with_different_fields';
+            ELSE
+                refusal := NULL;
+                CONTINUE;  -- the same transfer, applied before
+            END IF;
         END IF;
         EXIT WHEN refusal IS NOT NULL;
+        IF pendings[i] IS NOT NULL THEN
+            resolved := resolved || pendings[i];
+        END IF;
         written := written || ids[i];
     END LOOP;
     IF refusal IS NULL THEN
