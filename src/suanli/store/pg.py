@@ -13,6 +13,7 @@ SQLite's migrations at the time it was written; every later change is added to b
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -22,7 +23,7 @@ import psycopg
 from psycopg import pq
 from psycopg.adapt import Dumper, Loader
 
-from suanli.errors import ConfigError
+from suanli.errors import ConfigError, StoreUnavailable
 from suanli.limits import (
     STORE_CONNECT_TIMEOUT_S,
     STORE_IDLE_IN_TRANSACTION_S,
@@ -107,15 +108,34 @@ class _NumericAsInt(Loader):
 class PgConnection:
     """A psycopg connection that speaks the store's SQL (see ``store.conn.Conn``)."""
 
-    def __init__(self, raw: psycopg.Connection[Any], url: str) -> None:
+    def __init__(self, raw: psycopg.Connection[Any], url: str, *, heals: bool = False) -> None:
         self.raw = raw
         self.url = url
         self.owner = ""  # the worker's lease id, on a serving worker's writer connection
+        self.heals = heals  # a reader: a statement outside a transaction reconnects once if the store lost it
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
+        try:
+            return self._execute(sql, parameters)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            if not self.heals or not self.broken:
+                raise
+            self._reopen(exc)
+            return self._execute(sql, parameters)
+
+    def _execute(self, sql: str, parameters: Sequence[Any]) -> psycopg.Cursor[Any]:
         if parameters:
             return self.raw.execute(translate(sql, True), parameters)
         return self.raw.execute(translate(sql, False))
+
+    def _reopen(self, cause: Exception) -> None:
+        """Open the connection again (a database restart, a dropped socket); 503 if the store is down."""
+        with contextlib.suppress(psycopg.Error):
+            self.raw.close()
+        try:
+            self.raw = connect(self.url).raw
+        except psycopg.Error:
+            raise StoreUnavailable("The store is unreachable; nothing was reserved or charged.") from cause
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> None:
         with self.raw.cursor() as cursor:
@@ -164,6 +184,7 @@ def open_database(url: str) -> PgConnection:
     """Connect and migrate; a URL that cannot be reached or parsed is a configuration error."""
     try:
         conn = connect(url)
+        conn.heals = True
     except psycopg.Error as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot reach PostgreSQL at {redact(url)}: {first_line}") from None
