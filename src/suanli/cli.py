@@ -15,9 +15,10 @@ from typing import Any
 
 import orjson
 
-from suanli import cli_admin, cli_plans, cli_pricing, cli_run
+from suanli import cli_admin, cli_db, cli_plans, cli_pricing, cli_run
 from suanli.errors import ConfigError, SuanliError
 from suanli.gateway.platform import DEFAULT_DATABASE_PATH, Settings
+from suanli.store.pg import is_postgres
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -26,15 +27,19 @@ def _settings(args: argparse.Namespace) -> Settings:
     settings = Settings.from_env()
     database = getattr(args, "database", None)
     catalog = getattr(args, "catalog", None)
-    return replace(
-        settings,
-        database_path=Path(database) if database else settings.database_path,
-        catalog_path=Path(catalog) if catalog else settings.catalog_path,
-    )
+    if database and is_postgres(database):
+        settings = replace(settings, database_url=database)
+    elif database:
+        settings = replace(settings, database_path=Path(database), database_url=None)
+    return replace(settings, catalog_path=Path(catalog) if catalog else settings.catalog_path)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database", help=f"SQLite file (default: $SUANLI_DATABASE or {DEFAULT_DATABASE_PATH})")
+    parser.add_argument(
+        "--database",
+        help=f"SQLite file or postgresql:// URL (default: $SUANLI_DATABASE_URL, else $SUANLI_DATABASE or "
+        f"{DEFAULT_DATABASE_PATH})",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
@@ -45,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_admin.add_commands(commands, _common)
     cli_plans.add_commands(commands, _common)
     cli_pricing.add_commands(commands, _common)
+    cli_db.add_commands(commands, _common)
     return parser
 
 

@@ -5,26 +5,35 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import tomllib
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import orjson
 import uvicorn
+from starlette.applications import Starlette
+from uvicorn.config import STARTUP_FAILURE
 
 from suanli.api.app import build_app
-from suanli.catalog import Catalog, load_catalog
+from suanli.catalog import Catalog, load_catalog, parse_catalog
 from suanli.demo_key import demo_key, demo_key_path
 from suanli.errors import ConfigError
 from suanli.gateway import accounts as ops
 from suanli.gateway import log_redaction
 from suanli.gateway.admin_keys import admin_key_path, ensure_admin_key
+from suanli.gateway.metrics import MULTIPROCESS_DIR_ENV
 from suanli.gateway.platform import Settings
-from suanli.http_server import GatewayServer, raise_fd_limit, server_config
+from suanli.http_server import GatewayServer, raise_fd_limit, run_workers, server_config
 from suanli.money import cny_to_nano
 from suanli.providers.simulator import (
     OVER_CAP_POLICIES,
@@ -45,6 +54,8 @@ DEMO_TIER = "enterprise"  # may buy every offer of the demo catalog; the example
 DEMO_TOPUP_CNY = "100"
 DEMO_ADMIN_KEY_KEPT = "Admin key: the one set in SUANLI_ADMIN_KEY or shown at first start."
 SIMULATOR_START_TIMEOUT_S = 30.0
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+log = logging.getLogger("suanli")
 
 
 class _Server(GatewayServer):
@@ -67,8 +78,10 @@ def serve_gateway(
     # Read the catalog before the server starts, so a mistake in it is one clear line (exit status 2),
     # not a start-up traceback from inside the server.
     catalog = load_catalog(settings.catalog_path)
-    owner = DatabaseOwner.take(settings.database_path)  # likewise: a second gateway on this file is one line
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    check_database(settings)
+    # Likewise: a second gateway on this SQLite file is one line. PostgreSQL's workers hold leases instead.
+    owner = None if settings.on_postgres else DatabaseOwner.take(settings.database_path)
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     app = build_app(settings, catalog=catalog, owner=owner)
     raise_fd_limit()
     config = server_config(app, host, port, log_level)  # every wait a client can impose bounded (http_server.py)
@@ -76,7 +89,80 @@ def serve_gateway(
     _Server(config, on_ready).run()
 
 
+def check_database(settings: Settings) -> None:
+    """PostgreSQL: reach the database, check its release and migrate it (once, under its lock), then let go;
+    so an unreachable or unusable one is one line (exit status 2) before any worker starts, not a traceback
+    from each. SQLite's file is opened by the gateway itself, after it took the file (store/owner.py)."""
+    if settings.on_postgres:
+        open_database(settings.database).close()
+
+
+def serve_workers(settings: Settings, host: str, port: int, log_level: str, workers: int) -> int:
+    """``serve --workers N``: N processes on one socket under uvicorn's supervisor (http_server.py), which
+    starts a new one when one dies. Everything a worker needs is checked here first, each mistake one line:
+    the store, the catalog and the database. Returns the exit status."""
+    if not settings.on_postgres:
+        raise ConfigError(
+            f"--workers {workers} needs PostgreSQL (set SUANLI_DATABASE_URL); one SQLite file is served by one process"
+        )
+    tables = read_catalog_tables(settings.catalog_path)
+    parse_catalog(tables, os.environ)  # as each worker will
+    check_database(settings)
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    raise_fd_limit()  # the workers inherit the limit
+    # Each worker is a fresh interpreter: it gets the settings and the catalog's tables read here (pickled),
+    # so a worker started later to replace a dead one serves the same catalog as the others.
+    factory = partial(worker_app, settings, tables, log_level)
+    config = server_config(factory, host, port, log_level, workers=workers)
+    log_redaction.install()
+    with metrics_directory():
+        return run_workers(config)
+
+
+def read_catalog_tables(path: Path) -> dict[str, Any]:
+    """The catalog file's tables, read once for every worker (``load_catalog`` reads and parses)."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read catalog {path}: {exc}") from exc
+
+
+def worker_app(settings: Settings, catalog_tables: dict[str, Any], log_level: str) -> Starlette:
+    """One worker's application, built in the worker by uvicorn, with the parent's logging set-up (after
+    uvicorn's own, so the redacting filter reaches its handlers too)."""
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    log_redaction.install()
+    try:
+        return build_app(settings, catalog=parse_catalog(catalog_tables, os.environ))
+    except Exception:
+        # uvicorn's supervisor replaces a worker that dies, except one that exits with STARTUP_FAILURE: then
+        # it stops, rather than starting workers that fail alike for ever (as one failing in the lifespan).
+        log.exception("this worker cannot build the gateway")
+        raise SystemExit(STARTUP_FAILURE) from None
+
+
+@contextmanager
+def metrics_directory() -> Iterator[None]:
+    """A fresh directory where the workers' metrics meet (prometheus-client's multiprocess mode, read at
+    ``/metrics``: gateway/metrics.py), named to them in the environment they inherit; removed at the end."""
+    directory = tempfile.mkdtemp(prefix="suanli-metrics-")
+    before = os.environ.get(MULTIPROCESS_DIR_ENV)
+    os.environ[MULTIPROCESS_DIR_ENV] = directory
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(MULTIPROCESS_DIR_ENV, None)
+        else:
+            os.environ[MULTIPROCESS_DIR_ENV] = before
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be 1 or more, not {args.workers}")
+    if args.workers > 1:
+        return serve_workers(settings, args.host, args.port, args.log_level, args.workers)
     serve_gateway(settings, args.host, args.port, args.log_level)
     return 0
 
@@ -127,7 +213,7 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
 def _demo_key(settings: Settings) -> tuple[str, str | None]:
     """Make sure the demo account exists and is funded; return its key (the one kept from an earlier start
     while it still works, demo_key.py) and the admin key if this start made one (only the first does)."""
-    conn = open_database(settings.database_path)
+    conn = open_database(settings.database)
     try:
         admin_key = ensure_admin_key(conn, settings.admin_key, admin_key_path(settings.database_path)).generated
         with transaction(conn):
@@ -147,13 +233,13 @@ def demo_chat_models(catalog: Catalog) -> list[str]:
     return list(dict.fromkeys(offered))
 
 
-def demo_instructions(base: str, key: str, admin_key: str | None, catalog: Catalog) -> str:
+def demo_instructions(base: str, key: str, admin_key: str | None, catalog: Catalog, store: str = "SQLite") -> str:
     """What the demo prints once the gateway listens: where it is, the key, and calls that work with the
     catalog it runs (its operators, and chat models it offers), then how to see the cost."""
     admin = f"Admin key (shown once, keep it): {admin_key}" if admin_key else DEMO_ADMIN_KEY_KEPT
     models = ", ".join(f"{m.name} ({m.kind})" for m in catalog.models.values() if catalog.offers_for(m.name))
     return f"""
-Suanli is running on SQLite; the simulator plays the operators {", ".join(catalog.operators)}.
+Suanli is running on {store}; the simulator plays the operators {", ".join(catalog.operators)}.
 
 Gateway:  {base}/v1   (OpenAI-compatible)
 Models:   {models}
@@ -218,9 +304,10 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
     try:
         _wait_until_up(f"{simulator_url}/v1/models", simulator)
         key, admin_key = _demo_key(settings)
+        store = "PostgreSQL" if settings.on_postgres else "SQLite"
 
         def ready() -> None:
-            sys.stdout.write(demo_instructions(f"http://{args.host}:{args.port}", key, admin_key, catalog))
+            sys.stdout.write(demo_instructions(f"http://{args.host}:{args.port}", key, admin_key, catalog, store))
             sys.stdout.flush()
 
         serve_gateway(settings, args.host, args.port, on_ready=ready)
@@ -236,6 +323,7 @@ def add_commands(commands: Any, common: Common) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--catalog", help="catalog TOML (default: $SUANLI_CATALOG or the demo catalog)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--workers", type=int, default=1, help="processes serving the port (above 1: PostgreSQL only)")
     p.set_defaults(handler=serve)
     common(p)
 

@@ -14,6 +14,11 @@ connection is closed. Everything else (parsing, flow control, shutdown) stays uv
 
 Each connection takes a file descriptor, and at the common default of 1,024 a few idle clients would make
 every new call fail; the process raises its soft limit to the hard one at start (``raise_fd_limit``).
+
+With several workers (``run_workers``), uvicorn's own supervisor binds the socket once and starts the
+workers, each a fresh interpreter given the same configuration (so the same protocol and bounds, each
+worker counting its own connections), and starts a new worker when one dies. Its workers would run
+uvicorn's plain server; ``GatewayWorker`` makes them run ``GatewayServer``.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
+from uvicorn.supervisors import multiprocess
 
 from suanli.limits import (
     CLIENT_CONNECTIONS_MAX,
@@ -127,8 +134,38 @@ class GatewayServer(uvicorn.Server):
                 transport.abort()
 
 
+class GatewayWorker(multiprocess.Process):
+    """One worker process of uvicorn's supervisor, serving with ``GatewayServer``."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = GatewayServer(config=self.config)
+        return self._server
+
+
+def run_workers(config: uvicorn.Config) -> int:
+    """Serve with ``config.workers`` processes under uvicorn's supervisor until SIGTERM or SIGINT; the exit
+    status: 0, or uvicorn's ``STARTUP_FAILURE`` when a worker failed to start (the supervisor then stops,
+    as every worker would fail the same way). ``config.app`` must be picklable: each worker unpickles it."""
+    sock = config.bind_socket()
+    # The supervisor makes its workers with its module's ``Process``, found by name, and takes no parameter
+    # for it: the name is pointed at GatewayWorker while the supervisor runs (the workers themselves
+    # unpickle GatewayWorker by its own name and need nothing swapped).
+    plain = multiprocess.Process
+    multiprocess.Process = GatewayWorker  # type: ignore[misc]
+    try:
+        supervisor = multiprocess.Multiprocess(config, sockets=[sock])
+        supervisor.run()
+    finally:
+        multiprocess.Process = plain  # type: ignore[misc]
+        sock.close()
+    failed = any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes)
+    return STARTUP_FAILURE if failed else 0
+
+
 def server_config(
-    app: Callable[..., Any],  # an ASGI application
+    app: Callable[..., Any],  # an ASGI application, or (with workers) a picklable factory of one
     host: str,
     port: int,
     log_level: str = "warning",
@@ -137,12 +174,17 @@ def server_config(
     keepalive_timeout_s: int = CLIENT_KEEPALIVE_TIMEOUT_S,
     connections_max: int = CLIENT_CONNECTIONS_MAX,
     shutdown_grace_s: int = SHUTDOWN_GRACE_S,
+    workers: int = 1,
 ) -> uvicorn.Config:
-    """uvicorn's configuration for the gateway: its protocol, and every client-facing wait bounded."""
+    """uvicorn's configuration for the gateway: its protocol, and every client-facing wait bounded. With
+    ``workers`` above 1, ``app`` is a factory each worker calls (``run_workers``); the bounds are each
+    worker's (``connections_max`` per worker)."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
+        workers=workers,  # given, so that WEB_CONCURRENCY in the environment changes nothing
+        factory=workers > 1,
         loop="uvloop",
         http=protocol,
         log_level=log_level,

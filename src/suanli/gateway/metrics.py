@@ -3,15 +3,24 @@ token by operator, model and outcome; upstream attempts; breaker states; refusal
 
 Every admitted request is observed once, at settlement, from its usage event, so the metrics count what
 the ledger counts. The ledger stays the record of money: costs here are for dashboards.
+
+With several workers (``suanli serve --workers N``) the counters and histograms are prometheus-client's
+multiprocess values: each worker writes its own to a file in ``PROMETHEUS_MULTIPROC_DIR`` (set by the
+parent before the workers start: the library chooses at import), and whichever worker answers
+``/metrics`` sums every worker's files, those of workers that died included (so totals never go back).
+The health gauges are read from the answering worker's own breakers at scrape time, which the files cannot
+hold; there they carry a ``worker`` label (its pid), since each worker keeps its own breakers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from suanli.gateway.health import CLOSED, HALF_OPEN, OPEN, HealthRegistry
@@ -21,16 +30,18 @@ LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
 BREAKER_STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 TOKEN_CLASSES = ("input", "cached_input", "cache_write", "output", "reasoning")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own switch to multiprocess values
 
 
 class _HealthCollector(Collector):
     """Breaker state, calls in flight and window error rate of every offer, read at scrape time."""
 
-    def __init__(self, health: HealthRegistry) -> None:
+    def __init__(self, health: HealthRegistry, worker: str | None = None) -> None:
         self._health = health
+        self._worker = [] if worker is None else [worker]  # one of several workers: its pid, as a label
 
     def collect(self) -> Iterator[Metric]:
-        labels = ["offer", "operator", "model"]
+        labels = ["offer", "operator", "model", *(["worker"] if self._worker else [])]
         state = GaugeMetricFamily(
             "suanli_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", labels=labels
         )
@@ -39,7 +50,7 @@ class _HealthCollector(Collector):
             "suanli_offer_error_rate_percent", "Failed calls in the health window", labels=labels
         )
         for view in self._health.snapshot():
-            values = [view["offer"], view["operator"], view["model"]]
+            values = [view["offer"], view["operator"], view["model"], *self._worker]
             state.add_metric(values, BREAKER_STATE_VALUE[view["state"]])
             in_flight.add_metric(values, view["in_flight"])
             errors.add_metric(values, view["window_error_rate_percent"])
@@ -56,7 +67,7 @@ class _Children:
 
 
 class Metrics:
-    def __init__(self, health: HealthRegistry) -> None:
+    def __init__(self, health: HealthRegistry, environ: Mapping[str, str] | None = None) -> None:
         self.registry = CollectorRegistry()
         by_call = ["operator", "model", "outcome"]
         self._requests = Counter("suanli_requests", "Requests settled", by_call, registry=self.registry)
@@ -81,8 +92,15 @@ class Metrics:
                                  registry=self.registry)  # fmt: skip
         self._refused = Counter("suanli_refused_requests", "Requests refused before reaching an operator",
                                 ["status", "code"], registry=self.registry)  # fmt: skip
-        self.registry.register(_HealthCollector(health))
         self._cache: dict[tuple[str, str, str], _Children] = {}
+        directory = (os.environ if environ is None else environ).get(MULTIPROCESS_DIR_ENV)
+        if directory is None:
+            self.registry.register(_HealthCollector(health))
+            self._scraped = self.registry
+        else:  # one worker of several: every worker's counters, from their files, and this one's health
+            self._scraped = CollectorRegistry()
+            MultiProcessCollector(self._scraped, path=directory)  # type: ignore[no-untyped-call]
+            self._scraped.register(_HealthCollector(health, worker=str(os.getpid())))
 
     def _children(self, operator: str, model: str, outcome: str) -> _Children:
         # labels() takes a lock and builds a key on every call; the set of label values is bounded by the
@@ -122,4 +140,4 @@ class Metrics:
         self._refused.labels(str(status), code).inc()
 
     def render(self) -> bytes:
-        return bytes(generate_latest(self.registry))
+        return bytes(generate_latest(self._scraped))
