@@ -210,13 +210,14 @@ BEGIN
 END $$;
 
 -- A pay-as-you-go reservation: the entry, unless the account has taken up plans since the worker cached it
+-- (p_check_plans is 0 or 1: booleans travel as the integers the schema stores)
 -- ('plans': the caller then funds it the long way, reading the account's plans).
 CREATE FUNCTION suanli_reserve(
-    p_account TEXT, p_check_plans BOOLEAN, ids TEXT[], kinds TEXT[], debits TEXT[], credits TEXT[], assets TEXT[],
+    p_account TEXT, p_check_plans BIGINT, ids TEXT[], kinds TEXT[], debits TEXT[], credits TEXT[], assets TEXT[],
     amounts BIGINT[], pendings TEXT[], memos TEXT[], p_request TEXT, p_owner TEXT, p_now BIGINT
 ) RETURNS TEXT LANGUAGE plpgsql AS $$
 BEGIN
-    IF p_check_plans AND EXISTS (SELECT 1 FROM accounts WHERE id = p_account AND has_plans <> 0) THEN
+    IF p_check_plans <> 0 AND EXISTS (SELECT 1 FROM accounts WHERE id = p_account AND has_plans <> 0) THEN
         RETURN 'plans';
     END IF;
     RETURN suanli_entry(ids, kinds, debits, credits, assets, amounts, pendings, memos, p_request, p_owner, p_now);
