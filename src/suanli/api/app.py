@@ -29,6 +29,13 @@ log = logging.getLogger("suanli")
 
 
 async def healthz(request: Request) -> Response:
+    """Liveness and readiness: 503 while this worker may not admit calls (its store is unreachable, or its
+    lease on a shared PostgreSQL database is not current), so a load balancer sends calls elsewhere."""
+    platform = getattr(request.app.state, "platform", None)
+    problem = platform.store_problem() if platform is not None else None
+    if problem is not None:
+        body = {"status": "unavailable", "store": problem}
+        return Response(orjson.dumps(body), status_code=503, media_type="application/json")
     return Response(orjson.dumps({"status": "ok"}), media_type="application/json")
 
 

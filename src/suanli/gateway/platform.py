@@ -240,6 +240,14 @@ class Platform:
         if self.lease is not None:
             notify(self.reader, what)
 
+    def store_problem(self) -> str | None:
+        """Why this worker may not admit calls now, or None (``/healthz``)."""
+        if getattr(self.writer, "store_down", False):
+            return "the store could not be reached by the last write"
+        if self.lease is not None and not self.lease.healthy():
+            return "this worker's lease on the database is not current"
+        return None
+
     def admitting(self) -> None:
         """Raise 503 if this worker may not admit a call now: its lease is not current (PostgreSQL)."""
         if self.lease is not None and not self.lease.healthy():

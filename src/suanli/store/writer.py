@@ -350,7 +350,8 @@ class GroupCommitWriter:
                 time.sleep(delay_s)
                 delay_s = min(delay_s * 2, STORE_RETRY_BACKOFF_MAX_S)
                 self._commit_again([item])
-            self.store_down = _is_store_failure(item.outcome)
+            # Admissions are refused at once only while the database is unreachable (not for a passing lock).
+            self.store_down = _is_store_failure(item.outcome) and self._dialect.fails_batch(item.outcome[1].__cause__)
 
     @staticmethod
     def _hand_back(batch: list[_Pending]) -> None:
