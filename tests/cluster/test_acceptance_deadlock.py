@@ -1,6 +1,5 @@
-"""Why four workers answer plan-funded calls 503 ``store_unavailable`` with the database up (issue 11).
-
-Two faults, each shown here without timing luck:
+"""Two faults four workers once had with plan-funded calls (issue 11), each shown here without timing luck,
+and fixed:
 
 1. **A lock-order deadlock between two workers' batches.** A plan-funded admission takes the account's
    advisory lock first (economy/funding.py ``reserve_job``: ``cluster.serialize(conn, account_lock)``) and then
@@ -8,15 +7,17 @@ Two faults, each shown here without timing luck:
    batch settles a call (row lock on ``pack:…``, held to the batch's commit) and then admits another
    (waits for the advisory lock); worker B's batch admitted first (holds the advisory lock) and waits for the
    row: a cycle, which PostgreSQL breaks by failing one batch with "deadlock detected". The PostgreSQL log of
-   the acceptance storm shows exactly this cycle ("waits for ExclusiveLock on advisory lock … blocked by …
-   waits for ShareLock on transaction").
+   the acceptance storm showed exactly this cycle ("waits for ExclusiveLock on advisory lock … blocked by …
+   waits for ShareLock on transaction"). Now a settlement of a call that plans or budgets funded takes the
+   account's lock first too (ledger/service.py ``_settle_job``), so the lock always comes before the rows.
 2. **A deadlock taken for a lost database.** The writer's ``PgDialect.fails_batch`` is ``pg.is_connection_lost``,
    true for every ``psycopg.OperationalError``; psycopg's ``DeadlockDetected`` (and ``SerializationFailure``,
    ``QueryCanceled``) are subclasses. So the batch counts as the store lost: ``store_down`` is set, the
    "tried once more" branch for a deadlock (store/writer.py ``_commit``: ``if hasty and not self.store_down``)
    never runs, the batch's admissions are answered 503 ``store_unavailable`` ("The store is unreachable"), and
    every admission after is refused at once until some batch commits. In the acceptance storm, 200 to 650 of
-   1,000 calls on a pack got that answer.
+   1,000 calls on a pack got that answer. Now a deadlock is told apart from a lost database
+   (``pg.is_retryable``): the admissions are tried once more, and the store is not taken for down.
 """
 
 from __future__ import annotations
@@ -39,12 +40,14 @@ from suanli.economy.products import Product, parse_product
 from suanli.gateway import accounts as ops
 from suanli.ledger import ASSET_CNY
 from suanli.ledger import names as ledger_names
+from suanli.ledger.service import _settle_job
 from suanli.ledger.sqlite import apply_entry, open_account
 from suanli.money import cny_to_nano
 from suanli.pricing import TokenUsage
 from suanli.store import pg
 from suanli.store.conn import Conn
 from suanli.store.db import now_ms, run_in_transaction
+from suanli.store.usage import UsageEvent
 from suanli.store.writer import GroupCommitWriter, PgDialect
 from tests.pg import shared_server
 
@@ -100,15 +103,23 @@ def _admission(account: str, request_id: str) -> partial[Funding]:
     return partial(reserve_job, req=request, products=PRODUCTS, zone=ZONE)
 
 
+def _event(request_id: str, account: str) -> UsageEvent:
+    return UsageEvent(request_id, account, "key", "chat", "op", "op/chat", "chat", False, 10, 0, 10, 0, False,
+                      1, 0, 2, 2, 1000, 30, 0, "ok", 200, "", 1, 1, now_ms())  # fmt: skip
+
+
 def _waiting_on_a_lock(observer: Conn, conn: pg.PgConnection) -> bool:
     pid = conn.raw.info.backend_pid
     row = observer.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = ?", (pid,)).fetchone()
     return row is not None and row[0] == "Lock"
 
 
-def _deadlock(a: pg.PgConnection, b: pg.PgConnection, account: str, database: str) -> list[BaseException]:
+def _deadlock(
+    a: pg.PgConnection, b: pg.PgConnection, account: str, database: str, *, locked: bool = True
+) -> list[BaseException]:
     """Worker A's batch settles call 0 and then admits call 2; worker B's batch admits call 1 in between.
-    What each batch failed with."""
+    What each batch failed with. ``locked``: the settlement takes the account's lock, as the gateway's does;
+    without it (as before the fix) the two batches deadlock."""
     funded = run_in_transaction(a, _admission(account, "req_0"))  # call 0, admitted and served earlier
     settled = settlement_transfers("req_0", funded, TokenUsage(input=10, output=10), 1000, "op")
     failures: list[BaseException] = []
@@ -120,7 +131,11 @@ def _deadlock(a: pg.PgConnection, b: pg.PgConnection, account: str, database: st
             failures.append(exc)
 
     a.execute("BEGIN")
-    apply_entry(a, settled.transfers, "req_0")  # A's batch: the settlement of call 0 (row lock on pack:…)
+    if locked:  # A's batch: the settlement of call 0 (row lock on pack:…), as the gateway's
+        _settle_job(a, settled.transfers, _event("req_0", account), [], ledger_names.wallet(account),
+                    lock_account=account)  # fmt: skip
+    else:
+        apply_entry(a, settled.transfers, "req_0")
     other = threading.Thread(target=worker_b)
     other.start()  # B's batch: the admission of call 1, which takes the account's lock, then waits for the row
     observer = pg.connect(database)
@@ -140,11 +155,6 @@ def _deadlock(a: pg.PgConnection, b: pg.PgConnection, account: str, database: st
     return failures
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="economy/funding.py reserve_job takes the account's advisory lock mid-batch, after a settlement in "
-    "the same batch locked the account's pack row without it: two workers' batches deadlock (issue 11)",
-)
 def test_a_settlement_and_admissions_of_one_account_in_two_workers_batches_do_not_deadlock(
     workers: tuple[pg.PgConnection, pg.PgConnection], database: str
 ) -> None:
@@ -153,17 +163,12 @@ def test_a_settlement_and_admissions_of_one_account_in_two_workers_batches_do_no
     assert _deadlock(a, b, account, database) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store/pg.py is_connection_lost counts DeadlockDetected (an OperationalError) as a lost database: "
-    "the writer sets store_down and answers 503 store_unavailable instead of trying the admission again",
-)
 def test_an_admission_that_deadlocked_is_tried_again_and_the_store_is_not_taken_for_down(
     workers: tuple[pg.PgConnection, pg.PgConnection], database: str
 ) -> None:
     a, b = workers
     account = _pack_holder(a)
-    failures = _deadlock(a, b, account, database)  # a real "deadlock detected", as a worker's batch gets it
+    failures = _deadlock(a, b, account, database, locked=False)  # a real "deadlock detected", as a batch got it
     deadlocks = [f for f in failures if isinstance(f, psycopg.errors.DeadlockDetected)]
     assert len(deadlocks) == 1, failures
     tries: list[int] = []

@@ -37,11 +37,6 @@ CALL_COST_NANO = 60_000
 CHEAP = chat("deepseek-v3.2", 10)
 # Product bugs that fail these storms in most runs but not all (so the marks are not strict); each is pinned
 # down deterministically, under a strict mark, by the test named.
-DEADLOCK = (
-    "plan-funded admissions deadlock across workers and the writer answers the deadlock 503 store_unavailable "
-    "(test_acceptance_deadlock.py)"
-)
-SECOND_WINDOW = "a second 5-hour window opens with a full allowance (test_acceptance_plan_window.py)"
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +107,6 @@ def test_a_wallet_for_100_calls_pays_for_no_more_of_1000_concurrent_calls(cluste
     _refusals_are(outcomes, {(402, "insufficient_balance")})
 
 
-@pytest.mark.xfail(strict=False, reason=DEADLOCK)
 def test_a_budget_for_50_calls_is_never_overshot_by_1000_concurrent_calls(cluster: Cluster, unique: str) -> None:
     key = cluster[0].account(unique, topup_cny="10")
     account = account_id(cluster[0], unique)
@@ -138,7 +132,6 @@ def test_a_budget_for_50_calls_is_never_overshot_by_1000_concurrent_calls(cluste
     _refusals_are(outcomes, {(429, "budget_exhausted")})
 
 
-@pytest.mark.xfail(strict=False, reason=f"{SECOND_WINDOW}; and {DEADLOCK}")
 def test_a_coding_plan_window_of_80_prompts_serves_80_of_1000_concurrent_calls(cluster: Cluster, unique: str) -> None:
     key = cluster[0].account(unique, topup_cny="49")  # Coding Plan Lite's fee: the wallet is then empty
     account = account_id(cluster[0], unique)
@@ -169,7 +162,6 @@ def test_a_coding_plan_window_of_80_prompts_serves_80_of_1000_concurrent_calls(c
     _refusals_are(outcomes, {(429, "allowance_exhausted")})
 
 
-@pytest.mark.xfail(strict=False, reason=DEADLOCK)
 def test_a_pack_for_60_calls_pays_for_no_more_of_1000_concurrent_calls(cluster: Cluster, unique: str) -> None:
     key = cluster[0].account(unique, topup_cny="1")  # pack-small's price: the wallet is then empty
     account = account_id(cluster[0], unique)

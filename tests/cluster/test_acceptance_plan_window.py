@@ -1,5 +1,6 @@
-"""Why four workers let a Coding Plan window of 80 prompts serve more than 80: a prompt stamped just before
-the window another worker opened opens a second window, with a full allowance of its own (issue 11).
+"""Why four workers once let a Coding Plan window of 80 prompts serve more than 80: a prompt stamped just
+before the window another worker opened opened a second window, with a full allowance of its own (issue 11).
+Fixed: a request stamped before the open window's end belongs to it (``windows.rolling``).
 
 Each worker stamps a call's time when it admits it (gateway/lifecycle.py ``now_ms()``), then its admission
 job waits for the account's lock behind the other workers' jobs. So jobs reach the database out of stamp
@@ -73,11 +74,6 @@ def _admit(conn: Conn, account: str, request_id: str, stamped_ms: int) -> None:
     run_in_transaction(conn, partial(reserve_job, req=request, products=PRODUCTS, zone=ZONE))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="economy/funding.py _window + economy/windows.py rolling: a prompt stamped before the open 5-hour "
-    "window's start opens a second window with a full allowance (issue 11: overspend on a Coding Plan)",
-)
 def test_a_prompt_stamped_just_before_another_workers_window_counts_in_that_window(store: Conn) -> None:
     t = now_ms()
     account = _subscriber(store, t - 60_000)

@@ -28,8 +28,10 @@ def _ms(moment: datetime) -> int:
 
 
 def rolling(previous_end_ms: int | None, previous_start_ms: int | None, now_ms: int) -> tuple[int, int]:
-    """The 5-hour window ``now_ms`` falls in: the open one, or a new one starting now."""
-    if previous_start_ms is not None and previous_end_ms is not None and previous_start_ms <= now_ms < previous_end_ms:
+    """The 5-hour window ``now_ms`` falls in: the open one, or a new one starting now. A request stamped a
+    moment before the open window's start (its worker stamped it before another worker's request opened the
+    window, and reached the database after) belongs to that window too: never a second, fully granted one."""
+    if previous_start_ms is not None and previous_end_ms is not None and now_ms < previous_end_ms:
         return previous_start_ms, previous_end_ms
     return now_ms, now_ms + ROLLING_WINDOW_MS
 

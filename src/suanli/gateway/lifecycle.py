@@ -43,6 +43,7 @@ from suanli.pricing import Charge, Quote, TokenUsage, charge
 from suanli.pricing.prices import Prices
 from suanli.store.conn import Conn
 from suanli.store.db import now_ms
+from suanli.store.deferred import Ordered
 from suanli.store.usage import Attempt, UsageEvent
 
 
@@ -150,8 +151,9 @@ async def admit(
         plans=account.has_plans, cached=True,
     )  # fmt: skip
     job: Callable[[Conn], Funding] = partial(reserve_job, req=spec, products=platform.products, zone=platform.zone)
-    if platform.settings.on_postgres and not spec.plans:
-        job = reserve_statement(spec, platform.products, platform.zone)
+    if platform.settings.on_postgres:  # one statement, or a job in account order (store/deferred.py)
+        wallet = ledger_names.wallet(account.id)
+        job = Ordered(job, wallet) if spec.plans else reserve_statement(spec, platform.products, platform.zone)
     funding = await platform.writer.run(job, durable=False, shed=True)  # an admission may be shed, never a settlement
     covered = [o for o in candidates if funding.wallet is None or o.id in funding.covered_offers]
     platform.calls_in_flight += 1
@@ -206,8 +208,9 @@ async def _write(
     if settled.overruns or (account.has_plans and settled.wallet_nano):  # the contract is read in the step
         adjust = partial(adjust_settlement, settled=settled, contract=None, zone=platform.zone, lookup_contract=True)
     wallet = ledger_names.wallet(account.id)
+    lock = account.id if call.funding.legs else None  # its plans or budgets: serial per account (scaling.md)
     balance, event = await platform.ledger.settle(
-        settled.transfers, event, call.attempts, wallet, alone=alone, adjust=adjust
+        settled.transfers, event, call.attempts, wallet, alone=alone, adjust=adjust, lock_account=lock
     )
     platform.metrics.observe(event, call.attempts)
     if call.first_byte_ns is not None and usage.output + usage.reasoning:

@@ -14,8 +14,9 @@ from typing import Any, Protocol
 from suanli.ledger import postgres
 from suanli.ledger.model import Balance, Kind, Transfer
 from suanli.ledger.sqlite import apply_entry, open_account, read_balance
+from suanli.store import cluster
 from suanli.store.conn import Conn
-from suanli.store.deferred import Deferred
+from suanli.store.deferred import Deferred, Ordered
 from suanli.store.usage import Attempt, UsageEvent, insert_attempts, insert_usage_event
 from suanli.store.writer import Writer
 
@@ -38,11 +39,13 @@ class Ledger(Protocol):
         *,
         alone: bool = False,
         adjust: Adjustment | None = None,
+        lock_account: str | None = None,
     ) -> tuple[Balance | None, UsageEvent]:
         """Apply the settlement transfers and record the usage event and upstream attempts in one durable
         step; return the balance of ``balance_of`` after it and the event as recorded. ``alone``: no other
         request is in flight. ``adjust`` runs in the same step after the transfers (charging what the
-        reservations did not cover, a contract's rebate) and amends the event."""
+        reservations did not cover, a contract's rebate) and amends the event. ``lock_account``: the step
+        first takes that account's lock (a call its plans or budgets funded, store/cluster.py)."""
 
     def balance(self, account_id: str) -> Balance | None: ...
 
@@ -55,7 +58,10 @@ def _settle_job(
     balance_of: str,
     *,
     adjust: Adjustment | None = None,
+    lock_account: str | None = None,
 ) -> tuple[Balance | None, UsageEvent]:
+    if lock_account is not None:
+        cluster.serialize(conn, cluster.account_lock(lock_account))
     apply_entry(conn, transfers, usage.request_id)
     if adjust is not None:
         usage = adjust(conn, usage)
@@ -107,11 +113,20 @@ class SqliteLedger:
         *,
         alone: bool = False,
         adjust: Adjustment | None = None,
+        lock_account: str | None = None,
     ) -> tuple[Balance | None, UsageEvent]:
         job: Callable[[Conn], tuple[Balance | None, UsageEvent]] = partial(
-            _settle_job, transfers=transfers, usage=usage, attempts=attempts, balance_of=balance_of, adjust=adjust
+            _settle_job,
+            transfers=transfers,
+            usage=usage,
+            attempts=attempts,
+            balance_of=balance_of,
+            adjust=adjust,
+            lock_account=lock_account,
         )
-        if self._pipelined and adjust is None and not _attempt_rows(attempts):
+        if lock_account is not None:
+            job = Ordered(job, balance_of)
+        elif self._pipelined and adjust is None and not _attempt_rows(attempts):
             statement = postgres.settle_statement(transfers, usage, balance_of)
             job = Deferred(job, statement, partial(_finish_settle, usage=usage, balance_of=balance_of), balance_of)
         return await self._writer.run(job, alone=alone)

@@ -27,6 +27,19 @@ FALLBACK: Any = _Fallback()  # finish's answer when the job must run as Python a
 
 
 @dataclass(frozen=True, slots=True)
+class Ordered(Generic[T]):
+    """A Python job with its place in the batch: the customer account it locks. PostgreSQL's writer runs a
+    batch's Python jobs in that order (after its deferred statements, themselves in that order), so two
+    workers' batches take the accounts' locks in one order and cannot deadlock on them."""
+
+    python: Callable[[Conn], T]
+    order: str
+
+    def __call__(self, conn: Conn) -> T:
+        return self.python(conn)
+
+
+@dataclass(frozen=True, slots=True)
 class Deferred(Generic[T]):
     python: Callable[[Conn], T]  # the job itself
     statement: Callable[[Conn], tuple[str, Sequence[Any]]]  # the same as one statement (PostgreSQL)

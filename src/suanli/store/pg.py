@@ -228,4 +228,6 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def is_connection_lost(exc: BaseException) -> bool:
-    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    """The database is unreachable or not answering (a statement timeout counts): not a deadlock or a
+    serialisation failure, which abort one transaction of a database that is up."""
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and not is_retryable(exc)

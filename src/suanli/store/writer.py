@@ -66,7 +66,7 @@ from suanli.limits import (
 from suanli.store import pg
 from suanli.store.conn import STORE_ERRORS, Conn
 from suanli.store.db import connect
-from suanli.store.deferred import FALLBACK, Deferred
+from suanli.store.deferred import FALLBACK, Deferred, Ordered
 
 log = logging.getLogger("suanli.writer")
 
@@ -101,6 +101,9 @@ class Dialect(Protocol):
     def fails_batch(self, exc: BaseException) -> bool:
         """An error raised inside a job that is the store's, not the job's: the whole batch failed."""
 
+    def lost(self, exc: BaseException) -> bool:
+        """The store is unreachable (not a deadlock): admissions are refused at once until a batch commits."""
+
     def begin_deferred(self, conn: Conn, durable: bool, jobs: list[Deferred[Any]]) -> list[Any] | None:
         """Begin the transaction and run ``jobs`` as statements sent together: each one's row, in order.
         None: this database runs them as Python."""
@@ -132,6 +135,9 @@ class SqliteDialect:
         return conn
 
     def fails_batch(self, exc: BaseException) -> bool:
+        return False
+
+    def lost(self, exc: BaseException) -> bool:
         return False
 
     def begin_deferred(self, conn: Conn, durable: bool, jobs: list[Deferred[Any]]) -> list[Any] | None:
@@ -166,6 +172,9 @@ class PgDialect:
         return fresh
 
     def fails_batch(self, exc: BaseException) -> bool:
+        return pg.is_connection_lost(exc) or pg.is_retryable(exc)
+
+    def lost(self, exc: BaseException) -> bool:
         return pg.is_connection_lost(exc)
 
     def begin_deferred(self, conn: Conn, durable: bool, jobs: list[Deferred[Any]]) -> list[Any] | None:
@@ -318,7 +327,7 @@ class GroupCommitWriter:
             for item in batch:
                 item.outcome = (False, _store_failure(exc))
         failed = [item for item in batch if _is_store_failure(item.outcome)]
-        self.store_down = bool(failed) and any(self._dialect.fails_batch(i.outcome[1].__cause__) for i in failed)
+        self.store_down = bool(failed) and any(self._dialect.lost(i.outcome[1].__cause__) for i in failed)
         if failed:
             hasty = [item for item in failed if item.retry_for_s < STORE_RETRY_FOR_S]
             if hasty and not self.store_down:  # a deadlock or such: the admissions are tried once more, together
@@ -351,7 +360,7 @@ class GroupCommitWriter:
                 delay_s = min(delay_s * 2, STORE_RETRY_BACKOFF_MAX_S)
                 self._commit_again([item])
             # Admissions are refused at once only while the database is unreachable (not for a passing lock).
-            self.store_down = _is_store_failure(item.outcome) and self._dialect.fails_batch(item.outcome[1].__cause__)
+            self.store_down = _is_store_failure(item.outcome) and self._dialect.lost(item.outcome[1].__cause__)
 
     @staticmethod
     def _hand_back(batch: list[_Pending]) -> None:
@@ -374,10 +383,11 @@ def commit_batch(conn: Conn, batch: list[_Pending], dialect: Dialect) -> None:
         rows = dialect.begin_deferred(conn, durable, [job for _, job in deferred]) if deferred else None
         if rows is None:
             dialect.begin(conn, durable)
-            rest = batch
+            rest = sorted(batch, key=_order)  # stable: jobs with no account keep their order, first
         else:
             rest = [item for (item, job), row in zip(deferred, rows, strict=True) if not _finish(item, job, row)]
             rest += [item for item in batch if not isinstance(item.job, Deferred)]
+            rest.sort(key=_order)
         if len(batch) == 1 and rest:  # alone in its transaction: a failure rolls it back, no savepoint needed
             item = batch[0]
             item.outcome = _run_alone(conn, item.job, dialect)
@@ -390,6 +400,11 @@ def commit_batch(conn: Conn, batch: list[_Pending], dialect: Dialect) -> None:
         _roll_back(conn)
         for item in batch:
             item.outcome = (False, _store_failure(exc))
+
+
+def _order(item: _Pending) -> str:
+    job = item.job
+    return job.order if isinstance(job, Deferred | Ordered) else ""
 
 
 def _finish(item: _Pending, job: Deferred[Any], row: Any) -> bool:
@@ -437,9 +452,15 @@ def _final(item: _Pending) -> None:
     unreachable (nothing was reserved); anything else, that the store could not commit it."""
     ok, value = item.outcome
     if not ok and isinstance(value, StoreUnavailable) and value.code == "store_error":
-        fresh = _unavailable()
-        fresh.__cause__ = value.__cause__
-        item.outcome = (False, fresh)
+        fresh: ServiceUnavailable = _unavailable()
+    elif not ok and _is_store_failure(item.outcome) and pg.is_retryable(value.__cause__):
+        fresh = StoreUnavailable(
+            "The store was busy (a deadlock; tried again); nothing was charged.", code="store_busy"
+        )
+    else:
+        return
+    fresh.__cause__ = value.__cause__
+    item.outcome = (False, fresh)
 
 
 def _is_locked(value: Any) -> bool:
