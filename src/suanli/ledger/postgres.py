@@ -11,18 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from psycopg.types.json import Jsonb
+import orjson
 
 from suanli.ledger.model import Balance, LedgerRejected, Rejection, Transfer
 from suanli.store.conn import Conn
 from suanli.store.db import now_ms
 from suanli.store.usage import USAGE_COLUMNS, UsageEvent
 
-Statement = tuple[str, Sequence[Any]]
+Call = list[Any]  # one job of suanli_batch: [kind, ...] (store/pg_ledger.sql)
 SLOTTED_PREFIXES = ("platform:", "sales:", "plans:")
-ENTRY_SQL = "SELECT suanli_entry(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-RESERVE_SQL = "SELECT suanli_reserve(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-SETTLE_SQL = "SELECT * FROM suanli_settle(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+ENTRY_SQL = "SELECT suanli_entry(?::json, ?, ?, ?)"
 _BALANCE_SQL = (
     "SELECT a.id, a.asset, a.floor, a.debits_pending + coalesce(sum(s.debits_pending), 0), "
     "a.debits_posted + coalesce(sum(s.debits_posted), 0), a.credits_pending + coalesce(sum(s.credits_pending), 0), "
@@ -37,19 +35,9 @@ def slotted(account_id: str) -> bool:
 
 
 def entry_parameters(conn: Conn, transfers: Sequence[Transfer], request_id: str) -> tuple[object, ...]:
-    return (
-        [t.id for t in transfers],
-        [t.kind.value for t in transfers],
-        [t.debit_account for t in transfers],
-        [t.credit_account for t in transfers],
-        [t.asset for t in transfers],
-        [t.amount for t in transfers],
-        [t.pending_id for t in transfers],
-        [t.memo for t in transfers],
-        request_id,
-        conn.owner,
-        now_ms(),
-    )
+    """The entry as ``suanli_entry`` takes it: one JSON text (the driver adapts a string in C), then the
+    request, the writer and the time."""
+    return orjson.dumps(_entry(transfers)).decode(), request_id, conn.owner, now_ms()
 
 
 def rejection(code: str) -> LedgerRejected | None:
@@ -92,9 +80,16 @@ def all_balances(conn: Conn) -> list[Balance]:
     return [Balance(*row) for row in conn.execute(f"{_BALANCE_SQL} GROUP BY a.id")]
 
 
-def entry_statement(transfers: Sequence[Transfer], request_id: str) -> Callable[[Conn], Statement]:
-    """``apply_entry`` as one statement (store/deferred.py)."""
-    return lambda conn: (ENTRY_SQL, entry_parameters(conn, transfers, request_id))
+def _entry(transfers: Sequence[Transfer]) -> list[tuple[Any, ...]]:
+    return [
+        (t.id, t.kind.value, t.debit_account, t.credit_account, t.asset, t.amount, t.pending_id, t.memo)
+        for t in transfers
+    ]
+
+
+def entry_statement(transfers: Sequence[Transfer], request_id: str) -> Callable[[], Call]:
+    """``apply_entry`` as one job of a batch's call (store/deferred.py)."""
+    return lambda: ["entry", _entry(transfers), request_id]
 
 
 def finish_entry(row: Any) -> None:
@@ -103,24 +98,22 @@ def finish_entry(row: Any) -> None:
         raise refused
 
 
-def reserve_statement(account_id: str, check_plans: bool, transfer: Transfer) -> Callable[[Conn], Statement]:
-    """A wallet reservation as one statement: answers 'plans' if the account has taken up plans since."""
-
-    def statement(conn: Conn) -> Statement:
-        return RESERVE_SQL, (account_id, check_plans, *entry_parameters(conn, [transfer], transfer.id.split(".")[0]))
-
-    return statement
+def reserve_statement(account_id: str, check_plans: bool, transfer: Transfer) -> Callable[[], Call]:
+    """A wallet reservation as one job of a batch's call: answers 'plans' if the account has taken up plans
+    since it was cached."""
+    request_id = transfer.id.split(".")[0]
+    return lambda: ["reserve", account_id, int(check_plans), _entry([transfer]), request_id]
 
 
-def settle_statement(transfers: Sequence[Transfer], event: UsageEvent, balance_of: str) -> Callable[[Conn], Statement]:
-    """A settlement without adjustment or attempt rows as one statement: entry, usage event, balance."""
+def settle_statement(transfers: Sequence[Transfer], event: UsageEvent, balance_of: str) -> Callable[[], Call]:
+    """A settlement without adjustment or attempt rows as one job of a batch's call: entry, usage event,
+    balance."""
 
-    def statement(conn: Conn) -> Statement:
+    def call() -> Call:
         record = {name: _json_value(getattr(event, name)) for name in USAGE_COLUMNS}
-        parameters = (*entry_parameters(conn, transfers, event.request_id), Jsonb(record), balance_of)
-        return SETTLE_SQL, parameters
+        return ["settle", _entry(transfers), event.request_id, record, balance_of]
 
-    return statement
+    return call
 
 
 def finish_settle(row: Any, account_id: str) -> Balance | None:

@@ -1,15 +1,15 @@
-"""A job the writer may send to PostgreSQL as one statement, together with the rest of its batch.
+"""A job the writer may send to PostgreSQL as data, in one call with the rest of its batch.
 
-The hot path's jobs (a pay-as-you-go reservation, a settlement, a ledger entry) are each one call of a
-server-side function (store/pg_ledger.sql). PostgreSQL's writer sends a batch's calls in psycopg's pipeline
-mode, after ``BEGIN`` and without waiting for each answer, so a batch of hundreds of jobs costs about one
-round trip instead of several per job; the functions are atomic, so no savepoint is needed either.
-SQLite (and PostgreSQL when ``finish`` answers ``FALLBACK``) runs the same job as Python (``python``).
+The hot path's jobs (a pay-as-you-go reservation, a settlement, a ledger entry) are each one job of the
+server-side function ``suanli_batch`` (store/pg_ledger.sql): PostgreSQL's writer sends ``BEGIN`` and one
+call carrying the whole batch's jobs in psycopg's pipeline mode, so a batch of hundreds of jobs costs one
+round trip and one statement; the functions are atomic, so no savepoint is needed either. SQLite (and
+PostgreSQL when ``finish`` answers ``FALLBACK``) runs the same job as Python (``python``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -42,8 +42,8 @@ class Ordered(Generic[T]):
 @dataclass(frozen=True, slots=True)
 class Deferred(Generic[T]):
     python: Callable[[Conn], T]  # the job itself
-    statement: Callable[[Conn], tuple[str, Sequence[Any]]]  # the same as one statement (PostgreSQL)
-    finish: Callable[[Any], T]  # the statement's one row -> the job's result; raises as the job would
+    call: Callable[[], list[Any]]  # the same as one job of suanli_batch: [kind, ...] (PostgreSQL)
+    finish: Callable[[Any], T]  # the job's answer (a row) -> its result; raises as the job would
     order: str = ""  # a batch's statements are sent in this order (the customer account): one lock order
 
     def __call__(self, conn: Conn) -> T:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import pq
 from psycopg.adapt import Dumper, Loader
+from psycopg.rows import tuple_row
 
 from suanli.errors import ConfigError, StoreUnavailable
 from suanli.limits import (
@@ -34,6 +35,7 @@ from suanli.store.schema_pg import PG_MIGRATIONS
 POSTGRES_VERSION_MIN = 130000  # 13: the oldest release still supported when this was written
 MIGRATION_LOCK = 0x5375616E6C69  # "Suanli": the advisory lock N workers take to migrate once
 URL_SCHEMES = ("postgresql://", "postgres://")
+BATCH_SQL = "SELECT suanli_batch(?::json, ?, ?)"  # a writer's batch of hot-path jobs (store/deferred.py)
 
 
 def is_postgres(target: object) -> bool:
@@ -136,6 +138,11 @@ class PgConnection:
             self.raw = connect(self.url).raw
         except psycopg.Error:
             raise StoreUnavailable("The store is unreachable; nothing was reserved or charged.") from cause
+
+    def execute_plain(self, sql: str, parameters: Sequence[Any]) -> psycopg.Cursor[Any]:
+        """A statement whose rows are plain tuples (no column names to look up): the hot path's."""
+        cursor = self.raw.cursor(row_factory=tuple_row)
+        return cursor.execute(translate(sql, True), parameters)
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> None:
         with self.raw.cursor() as cursor:

@@ -54,6 +54,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import orjson
+
 from suanli.errors import ServiceUnavailable, StoreUnavailable
 from suanli.limits import (
     LEDGER_BATCH_OPS_MAX,
@@ -65,7 +67,7 @@ from suanli.limits import (
 )
 from suanli.store import pg
 from suanli.store.conn import STORE_ERRORS, Conn
-from suanli.store.db import connect
+from suanli.store.db import connect, now_ms
 from suanli.store.deferred import FALLBACK, Deferred, Ordered
 
 log = logging.getLogger("suanli.writer")
@@ -180,10 +182,13 @@ class PgDialect:
     def begin_deferred(self, conn: Conn, durable: bool, jobs: list[Deferred[Any]]) -> list[Any] | None:
         if not isinstance(conn, pg.PgConnection):
             return None
+        calls = orjson.dumps([job.call() for job in jobs]).decode()
         with conn.raw.pipeline():
             self.begin(conn, durable)
-            cursors = [conn.execute(*job.statement(conn)) for job in jobs]
-        return [cursor.fetchone() for cursor in cursors]
+            cursor = conn.execute_plain(pg.BATCH_SQL, (calls, conn.owner, now_ms()))
+        row = cursor.fetchone()
+        answers: list[Any] = row[0] if row is not None else []
+        return answers
 
 
 def dialect_for(target: str | Path, owner: str = "") -> Dialect:
