@@ -3,11 +3,13 @@
 # harness's upstream ($UPSTREAM_BASE), with a fresh database, a funded account and its key in
 # $BENCH_RUN_DIR/key (read back with --key-cmd 'cat $BENCH_RUN_DIR/key'). Metering and durable
 # settlement are on, as in production. BENCH_PLAN=pack or BENCH_PLAN=subscription funds the calls from a
-# token pack or a subscription's allowance instead of the wallet.
+# token pack or a subscription's allowance instead of the wallet. BENCH_DATABASE_URL=postgresql://… (an
+# empty database) serves from PostgreSQL instead of a SQLite file, with BENCH_WORKERS worker processes (1).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 suanli="$here/.venv/bin/suanli"
 export SUANLI_DATABASE="$BENCH_RUN_DIR/suanli.db"
+if [[ -n ${BENCH_DATABASE_URL:-} ]]; then export SUANLI_DATABASE_URL=$BENCH_DATABASE_URL; fi
 export SUANLI_CATALOG="$BENCH_RUN_DIR/catalog.toml"
 export SUANLI_ADMIN_KEY=sk-admin-bench
 cat > "$SUANLI_CATALOG" <<TOML
@@ -41,4 +43,4 @@ case ${BENCH_PLAN:-} in  # fund the calls from a pack or a subscription instead 
   *) echo "BENCH_PLAN is pack or subscription" >&2; exit 2 ;;
 esac
 "$suanli" key create bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])' > "$BENCH_RUN_DIR/key"
-exec "$suanli" serve --port "$PORT"
+exec "$suanli" serve --port "$PORT" --workers "${BENCH_WORKERS:-1}"
