@@ -13,6 +13,7 @@ ALTER TABLE open_pending DROP CONSTRAINT open_pending_transfer_id_fkey;
 CREATE TABLE ledger_account_slots (
     account_id TEXT NOT NULL,
     slot TEXT NOT NULL,
+    asset TEXT NOT NULL,
     debits_pending BIGINT NOT NULL DEFAULT 0,
     debits_posted BIGINT NOT NULL DEFAULT 0,
     credits_pending BIGINT NOT NULL DEFAULT 0,
@@ -31,11 +32,18 @@ CREATE FUNCTION suanli_move(
 ) RETURNS BOOLEAN LANGUAGE plpgsql AS $$
 BEGIN
     IF suanli_slotted(p_account) THEN
+        UPDATE ledger_account_slots SET
+            debits_pending = debits_pending + dp, debits_posted = debits_posted + dpo,
+            credits_pending = credits_pending + cp, credits_posted = credits_posted + cpo
+        WHERE account_id = p_account AND slot = p_slot AND asset = p_asset;
+        IF FOUND THEN  -- the writer's row exists: the account does, with this asset
+            RETURN TRUE;
+        END IF;
         PERFORM 1 FROM ledger_accounts WHERE id = p_account AND asset = p_asset;
         IF NOT FOUND THEN
             RETURN FALSE;
         END IF;
-        INSERT INTO ledger_account_slots AS s VALUES (p_account, p_slot, dp, dpo, cp, cpo)
+        INSERT INTO ledger_account_slots AS s VALUES (p_account, p_slot, p_asset, dp, dpo, cp, cpo)
         ON CONFLICT (account_id, slot) DO UPDATE SET
             debits_pending = s.debits_pending + dp, debits_posted = s.debits_posted + dpo,
             credits_pending = s.credits_pending + cp, credits_posted = s.credits_posted + cpo;
