@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from suanli.gateway.health import CLOSED, HALF_OPEN, OPEN, HealthRegistry, OfferHealth, Outcome
+from suanli.gateway.quoting import utilisation_permille
 from suanli.limits import BREAKER_HALF_OPEN_CALLS, BREAKER_OPEN_MAX_S, BREAKER_OPEN_S
 from tests.gateway.breaker import CAPACITY, EPS_S, OFFER, REASON, FakeClock, fail, make_offers, open_breaker
 
@@ -145,3 +146,16 @@ class BreakerMachine(RuleBasedStateMachine):
 
 BreakerMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
 test_breaker_state_machine = BreakerMachine.TestCase
+
+
+def test_with_n_live_workers_each_sees_its_share_of_an_offers_capacity(registry: HealthRegistry) -> None:
+    """On one PostgreSQL database N workers share each offer's capacity; each counts only its own calls,
+    so each measures them against 1/N of it (docs/scaling.md), for routing and the load surcharge alike."""
+    health = registry.of(ALPHA_M)
+    health.in_flight = 1
+    alone = (health.view().utilization, utilisation_permille(registry, ALPHA_M))
+    registry.workers = 2
+    shared = (health.view().utilization, utilisation_permille(registry, ALPHA_M))
+    assert shared == (2 * alone[0], 2 * alone[1])
+    registry.workers = 0  # no lease seen yet: as if alone
+    assert (health.view().utilization, utilisation_permille(registry, ALPHA_M)) == alone

@@ -78,6 +78,7 @@ class OfferHealth:
         self._probe_failed = False  # a probe failed since the breaker opened
         self._retry_after_until = 0.0
         self.in_flight = 0
+        self.workers = 1  # the live workers this offer's capacity is shared by (HealthRegistry.workers)
         self.calls_total = 0
         self.failures_total = 0
 
@@ -198,7 +199,7 @@ class OfferHealth:
             self._half_open()
 
     def view(self) -> OfferState:
-        capacity = max(self.offer.capacity, 1)
+        capacity = max(self.offer.capacity // self.workers, 1)  # this worker's share (docs/scaling.md)
         return OfferState(
             available=self.available(),
             latency_p50_ms=self._latency_ewma_ms if self._latency_ewma_ms is not None else float("inf"),
@@ -228,6 +229,18 @@ class OfferHealth:
 class HealthRegistry:
     def __init__(self, offers: Iterable[Offer], clock: Callable[[], float] = time.monotonic) -> None:
         self._offers = {offer.id: OfferHealth(offer, clock) for offer in offers}
+        self._workers = 1
+
+    @property
+    def workers(self) -> int:
+        """Live workers sharing the offers' capacity (PostgreSQL's leases; 1 on SQLite)."""
+        return self._workers
+
+    @workers.setter
+    def workers(self, count: int) -> None:
+        self._workers = max(count, 1)
+        for health in self._offers.values():
+            health.workers = self._workers
 
     def of(self, offer: Offer) -> OfferHealth:
         return self._offers[offer.id]

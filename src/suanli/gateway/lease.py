@@ -42,6 +42,7 @@ class LeaseKeeper:
         self._conn: pg.PgConnection | None = None
         self.lost = False  # the lease was reclaimed by another worker
         self.clock_skew_s = 0.0
+        self.live_workers = 1  # leases current at the last renewal, this one included
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Register the lease (on the caller's thread: a worker that cannot is not started), then keep it."""
@@ -108,6 +109,7 @@ class LeaseKeeper:
                 self._lose()
                 return
             self._renewed_at = time.monotonic()
+            self.live_workers = cluster.live_workers(self._conn)
 
     def _deliver(self, payload: str) -> None:
         if self._loop is not None and not self._loop.is_closed():

@@ -214,6 +214,8 @@ class Platform:
 
     async def _reclaim_once(self) -> None:
         """Reclaim the leases of workers that stopped renewing and resolve what they left reserved."""
+        if self.lease is not None:
+            self.health.workers = self.lease.live_workers
         orphans = await self.writer.run(reclaim_job)
         if orphans.posted or orphans.voided:
             log.warning("resolved dead workers' reservations: %d posted, %d voided", orphans.posted, orphans.voided)

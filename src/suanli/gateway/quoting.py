@@ -46,7 +46,9 @@ def output_bound(offer: Offer, request: ChatRequest) -> int:
 
 
 def utilisation_permille(health: HealthRegistry, offer: Offer) -> int:
-    return utilisation_of(health.of(offer).in_flight, offer.capacity)
+    """This worker's calls in flight against its share of the offer's capacity: with N live workers on one
+    database (docs/scaling.md) each sees about 1/N of the load, so each has 1/N of the capacity."""
+    return utilisation_of(health.of(offer).in_flight, offer.capacity // max(health.workers, 1))
 
 
 def price_list_of(catalog: Catalog) -> PriceList:
