@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from suanli.errors import ConfigError
+from suanli.errors import ConfigError, StoreUnavailable
 from suanli.store import pg
 from suanli.store.db import open_database, transaction
 from tests.pg import shared_server
@@ -39,3 +39,14 @@ def test_an_unreachable_database_is_one_line_without_its_password() -> None:
         open_database("postgresql://suanli:secret@127.0.0.1:9/suanli")
     assert "secret" not in str(refused.value) and "***" in str(refused.value)
     assert "\n" not in str(refused.value)
+
+
+def test_a_servers_read_that_outlasts_its_limit_is_a_503_not_a_hang_nor_a_500() -> None:
+    conn = open_database(shared_server().new_database())
+    try:
+        pg.limit_reads(conn, 0.2)
+        with pytest.raises(StoreUnavailable):
+            conn.execute("SELECT pg_sleep(2)")
+        assert conn.execute("SELECT 1").fetchone()[0] == 1  # the connection serves on
+    finally:
+        conn.close()

@@ -96,6 +96,7 @@ INSTANT_HORIZON_DAYS = 36_600  # an instant asked about (`at`, a key's `expires_
 # PostgreSQL (store/pg.py, docs/scaling.md)
 STORE_CONNECT_TIMEOUT_S = 2  # libpq's smallest useful connect timeout
 STORE_STATEMENT_TIMEOUT_S = 5.0  # a statement the database has not answered by then fails the job
+STORE_READ_TIMEOUT_S = 1.0  # a serving worker's reads (key look-ups, views), made on its event loop
 STORE_ADMISSION_RETRY_S = 0.5  # an admission the store failed is retried this long, then answered 503
 STORE_IDLE_IN_TRANSACTION_S = 10  # a dead client's open transaction and row locks go after this
 WORKER_LEASE_RENEW_S = 2.0  # each worker renews its lease this often

@@ -39,6 +39,7 @@ from suanli.limits import (
     PACK_EXPIRY_SWEEP_S,
     RESERVATION_STALE_S,
     SETTING_SECONDS_MAX,
+    STORE_READ_TIMEOUT_S,
     WORKER_RECLAIM_INTERVAL_S,
 )
 from suanli.providers.http1 import Http1Upstream
@@ -46,7 +47,7 @@ from suanli.store.cluster import notify
 from suanli.store.conn import Conn
 from suanli.store.db import now_ms, open_database, transaction
 from suanli.store.owner import DatabaseOwner
-from suanli.store.pg import is_postgres
+from suanli.store.pg import is_postgres, limit_reads
 from suanli.store.writer import GroupCommitWriter, Writer, dialect_for
 
 log = logging.getLogger("suanli")
@@ -180,6 +181,7 @@ class Platform:
         for operator in self.catalog.operators:
             await self.ledger.open_account(ledger_names.sales(operator), ASSET_CNY, None)
         await self.ledger.open_account(economy_names.PLANS, ASSET_CNY, None)
+        limit_reads(self.reader, STORE_READ_TIMEOUT_S)  # its reads run on the event loop: bounded (PostgreSQL)
         return report
 
     def reload_prices(self) -> None:

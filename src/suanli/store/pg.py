@@ -115,11 +115,14 @@ class PgConnection:
         self.url = url
         self.owner = ""  # the worker's lease id, on a serving worker's writer connection
         self.heals = heals  # a reader: a statement outside a transaction reconnects once if the store lost it
+        self.statement_timeout_s = STORE_STATEMENT_TIMEOUT_S
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
         try:
             return self._execute(sql, parameters)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            if self.heals and isinstance(exc, psycopg.errors.QueryCanceled):  # a reader's statement timed out
+                raise StoreUnavailable("The store did not answer in time; nothing was charged.") from exc
             if not self.heals or not self.broken:
                 raise
             self._reopen(exc)
@@ -135,7 +138,7 @@ class PgConnection:
         with contextlib.suppress(psycopg.Error):
             self.raw.close()
         try:
-            self.raw = connect(self.url).raw
+            self.raw = connect(self.url, statement_timeout_s=self.statement_timeout_s).raw
         except psycopg.Error:
             raise StoreUnavailable("The store is unreachable; nothing was reserved or charged.") from cause
 
@@ -184,19 +187,29 @@ def connect(url: str, *, statement_timeout_s: float = STORE_STATEMENT_TIMEOUT_S)
     if raw.info.server_version < POSTGRES_VERSION_MIN:
         raw.close()
         raise ConfigError(f"PostgreSQL {raw.info.server_version // 10000} is too old: Suanli needs 13 or later")
-    return PgConnection(raw, url)
+    conn = PgConnection(raw, url)
+    conn.statement_timeout_s = statement_timeout_s
+    return conn
 
 
-def open_database(url: str) -> PgConnection:
+def open_database(url: str, *, statement_timeout_s: float = STORE_STATEMENT_TIMEOUT_S) -> PgConnection:
     """Connect and migrate; a URL that cannot be reached or parsed is a configuration error."""
     try:
-        conn = connect(url)
+        conn = connect(url, statement_timeout_s=statement_timeout_s)
         conn.heals = True
     except psycopg.Error as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot reach PostgreSQL at {redact(url)}: {first_line}") from None
     migrate(conn)
     return conn
+
+
+def limit_reads(conn: object, seconds: float) -> None:
+    """From now on, a statement on this (PostgreSQL) connection not answered within ``seconds`` fails, and
+    so on every connection it reopens; other connections are left as they are."""
+    if isinstance(conn, PgConnection):
+        conn.execute(f"SET statement_timeout = {int(seconds * 1000)}")
+        conn.statement_timeout_s = seconds
 
 
 def schema_version(conn: PgConnection) -> int:
