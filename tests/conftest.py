@@ -378,9 +378,15 @@ def start_gateway(
     catalog.write_text(catalog_text)
     port = free_port()
     database = str(database or fresh_database(tmp))
-    env = {**os.environ, "SIM_URL": simulator.url, "ALPHA_KEY": "sk-upstream-alpha-secret",
-           "GAMMA_KEY": "sk-upstream-gamma-secret", "SUANLI_ADMIN_KEY": ADMIN_KEY, "SUANLI_CATALOG": str(catalog),
-           **database_env(database, tmp)}  # fmt: skip
+    env = {
+        **os.environ,
+        "SIM_URL": simulator.url,
+        "ALPHA_KEY": "sk-upstream-alpha-secret",
+        "GAMMA_KEY": "sk-upstream-gamma-secret",
+        "SUANLI_ADMIN_KEY": ADMIN_KEY,
+        "SUANLI_CATALOG": str(catalog),
+        **database_env(database, tmp),
+    }
     command = [sys.executable, "-m", "suanli.cli", "serve", "--port", str(port)]
     process = subprocess.Popen(command, env=env)
     url = f"http://127.0.0.1:{port}"

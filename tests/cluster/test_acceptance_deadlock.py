@@ -104,8 +104,34 @@ def _admission(account: str, request_id: str) -> partial[Funding]:
 
 
 def _event(request_id: str, account: str) -> UsageEvent:
-    return UsageEvent(request_id, account, "key", "chat", "op", "op/chat", "chat", False, 10, 0, 10, 0, False,
-                      1, 0, 2, 2, 1000, 30, 0, "ok", 200, "", 1, 1, now_ms())  # fmt: skip
+    return UsageEvent(
+        request_id=request_id,
+        account_id=account,
+        key_id="key",
+        model="chat",
+        operator="op",
+        offer_id="op/chat",
+        upstream_model="chat",
+        stream=False,
+        input_tokens=10,
+        cached_input_tokens=0,
+        output_tokens=10,
+        reasoning_tokens=0,
+        estimated=False,
+        price_input_nano=1,
+        price_cached_input_nano=0,
+        price_output_nano=2,
+        price_reasoning_nano=2,
+        reserved_nano=1000,
+        cost_nano=30,
+        uncharged_nano=0,
+        outcome="ok",
+        http_status=200,
+        error_code="",
+        latency_ms=1,
+        ttft_ms=1,
+        created_at_ms=now_ms(),
+    )
 
 
 def _waiting_on_a_lock(observer: Conn, conn: pg.PgConnection) -> bool:
@@ -132,8 +158,8 @@ def _deadlock(
 
     a.execute("BEGIN")
     if locked:  # A's batch: the settlement of call 0 (row lock on pack:…), as the gateway's
-        _settle_job(a, settled.transfers, _event("req_0", account), [], ledger_names.wallet(account),
-                    lock_account=account)  # fmt: skip
+        event = _event("req_0", account)
+        _settle_job(a, settled.transfers, event, [], ledger_names.wallet(account), lock_account=account)
     else:
         apply_entry(a, settled.transfers, "req_0")
     other = threading.Thread(target=worker_b)
