@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from suanli.ledger import ASSET_CNY, Kind, SqliteLedger, Transfer, entries, names
+from suanli.ledger import ASSET_CNY, Kind, StoreLedger, Transfer, entries, names
 from suanli.ledger.sqlite import verify
 from suanli.store.db import now_ms, open_database
 from suanli.store.pg import is_postgres
@@ -34,7 +34,7 @@ def _event(request_id: str, account: str, cost: int) -> UsageEvent:
                       2000, 200, 3000, 3000, 300_000, cost, 0, "ok", 200, "", 1, 1, now_ms())  # fmt: skip
 
 
-async def _one(ledger: SqliteLedger, request_id: str, account: str) -> None:
+async def _one(ledger: StoreLedger, request_id: str, account: str) -> None:
     pending = entries.reservation(request_id, account, 300_000)
     await ledger.submit([pending], request_id)
     settlement = entries.settlement(request_id, pending, "op", 260_000)
@@ -49,7 +49,7 @@ async def _setup(database: str, accounts: int) -> None:
     reader = open_database(database)
     writer = GroupCommitWriter(database)
     writer.start()
-    ledger = SqliteLedger(writer, reader)
+    ledger = StoreLedger(writer, reader)
     await ledger.open_account(names.sales("op"), ASSET_CNY, None)
     await ledger.open_account(names.TOPUP_SOURCE, ASSET_CNY, None)
     await ledger.open_account(names.ESCROW, ASSET_CNY, names.ESCROW_FLOOR_NANO)
@@ -67,7 +67,7 @@ async def _run(database: str, requests: int, concurrency: int, accounts: int, ta
     postgres = is_postgres(database)
     writer = GroupCommitWriter(database, dialect=dialect_for(database, f"bench{tag}"))
     writer.start()
-    ledger = SqliteLedger(writer, reader, pipelined=postgres)
+    ledger = StoreLedger(writer, reader, pipelined=postgres)
     wallets = _accounts(accounts)
     queue = iter(range(requests))
     pick = random.Random(tag)  # each process its own sequence of accounts, as independent clients

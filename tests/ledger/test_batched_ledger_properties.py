@@ -15,7 +15,7 @@ import asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from suanli.ledger import ASSET_CNY, Kind, LedgerRejected, Rejection, SqliteLedger, Transfer, entries, names
+from suanli.ledger import ASSET_CNY, Kind, LedgerRejected, Rejection, StoreLedger, Transfer, entries, names
 from suanli.ledger.sqlite import open_pending, read_balance, verify
 from suanli.store.db import now_ms, open_database
 from suanli.store.usage import Attempt, UsageEvent
@@ -72,7 +72,7 @@ def _event(request_id: str, account: str, cost: int, reserved: int) -> UsageEven
 Call = tuple[str, int, int, bool]
 
 
-async def _call(ledger: SqliteLedger, n: int, call: Call) -> int:
+async def _call(ledger: StoreLedger, n: int, call: Call) -> int:
     """One call: reserve, then settle (twice if asked); what it cost, or -1 if it was refused."""
     wallet, reserved, permille, twice = call
     request_id = f"r{n}"
@@ -96,7 +96,7 @@ async def _run(database: str, plan: list[Call]) -> list[int]:
     reader = open_database(database)
     writer = GroupCommitWriter(database, dialect=dialect_for(database, "wrk_property"))
     writer.start()
-    ledger = SqliteLedger(writer, reader, pipelined=True)
+    ledger = StoreLedger(writer, reader, pipelined=True)
     try:
         for account in (names.ESCROW, names.sales("op"), names.TOPUP_SOURCE):
             await ledger.open_account(account, ASSET_CNY, 0 if account == names.ESCROW else None)

@@ -30,7 +30,7 @@ from suanli.gateway.metrics import Metrics
 from suanli.gateway.price_versions import stored_versions, with_versions
 from suanli.gateway.quoting import PriceClock
 from suanli.gateway.recovery import RecoveryReport, once, reclaim_job, recover, resolve_stale_job
-from suanli.ledger import ASSET_CNY, SqliteLedger
+from suanli.ledger import ASSET_CNY, StoreLedger
 from suanli.ledger import names as ledger_names
 from suanli.limits import (
     CLIENT_WRITE_TIMEOUT_S,
@@ -134,7 +134,7 @@ class Platform:
             sync_money=settings.durability == "full",
             dialect=dialect_for(settings.database, self.lease.worker_id if self.lease else ""),
         )
-        self.ledger = SqliteLedger(self.writer, self.reader, pipelined=settings.on_postgres)
+        self.ledger = StoreLedger(self.writer, self.reader, pipelined=settings.on_postgres)
         self.keys = KeyCache(self.reader)
         self.health = HealthRegistry(self.catalog.offers)
         self.metrics = Metrics(self.health)
@@ -246,7 +246,7 @@ class Platform:
 
     def store_problem(self) -> str | None:
         """Why this worker may not admit calls now, or None (``/healthz``)."""
-        if getattr(self.writer, "store_down", False):
+        if self.writer.store_down:
             return "the store could not be reached by the last write"
         if self.lease is not None and not self.lease.healthy():
             return "this worker's lease on the database is not current"

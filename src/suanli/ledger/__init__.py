@@ -1,7 +1,7 @@
 """Double-entry, two-phase, integer ledger. Public surface:"""
 
 from suanli.ledger.model import ASSET_CNY, Balance, Kind, LedgerRejected, Rejection, Transfer
-from suanli.ledger.service import Ledger, SqliteLedger
+from suanli.ledger.service import Ledger, StoreLedger
 
 __all__ = [
     "ASSET_CNY",
@@ -10,6 +10,6 @@ __all__ = [
     "Ledger",
     "LedgerRejected",
     "Rejection",
-    "SqliteLedger",
+    "StoreLedger",
     "Transfer",
 ]

@@ -1,8 +1,9 @@
-"""The ledger as the rest of the platform sees it: one small async interface, one implementation now.
+"""The ledger as the rest of the platform sees it: one small async interface.
 
-``Ledger`` is the seam: SQLite (``SqliteLedger``, the embedded default) implements it today, and a
-PostgreSQL implementation will implement the same methods. Every write goes through the group-commit
-writer, so a reservation or settlement returns only once it is durable.
+``StoreLedger`` implements ``Ledger`` on either store: its jobs call ``ledger/sqlite.py``, which applies
+the rules in SQL on SQLite and through the server-side function on PostgreSQL (``ledger/postgres.py``).
+Every write goes through the group-commit writer, so a reservation or settlement returns only once it is
+durable.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def _open_job(conn: Conn, account_id: str, asset: str, floor: int | None) -> Non
     open_account(conn, account_id, asset, floor)
 
 
-class SqliteLedger:
+class StoreLedger:
     """The ledger on either store. ``pipelined`` (PostgreSQL): an entry, and a settlement that needs no
     adjustment, go to the writer as one statement each (store/deferred.py)."""
 

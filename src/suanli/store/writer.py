@@ -79,6 +79,8 @@ Job = Callable[[Conn], Any]
 class Writer(Protocol):
     """What the ledger and the admin API need of a writer: run a job in a group commit."""
 
+    store_down: bool  # the last batch found the database unreachable: admissions are refused until one commits
+
     def start(self) -> None: ...
 
     async def run(
