@@ -16,7 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.helpers import Load, books, chat, open_reservations, query, running_cluster, verify_ledger
+from tests.cluster.helpers import (
+    Load,
+    Outcome,
+    books,
+    chat,
+    open_reservations,
+    query,
+    running_cluster,
+    verify_ledger,
+)
 from tests.conftest import Simulator
 from tests.pg import PgServer, start_server
 
@@ -69,22 +78,32 @@ def test_admissions_are_refused_while_the_database_is_down_and_served_again_afte
     finally:
         simulator.reset("alpha")
 
-    outcomes = steady.outcomes + outage.outcomes
+    _assert_answers(steady.outcomes, outage.outcomes, down_at=down_at, up_from=up_from, up_at=up_at)
+    _assert_charged_once(database, account, steady.outcomes + outage.outcomes)
+
+
+def _assert_answers(
+    steady: list[Outcome], outage: list[Outcome], *, down_at: float, up_from: float, up_at: float
+) -> None:
+    """No 500 and no hang; refusals at once while down; calls in flight settled; service back after."""
+    outcomes = steady + outage
     statuses = Counter((o.status, o.code) for o in outcomes)
     slowest_s = max((o.elapsed_s for o in outcomes if o.status == 503), default=0.0)
     print(f"database down {DOWN_S:g} s: {dict(statuses)}, slowest refusal {slowest_s:.2f} s")
     assert set(statuses) <= {(200, ""), (503, "store_unavailable")}, statuses  # no 500, no hang (status 0)
     # Every call made while the database was down was refused at once.
-    made_during = [o for o in outage.outcomes if o.started_s < up_from]
+    made_during = [o for o in outage if o.started_s < up_from]
     assert made_during and {(o.status, o.code) for o in made_during} == {(503, "store_unavailable")}
     assert max(o.elapsed_s for o in made_during) <= REFUSED_WITHIN_S, sorted(o.elapsed_s for o in made_during)[-5:]
     # The calls in flight when it went settled once it was back, and every call made 5 s after was served.
-    in_flight = [o for o in steady.outcomes if o.started_s < down_at < o.started_s + o.elapsed_s]
+    in_flight = [o for o in steady if o.started_s < down_at < o.started_s + o.elapsed_s]
     assert in_flight and all(o.status == 200 for o in in_flight), Counter((o.status, o.code) for o in in_flight)
     after = [o for o in outcomes if o.started_s >= up_at + RESUMED_WITHIN_S]
     assert after and all(o.status == 200 for o in after), Counter((o.status, o.code) for o in after)
 
-    # Served calls were charged once, refused ones not at all; nothing is left reserved.
+
+def _assert_charged_once(database: str, account: str, outcomes: list[Outcome]) -> None:
+    """Served calls were charged once, refused ones not at all; nothing is left reserved."""
     served = [o.request_id for o in outcomes if o.status == 200]
     refused = [o.request_id for o in outcomes if o.status != 200]
     ledger = books(database, account)
