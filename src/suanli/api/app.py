@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from suanli.api import admin, anthropic, openai_compat, openapi, plans, pricing
+from suanli.api import account, admin, anthropic, console, openai_compat, openapi, plans, pricing
 from suanli.api.errors import handle_http_error, handle_suanli_error, handle_unexpected
 from suanli.api.middleware.body_limit import BodyLimitMiddleware
 from suanli.api.middleware.body_timeout import BodyTimeoutMiddleware
@@ -66,6 +66,8 @@ def build_app(
             *plans.routes,
             *pricing.routes,
             *admin.routes,
+            *account.routes,
+            *console.routes,
             *openapi.routes,
             Route("/healthz", healthz, methods=["GET"]),
         ],
