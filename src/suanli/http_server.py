@@ -25,8 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
+import signal
 import socket
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +49,7 @@ from suanli.limits import (
 )
 
 log = logging.getLogger("suanli.server")
+ORPHAN_CHECK_S = 0.5  # how often a worker looks whether its supervisor still lives
 FDS_PER_CLIENT_CONNECTION = 2  # its own socket, and at times one to an operator
 _HEAD_TOO_LARGE_BODY = (
     b'{"error": {"message": "The request head is too large.", "type": "invalid_request_error", '
@@ -135,13 +140,29 @@ class GatewayServer(uvicorn.Server):
 
 
 class GatewayWorker(multiprocess.Process):
-    """One worker process of uvicorn's supervisor, serving with ``GatewayServer``."""
+    """One worker process of uvicorn's supervisor, serving with ``GatewayServer``; it stops (gracefully,
+    as on SIGTERM) when the supervisor is gone, killed without the chance to stop its workers."""
 
     @property
     def server(self) -> uvicorn.Server:
         if self._server is None:
             self._server = GatewayServer(config=self.config)
         return self._server
+
+    def target(self, sockets: list[socket.socket] | None = None) -> None:  # runs in the worker
+        supervisor = os.getppid()
+        threading.Thread(target=_stop_when_orphaned, args=(supervisor,), name="suanli-orphan", daemon=True).start()
+        super().target(sockets)
+
+
+def _stop_when_orphaned(supervisor: int) -> None:
+    """Once the worker's parent is no longer ``supervisor`` (it died; the worker was handed to init), the
+    worker ends itself with SIGTERM: it settles its calls in flight and ends its lease, where a worker left
+    running would hold the port and its lease with nobody to stop it."""
+    while os.getppid() == supervisor:
+        time.sleep(ORPHAN_CHECK_S)
+    log.warning("the supervisor (pid %d) is gone; this worker stops", supervisor)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_workers(config: uvicorn.Config) -> int:

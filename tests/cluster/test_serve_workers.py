@@ -120,6 +120,18 @@ def test_two_workers_serve_one_database_and_a_killed_one_is_replaced(
             httpx.get(f"{gateway.url}/healthz", timeout=2)
 
 
+def test_workers_stop_and_end_their_leases_when_the_supervisor_is_killed(
+    simulator: Simulator, pg_url: str, tmp_path: Path
+) -> None:
+    with serving(simulator, pg_url, tmp_path, workers=2) as gateway:
+        workers = eventually(lambda: live_workers(pg_url, 2), RESTART_WAIT_S, "two workers hold leases")
+        gateway.process.send_signal(signal.SIGKILL)  # the supervisor, with no chance to stop its workers
+        gateway.process.wait(STOP_WAIT_S)
+        eventually(lambda: not any(running(pid) for pid in workers) or None, STOP_WAIT_S, "the workers stopped")
+        held = [pid for pid, is_held in leases(pg_url) if is_held]
+        assert not set(held) & set(workers)  # ended by the workers themselves, not left to be reclaimed
+
+
 def test_workers_on_sqlite_are_refused_with_one_line(tmp_path: Path) -> None:
     database = tmp_path / "suanli.db"
     command = [*SERVE, "--workers", "2", "--database", str(database), "--port", "1"]

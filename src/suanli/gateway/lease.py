@@ -28,6 +28,7 @@ from suanli.store.conn import STORE_ERRORS
 from suanli.store.db import now_ms
 
 log = logging.getLogger("suanli.lease")
+CLOCK_CHECK_S = 60.0  # how often a worker compares its clock with the database's, after the start
 
 
 class LeaseKeeper:
@@ -42,6 +43,7 @@ class LeaseKeeper:
         self._conn: pg.PgConnection | None = None
         self.lost = False  # the lease was reclaimed by another worker
         self.clock_skew_s = 0.0
+        self._clock_checked_at = time.monotonic()
         self.live_workers = 1  # leases current at the last renewal, this one included
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -50,11 +52,7 @@ class LeaseKeeper:
         self._conn = self._connect()
         cluster.register(self._conn, cluster.Lease(self.worker_id, socket.gethostname(), os.getpid()))
         self._renewed_at = time.monotonic()
-        self.clock_skew_s = cluster.clock_skew_s(self._conn, now_ms())
-        if abs(self.clock_skew_s) > CLOCK_SKEW_WARN_S:
-            log.warning(
-                "this machine's clock is %.1f s off the database's; leases use the database's", self.clock_skew_s
-            )
+        self._check_clock(self._conn)
         self._thread.start()
 
     def healthy(self) -> bool:
@@ -110,6 +108,23 @@ class LeaseKeeper:
                 return
             self._renewed_at = time.monotonic()
             self.live_workers = cluster.live_workers(self._conn)
+            if self._renewed_at >= self._clock_checked_at + CLOCK_CHECK_S:
+                self._check_clock(self._conn)
+
+    def _check_clock(self, conn: pg.PgConnection) -> None:
+        """Compare this machine's clock with the database's (at start, then every ``CLOCK_CHECK_S``): warn
+        when it drifts more than ``CLOCK_SKEW_WARN_S`` off, and say when it is back."""
+        was_off = abs(self.clock_skew_s) > CLOCK_SKEW_WARN_S
+        self.clock_skew_s = cluster.clock_skew_s(conn, now_ms())
+        self._clock_checked_at = time.monotonic()
+        if abs(self.clock_skew_s) > CLOCK_SKEW_WARN_S:
+            log.warning(
+                "this machine's clock is %.1f s off the database's; leases use the database's, but request times,"
+                " windows and pack expiry use this one",
+                self.clock_skew_s,
+            )
+        elif was_off:
+            log.warning("this machine's clock is back within %.1f s of the database's", CLOCK_SKEW_WARN_S)
 
     def _deliver(self, payload: str) -> None:
         if self._loop is not None and not self._loop.is_closed():
