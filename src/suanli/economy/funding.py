@@ -426,11 +426,32 @@ def settlement_transfers(
 
     Each leg posts what the usage asks of it up to its reservation and voids the rest; whatever a leg's
     share asks beyond its reservation is an ``Overrun``, charged by ``charge_overruns`` in the same step."""
-    transfers: list[Transfer] = []
-    summary: list[dict[str, Any]] = []
-    overruns: list[Overrun] = []
+    settled = Settled([], 0, 0, [], [])
+    share, last_plan = _settle_legs(settled, request_id, funding, usage, cost_nano)
+    if funding.wallet is None and last_plan is not None and last_plan[2] > 0:
+        settled.overruns.append(_plan_overrun(last_plan, usage, cost_nano, share))
+    wallet_nano = wallet_wanted = 0
+    if funding.wallet is not None:
+        wallet_wanted = _floor_share(cost_nano, share)
+        wallet_nano = _settle_wallet(
+            settled, request_id, funding.wallet, operator, wanted=wallet_wanted, index=len(funding.legs)
+        )
+    plan_nano = cost_nano - wallet_wanted if funding.plan_funded else 0
+    if plan_nano > 0:
+        plan_pay = Transfer(
+            f"{request_id}.plan_pay", Kind.POSTED, names.PLANS, ledger_names.sales(operator), ASSET_CNY, plan_nano
+        )
+        settled.transfers.append(plan_pay)
+    return replace(settled, wallet_nano=wallet_nano, plan_nano=plan_nano)
+
+
+def _settle_legs(
+    settled: Settled, request_id: str, funding: Funding, usage: TokenUsage, cost_nano: int
+) -> tuple[Fraction, tuple[int, Leg, int] | None]:
+    """Resolve the plan and budget legs in order, into ``settled``; returns the share of the call they
+    leave to the wallet, and the last allowance or pack leg with what it could not give."""
     share = Fraction(1)
-    last_plan: tuple[int, Leg, int] | None = None  # the last allowance or pack leg, and what it could not give
+    last_plan: tuple[int, Leg, int] | None = None
     for index, leg in enumerate(funding.legs):
         wanted, share_before = _wanted(leg, usage, cost_nano, share), share
         used = min(leg.reservation.amount, wanted)
@@ -440,48 +461,37 @@ def settlement_transfers(
             share = _share_left(leg, usage, share)
         if leg.source != "budget":
             last_plan = (index, leg, wanted - used) if share_before > 0 else last_plan
-        transfers.append(_resolve(request_id, leg, used, index))
-        summary.append({"source": leg.source, "account": leg.reservation.debit_account, "used": used,
-                        "reserved": leg.reservation.amount})  # fmt: skip
-    if funding.wallet is None and last_plan is not None and last_plan[2] > 0:
-        # No wallet takes the rest: the last source asked for more than it reserved draws the rest itself.
-        index, leg, extra = last_plan
-        wanted = _wanted(leg, usage, cost_nano, Fraction(1))
-        value = _floor_share(cost_nano, share) if leg.source == "pack" else cost_nano * extra // wanted
-        overruns.append(
-            Overrun(
-                index,
-                leg.source,
-                leg.reservation.debit_account,
-                leg.reservation.credit_account,
-                leg.reservation.asset,
-                extra,
-                value,
-            )
+        settled.transfers.append(_resolve(request_id, leg, used, index))
+        pending = leg.reservation
+        settled.summary.append(
+            {"source": leg.source, "account": pending.debit_account, "used": used, "reserved": pending.amount}
         )
-    wallet_nano = wallet_wanted = 0
-    if funding.wallet is not None:
-        wallet_wanted = _floor_share(cost_nano, share)
-        wallet_nano = min(funding.wallet.amount, wallet_wanted)
-        transfers.extend(entries.settlement(request_id, funding.wallet, operator, wallet_nano))
-        summary.append({"source": "wallet", "used": wallet_nano, "reserved": funding.wallet.amount})
-        if wallet_wanted > wallet_nano:
-            overruns.append(
-                Overrun(
-                    len(funding.legs),
-                    "wallet",
-                    funding.wallet.debit_account,
-                    ledger_names.sales(operator),
-                    ASSET_CNY,
-                    wallet_wanted - wallet_nano,
-                    wallet_wanted - wallet_nano,
-                )
-            )
-    plan_nano = cost_nano - wallet_wanted if funding.plan_funded else 0
-    if plan_nano > 0:
-        transfers.append(Transfer(f"{request_id}.plan_pay", Kind.POSTED, names.PLANS, ledger_names.sales(operator),
-                                  ASSET_CNY, plan_nano))  # fmt: skip
-    return Settled(transfers, wallet_nano, plan_nano, summary, overruns)
+    return share, last_plan
+
+
+def _plan_overrun(last_plan: tuple[int, Leg, int], usage: TokenUsage, cost_nano: int, share: Fraction) -> Overrun:
+    """No wallet takes the rest: the last plan source, asked for more than it reserved, draws it itself."""
+    index, leg, extra = last_plan
+    wanted = _wanted(leg, usage, cost_nano, Fraction(1))
+    value = _floor_share(cost_nano, share) if leg.source == "pack" else cost_nano * extra // wanted
+    pending = leg.reservation
+    return Overrun(index, leg.source, pending.debit_account, pending.credit_account, pending.asset, extra, value)
+
+
+def _settle_wallet(
+    settled: Settled, request_id: str, wallet: Transfer, operator: str, *, wanted: int, index: int
+) -> int:
+    """The wallet pays its share up to its reservation, into ``settled``; beyond it, an overrun. Returns
+    what it paid within the reservation."""
+    paid = min(wallet.amount, wanted)
+    settled.transfers.extend(entries.settlement(request_id, wallet, operator, paid))
+    settled.summary.append({"source": "wallet", "used": paid, "reserved": wallet.amount})
+    if wanted > paid:
+        sales = ledger_names.sales(operator)
+        settled.overruns.append(
+            Overrun(index, "wallet", wallet.debit_account, sales, ASSET_CNY, wanted - paid, wanted - paid)
+        )
+    return paid
 
 
 def _share_left(leg: Leg, usage: TokenUsage, share: Fraction) -> Fraction:

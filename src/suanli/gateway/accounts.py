@@ -182,6 +182,7 @@ def usage_dict(event: UsageEvent) -> dict[str, Any]:
         "outcome": event.outcome, "http_status": event.http_status, "error_code": event.error_code,
         "latency_ms": event.latency_ms, "ttft_ms": event.ttft_ms,
         "funding": orjson.loads(event.funding) if event.funding else None,
+        "price_window": event.price_window or None,
         "prices_nano": {"input": event.price_input_nano, "cached_input": event.price_cached_input_nano,
                         "cache_write": event.price_cache_write_nano, "output": event.price_output_nano,
                         "reasoning": event.price_reasoning_nano},

@@ -246,5 +246,5 @@ def usage_event(
         error_code=error_code, latency_ms=(now_ns - call.started_ns) // 1_000_000,
         ttft_ms=None if call.first_byte_ns is None else (call.first_byte_ns - call.started_ns) // 1_000_000,
         created_at_ms=now_ms(), attempts=len(call.attempts), cache_write_tokens=usage.cache_write,
-        price_cache_write_nano=prices.cache_write_nano,
+        price_cache_write_nano=prices.cache_write_nano, price_window=call.quote.locked.window_name,
     )  # fmt: skip

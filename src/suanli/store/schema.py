@@ -16,6 +16,12 @@ OWNER_MIGRATION = """
     CREATE INDEX open_pending_owner ON open_pending(owner);
 """
 
+# The time-of-day price window each call was locked at (its ``x-suanli-price-window``): ``peak``,
+# ``off-peak``, ``standard``... NULL on the rows written before, which the API shows as null.
+PRICE_WINDOW_MIGRATION = """
+    ALTER TABLE usage_events ADD COLUMN price_window TEXT;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE accounts (
@@ -249,4 +255,5 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE allowance_windows RENAME COLUMN window TO window_name;
     """,
     OWNER_MIGRATION,
+    PRICE_WINDOW_MIGRATION,
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from suanli.store.schema import OWNER_MIGRATION
+from suanli.store.schema import OWNER_MIGRATION, PRICE_WINDOW_MIGRATION
 
 PG_BASELINE = """
     CREATE TABLE accounts (
@@ -222,4 +222,13 @@ PG_WORKERS = """
 # not per transfer (only escrow has one, and it passes every amount on).
 PG_LEDGER = (files("suanli.store") / "pg_ledger.sql").read_text(encoding="utf-8")
 
-PG_MIGRATIONS: tuple[str, ...] = (PG_BASELINE, OWNER_MIGRATION, PG_WORKERS, PG_LEDGER)
+# The settlement's usage event is inserted by ``jsonb_populate_record(NULL::usage_events, ...)`` in
+# ``suanli_settle`` (pg_ledger.sql): a column added to usage_events is filled from the JSON key of its name,
+# which ledger/postgres.py writes for every field of ``UsageEvent``, so a new column needs no new function.
+PG_MIGRATIONS: tuple[str, ...] = (
+    PG_BASELINE,
+    OWNER_MIGRATION,
+    PG_WORKERS,
+    PG_LEDGER,
+    PRICE_WINDOW_MIGRATION,
+)

@@ -42,6 +42,7 @@ class UsageEvent:
     cache_write_tokens: int = 0  # input written to a prompt cache, a class of its own
     price_cache_write_nano: int = 0
     funding: str | None = None  # JSON: what each source gave, when plans or budgets funded it
+    price_window: str | None = None  # the time-of-day window its prices were locked in; None before it was kept
 
 
 @dataclass(frozen=True, slots=True)
