@@ -155,7 +155,7 @@ export async function calls(ctx) {
       for (const call of page.data) tbody.append(callRow(call, ctx, keyNames));
       if (beforeMs === null && !page.data.length) list.append(h("p", { "data-testid": "calls-empty" }, t("calls.empty")));
       before = page.next_before_ms;
-      more.hidden = before === null || before === undefined;
+      more.hidden = before === null || before === undefined || page.data.length < CALLS_PAGE_SIZE;
     });
   }
   more.addEventListener("click", () => load(before));

@@ -16,7 +16,7 @@ export async function usageView(ctx, { endpoint, byOptions, groupName, showUncha
   const toggle = h("button", { type: "button", class: "secondary", "aria-expanded": "false", "aria-controls": "usage-table",
     "data-testid": "usage-table-toggle" }, t("usage.show_table"));
   const status = h("p", { class: "error", role: "alert" });
-  const out = h("div", { class: "usage-out", "aria-live": "polite" });
+  const out = h("div", { class: "usage-out", "aria-live": "polite", "data-testid": "usage-out" });
   const controls = h("form", { class: "controls", on: { submit: (e) => e.preventDefault() } },
     field(t("usage.period"), period), field(t("usage.by"), by), field(t("usage.metric"), metric), toggle);
   root.append(controls, status, out);
@@ -51,6 +51,7 @@ export async function usageView(ctx, { endpoint, byOptions, groupName, showUncha
     await act(status, t, async () => {
       summary = await api.get(endpoint, { period: state.period, by: state.by, tz: ctx.zone });
       draw();
+      out.setAttribute("data-shown", `${summary.period}/${summary.by}`); // which summary is drawn (tests wait on it)
     });
   }
 
