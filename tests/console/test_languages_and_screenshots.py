@@ -21,7 +21,7 @@ DOCS = Path(__file__).parents[2] / "docs" / "console"
 CUSTOMER_PAGES = ("overview", "usage", "calls", "keys", "plans", "prices")
 ADMIN_PAGES = ("operators", "revenue", "accounts", "products")
 DOC_SHOT = {"width": 1200, "height": 800}
-DOC_SHOT_HEIGHT_MAX = 1500  # a long page is cut here: the top shows what it is
+DOC_SHOT_HEIGHT_MAX = 1000  # a long page is cut here: the top shows what it is, and the file stays small
 
 
 def table_keys(text: str, start: str, end: str) -> set[str]:
