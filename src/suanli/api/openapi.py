@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from suanli import __version__
 from suanli.api import openapi_schemas as s
+from suanli.api.account import ADMIN_GROUPS, CUSTOMER_GROUPS
 from suanli.api.errors import ANTHROPIC_PATH_PREFIX
 
 Security = list[dict[str, list[str]]]
@@ -28,6 +29,13 @@ SECURITY_SCHEMES = {
     "apiKey": {"type": "http", "scheme": "bearer", "description": "an API key of an account (sk-...)"},
     "anthropicKey": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "the same key"},
     "adminKey": {"type": "http", "scheme": "bearer", "description": "an admin key (sk-admin-...)"},
+    "sessionCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "suanli_session",
+        "description": "a console session (POST /console/session); it stands for its key where no key header is "
+        "sent, and a write with it needs the header x-csrf-token",
+    },
 }
 # Before OpenAPI 3.2, a stream's schema describes each of its events: an SSE event, its data a JSON text (or
 # OpenAI's closing "[DONE]").
@@ -87,8 +95,50 @@ KEY_ID = path_param("key_id", "a key id")
 ADMIN_KEY_ID = path_param("key_id", "an admin key's id")
 
 
-def _public() -> dict[str, dict[str, Any]]:
+SESSION_COOKIE: Security = [{"sessionCookie": []}]
+HTML = {"text/html": {"schema": {"type": "string"}}}
+CONSOLE_SESSION = s.obj(
+    {
+        "object": {"const": "console_session"},
+        "kind": {"enum": ["account", "admin"]},
+        "account": s.nullable(s.obj({"id": s.STRING, "name": s.STRING, "tier": s.STRING})),
+        "key": s.obj({"id": s.STRING, "name": s.STRING, "prefix": s.STRING}),
+        "csrf_token": s.STRING,
+        "expires_at_ms": s.INTEGER,
+    },
+    {"language": s.nullable(s.STRING)},
+)
+SIGN_IN = s.obj({"key": {"type": "string", "minLength": 1}})
+CSRF_TOKEN = {"name": "x-csrf-token", "in": "header", "required": True, "schema": s.STRING}
+ASSET_NAME = path_param("name", "a file of the console's page")
+
+
+def _page(summary: str, params: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+    page = op(summary, s.STRING, security=NO_AUTH, params=params)
+    page["responses"] = {"200": {"description": summary, "content": HTML}}
+    return page
+
+
+def _console() -> dict[str, dict[str, Any]]:
+    """The web console: its sessions (docs/api.md, *Console sessions*) and its page's files."""
+    sign_out = op("sign out", s.OBJECT, security=SESSION_COOKIE, params=(CSRF_TOKEN,))
+    sign_out["responses"] = {"204": {"description": "signed out; the cookie is cleared"}}
     return {
+        "/console/session": {
+            "post": op("sign in with a key: a session cookie", CONSOLE_SESSION, security=NO_AUTH, body=SIGN_IN),
+            "get": op("the cookie's session", CONSOLE_SESSION, security=SESSION_COOKIE),
+            "delete": sign_out,
+        },
+        "/console": {"get": _page("the console's page")},
+        "/console/": {"get": _page("the console's page")},
+        "/console/assets/{name}": {"get": _page("a file of the console's page", (ASSET_NAME,))},
+    }
+
+
+def _public() -> dict[str, dict[str, Any]]:
+    """The calls a key (or a console session) makes, and the console itself."""
+    return {
+        **_console(),
         "/v1/chat/completions": {
             "post": op(
                 "a chat completion, streamed or not", s.CHAT_ANSWER, security=KEY, body=s.CHAT_REQUEST, streams=True
@@ -150,6 +200,41 @@ def _public_plans() -> dict[str, dict[str, Any]]:
         },
         "/healthz": {"get": op("liveness", s.obj({"status": {"const": "ok"}}), security=NO_AUTH)},
         "/openapi.json": {"get": op("this document", s.OBJECT, security=NO_AUTH)},
+    }
+
+
+def _self_service() -> dict[str, dict[str, Any]]:
+    """The account's own views and settings, with its key (api/account.py)."""
+    usage = op("the account's calls, newest first", s.USAGE_PAGE, security=KEY, params=s.USAGE_QUERY)
+    usage["responses"]["200"]["content"].update(s.USAGE_CSV)
+    return {
+        "/v1/account": {"get": op("the account, its wallet and the key used", s.ACCOUNT_SELF, security=KEY)},
+        "/v1/usage": {"get": usage},
+        "/v1/usage/summary": {
+            "get": op("usage by hour or day", s.SUMMARY, security=KEY, params=s.summary_query(CUSTOMER_GROUPS))
+        },
+        "/v1/keys": {
+            "get": op("the account's keys, never a secret", s.listing(s.KEY, object={"const": "list"}), security=KEY),
+            "post": op("create a key", s.NEW_KEY, security=KEY, status=201, body=s.KEY_REQUEST),
+        },
+        "/v1/keys/{key_id}/revoke": {"post": op("revoke a key of the account", s.KEY, security=KEY, params=(KEY_ID,))},
+        "/v1/budgets": {"post": op("set a budget", s.BUDGET, security=KEY, status=201, body=s.BUDGET_REQUEST)},
+        "/v1/budgets/{budget}": {
+            "delete": op("remove a budget of the account", s.BUDGET_REMOVED, security=KEY, params=(BUDGET,))
+        },
+        "/v1/forecast": {"get": op("when money and tokens run out", s.FORECAST, security=KEY)},
+        "/admin/v1/usage/summary": {
+            "get": op(
+                "every account's usage by hour or day",
+                s.SUMMARY,
+                security=ADMIN,
+                params=s.summary_query(ADMIN_GROUPS),
+            )
+        },
+        "/admin/v1/topups": {
+            "get": op("the latest top-ups, newest first", s.TOPUPS, security=ADMIN, params=(s.USAGE_LIMIT,))
+        },
+        "/admin/v1/contracts": {"get": op("every enterprise contract", s.CONTRACTS, security=ADMIN)},
     }
 
 
@@ -290,7 +375,7 @@ def _platform() -> dict[str, dict[str, Any]]:
 
 
 def build_document() -> dict[str, Any]:
-    paths = {**_public(), **_public_plans(), **_accounts(), **_account_plans(), **_platform()}
+    paths = {**_public(), **_public_plans(), **_self_service(), **_accounts(), **_account_plans(), **_platform()}
     for path, operations in paths.items():
         for operation in operations.values():
             operation["responses"].update(_errors(path))

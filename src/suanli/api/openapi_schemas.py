@@ -283,6 +283,7 @@ USAGE_EVENT = obj(
         "cost_nano": INTEGER,
         "outcome": STRING,
         "http_status": INTEGER,
+        "price_window": nullable(STRING),
     }
 )
 OPERATOR = obj({"operator": STRING, "region": nullable(STRING), "base_url": STRING, "offers": array(OBJECT)})
@@ -403,3 +404,156 @@ AT = {
     "schema": DATE_TIME,
 }
 MODEL_QUERY = {"name": "model", "in": "query", "required": False, "schema": STRING}
+
+# The account's own views (api/account.py) and the admin's summaries.
+USAGE_ROW = {
+    **USAGE_EVENT,
+    "properties": {**USAGE_EVENT["properties"], "created_at": STRING},
+    "required": [*USAGE_EVENT["required"], "created_at"],
+}
+USAGE_PAGE = obj(
+    {
+        "object": {"const": "list"},
+        "data": array(USAGE_ROW),
+        "next_before_ms": nullable(MS),
+        "next_before_id": nullable(STRING),
+    }
+)
+USAGE_CSV = {"text/csv": {"schema": {"type": "string", "description": "docs/api.md lists the columns"}}}
+SUMMARY_ROW = obj(
+    {
+        "start": STRING,
+        "start_ms": MS,
+        "group": nullable(STRING),
+        "calls": INTEGER,
+        "tokens": INTEGER,
+        "cost": CNY,
+        "cost_nano": INTEGER,
+    }
+)
+SUMMARY = obj(
+    {
+        "object": {"const": "usage_summary"},
+        "period": {"enum": ["hour", "day"]},
+        "by": STRING,
+        "timezone": STRING,
+        "from": STRING,
+        "from_ms": MS,
+        "to": STRING,
+        "to_ms": MS,
+        "data": array(SUMMARY_ROW),
+        "totals": obj(
+            {
+                "calls": INTEGER,
+                "tokens": INTEGER,
+                "cost": CNY,
+                "cost_nano": INTEGER,
+                "uncharged": CNY,
+                "uncharged_nano": INTEGER,
+            }
+        ),
+    }
+)
+KEY_SHOWN = obj({"id": STRING, "name": STRING, "prefix": STRING})
+ACCOUNT_SELF = obj({"account": ACCOUNT, "wallet": WALLET, "key": KEY_SHOWN})
+RUN_OUT: dict[str, Schema] = {
+    "days": nullable({"type": "string", "pattern": r"^[0-9]+\.[0-9]$"}),
+    "runs_out_at": nullable(STRING),
+    "runs_out_at_ms": nullable(MS),
+}
+RATE = obj({"calls": INTEGER, "tokens": INTEGER, "cost": CNY, "cost_nano": INTEGER})
+FORECAST = obj(
+    {
+        "object": {"const": "forecast"},
+        "at": STRING,
+        "at_ms": MS,
+        "timezone": STRING,
+        "window_days": INTEGER,
+        "rates": obj({"1d": RATE, "7d": RATE}),
+        "balance": obj(
+            {
+                "available": CNY,
+                "available_nano": INTEGER,
+                "spendable": CNY,
+                "spendable_nano": INTEGER,
+                **RUN_OUT,
+            }
+        ),
+        "packs": array(
+            obj(
+                {
+                    "pack": STRING,
+                    "product": STRING,
+                    "available_tokens": INTEGER,
+                    "tokens_per_day": INTEGER,
+                    **RUN_OUT,
+                    "expires_at_ms": MS,
+                    "expires_first": BOOLEAN,
+                }
+            )
+        ),
+        "budgets": array(
+            obj(
+                {
+                    "budget": STRING,
+                    "key": nullable(STRING),
+                    "period": STRING,
+                    "unit": {"enum": list(BUDGET_UNITS)},
+                    "remaining": {"anyOf": [CNY, INTEGER]},
+                    "remaining_units": INTEGER,
+                    "per_day": {"anyOf": [CNY, INTEGER]},
+                    "per_day_units": INTEGER,
+                    **RUN_OUT,
+                    "resets_at_ms": MS,
+                    "resets_first": BOOLEAN,
+                }
+            )
+        ),
+    }
+)
+TOPUPS = listing(
+    obj(
+        {
+            "account": STRING,
+            "account_name": nullable(STRING),
+            "amount": CNY,
+            "amount_nano": INTEGER,
+            "at_ms": MS,
+            "transfer": STRING,
+        }
+    ),
+    object={"const": "list"},
+)
+CONTRACTS = listing(
+    obj({"account": STRING, "account_name": STRING, "credit_limit": CNY, "tiers": array(OBJECT)}),
+    object={"const": "list"},
+)
+BUDGET_REMOVED = obj({"id": STRING, "removed": BOOLEAN})
+
+
+def query(name: str, schema: Schema, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+INSTANT: Schema = {"anyOf": [DATE_TIME, {"type": "string", "pattern": "^[0-9]{1,15}$"}]}
+TZ = query("tz", STRING, "an IANA time zone (default: the platform's, Asia/Shanghai)")
+FROM = query("from", INSTANT, "ISO 8601 (one without a zone is read in tz) or epoch ms; inclusive")
+TO = query("to", INSTANT, "ISO 8601 or epoch ms; exclusive (default: now)")
+PERIOD = query("period", {"enum": ["hour", "day"], "default": "hour"}, "the buckets")
+USAGE_QUERY = (
+    USAGE_LIMIT,
+    query("before_ms", {"type": "integer", "minimum": 0}, "the page before this time (next_before_ms)"),
+    query("before_id", STRING, "with before_ms: the page before this request at that time (next_before_id)"),
+    FROM,
+    TO,
+    TZ,
+    query("model", STRING, "only calls of this model"),
+    query("key", STRING, "only calls with this key id"),
+    query("operator", STRING, "only calls served by this operator"),
+    query("outcome", STRING, "only calls with this outcome (ok, cut_short, upstream_error, ...)"),
+    query("format", {"enum": ["json", "csv"], "default": "json"}, "csv: the columns of docs/api.md, streamed"),
+)
+
+
+def summary_query(groups: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
+    return (PERIOD, query("by", {"enum": list(groups), "default": "none"}, "the groups"), FROM, TO, TZ)

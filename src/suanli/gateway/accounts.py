@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from suanli.economy.contracts import find_contract
 from suanli.economy.market import IDEMPOTENCY_KEY_CHARS_MAX
 from suanli.errors import BadRequest, Conflict, NotFound
 from suanli.gateway.routing import parse_preferences
@@ -25,6 +26,7 @@ from suanli.store.accounts import Account, ApiKey, create_account, create_key, f
 from suanli.store.conn import Conn
 from suanli.store.db import now_ms
 from suanli.store.usage import UsageEvent, usage_events
+from suanli.store.usage_queries import recent_topups
 
 TOPUP_NANO_MAX = 10**9 * 10**9  # one billion CNY in one top-up
 USAGE_ROWS_MAX = 10_000
@@ -137,6 +139,37 @@ def usage_view(conn: Conn, id_or_name: str, limit: int) -> list[UsageEvent]:
     if not 0 < limit <= USAGE_ROWS_MAX:
         raise BadRequest(f"limit must be from 1 to {USAGE_ROWS_MAX}", param="limit")
     return usage_events(conn, find_account(conn, id_or_name).id, limit)
+
+
+def topups_view(conn: Conn, limit: int) -> list[dict[str, Any]]:
+    """The latest top-ups of every account, newest first, with the account's name."""
+    topups = recent_topups(conn, limit)
+    names = {t.account_id: _account_name(conn, t.account_id) for t in topups}
+    return [
+        {
+            "account": t.account_id,
+            "account_name": names[t.account_id],
+            "amount": nano_to_cny(t.amount_nano),
+            "amount_nano": t.amount_nano,
+            "at_ms": t.at_ms,
+            "transfer": t.transfer_id,
+        }
+        for t in topups
+    ]
+
+
+def _account_name(conn: Conn, account_id: str) -> str | None:
+    row = conn.execute("SELECT name FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def contracts_view(conn: Conn) -> list[dict[str, Any]]:
+    """Every enterprise contract: its account, credit limit and volume tiers."""
+    rows = conn.execute(
+        "SELECT c.account_id, a.name FROM contracts c JOIN accounts a ON a.id = c.account_id ORDER BY a.name"
+    ).fetchall()
+    contracts = [(find_contract(conn, str(r[0])), str(r[1])) for r in rows]
+    return [{"account": c.account_id, "account_name": name, **c.public()} for c, name in contracts if c is not None]
 
 
 def account_dict(account: Account) -> dict[str, Any]:

@@ -22,6 +22,12 @@ PRICE_WINDOW_MIGRATION = """
     ALTER TABLE usage_events ADD COLUMN price_window TEXT;
 """
 
+# Top-ups listed newest first (``GET /admin/v1/topups``) without reading every transfer: an index of the
+# top-up source's transfers alone, so that no other transfer pays for an index entry.
+TOPUPS_MIGRATION = """
+    CREATE INDEX transfers_topups ON transfers(created_at_ms) WHERE debit_account = 'platform:topup';
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE accounts (
@@ -256,4 +262,5 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     OWNER_MIGRATION,
     PRICE_WINDOW_MIGRATION,
+    TOPUPS_MIGRATION,
 )

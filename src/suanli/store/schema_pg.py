@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from suanli.store.schema import OWNER_MIGRATION, PRICE_WINDOW_MIGRATION
+from suanli.store.schema import OWNER_MIGRATION, PRICE_WINDOW_MIGRATION, TOPUPS_MIGRATION
 
 PG_BASELINE = """
     CREATE TABLE accounts (
@@ -231,4 +231,5 @@ PG_MIGRATIONS: tuple[str, ...] = (
     PG_WORKERS,
     PG_LEDGER,
     PRICE_WINDOW_MIGRATION,
+    TOPUPS_MIGRATION,
 )

@@ -83,7 +83,7 @@ def attempts_of(conn: Conn, request_id: str) -> list[Attempt]:
     return [Attempt(*row) for row in rows]
 
 
-def _row_to_event(row: Any) -> UsageEvent:
+def row_to_event(row: Any) -> UsageEvent:
     values: dict[str, Any] = dict(row)
     values["stream"] = bool(values["stream"])
     values["estimated"] = bool(values["estimated"])
@@ -92,7 +92,7 @@ def _row_to_event(row: Any) -> UsageEvent:
 
 def usage_event(conn: Conn, request_id: str) -> UsageEvent | None:
     row = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM usage_events WHERE request_id = ?", (request_id,)).fetchone()
-    return None if row is None else _row_to_event(row)
+    return None if row is None else row_to_event(row)
 
 
 def usage_events(conn: Conn, account_id: str, limit: int, since_ms: int = 0) -> list[UsageEvent]:
@@ -101,7 +101,7 @@ def usage_events(conn: Conn, account_id: str, limit: int, since_ms: int = 0) -> 
         "ORDER BY created_at_ms DESC, request_id DESC LIMIT ?",
         (account_id, since_ms, limit),
     ).fetchall()
-    return [_row_to_event(row) for row in rows]
+    return [row_to_event(row) for row in rows]
 
 
 def uncharged_by_offer(conn: Conn, since_ms: int = 0) -> list[tuple[str, str, int, int]]:
