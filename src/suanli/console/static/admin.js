@@ -39,6 +39,7 @@ export async function operators(ctx) {
     });
   }
   await load();
+  if (!root.isConnected) return; // left while loading: no timer for a page no longer shown
   const timer = setInterval(load, OPERATORS_REFRESH_MS);
   ctx.onLeave(() => clearInterval(timer));
 }

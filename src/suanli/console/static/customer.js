@@ -83,8 +83,10 @@ function subscriptionSection(ctx, sub) {
     for (const [el, ms] of counters) el.textContent = countdown(ms, now, t("unit.day_short"));
   };
   tick();
-  const timer = setInterval(tick, COUNTDOWN_TICK_MS);
-  ctx.onLeave(() => clearInterval(timer));
+  if (ctx.root.isConnected) {
+    const timer = setInterval(tick, COUNTDOWN_TICK_MS);
+    ctx.onLeave(() => clearInterval(timer));
+  }
   const head = [t("window.col.window"), t("window.col.used"), t("window.col.remaining"), t("window.col.resets"), t("window.col.countdown")];
   return section(t("overview.subscription"),
     h("p", {}, t("overview.subscription_line", { title: sub.title, end: date(sub.period_end_ms, lang) })),
