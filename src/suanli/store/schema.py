@@ -263,4 +263,19 @@ MIGRATIONS: tuple[str, ...] = (
     OWNER_MIGRATION,
     PRICE_WINDOW_MIGRATION,
     TOPUPS_MIGRATION,
+    # Console sessions (gateway/sessions.py): a browser's sign-in, kept as the SHA-256 of its random id, the
+    # key it stands for (re-checked at each request) and its CSRF token; the sweep deletes expired ones.
+    """
+    CREATE TABLE console_sessions (
+        id_hash BLOB PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('account', 'admin')),
+        key_id TEXT NOT NULL,
+        account_id TEXT,
+        csrf_token TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        ended_at_ms INTEGER
+    );
+    CREATE INDEX console_sessions_expiry ON console_sessions(expires_at_ms);
+    """,
 )

@@ -222,6 +222,21 @@ PG_WORKERS = """
 # not per transfer (only escrow has one, and it passes every amount on).
 PG_LEDGER = (files("suanli.store") / "pg_ledger.sql").read_text(encoding="utf-8")
 
+# Console sessions: SQLite's migration of the same name (schema.py), in PostgreSQL's types.
+PG_CONSOLE_SESSIONS = """
+    CREATE TABLE console_sessions (
+        id_hash BYTEA PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('account', 'admin')),
+        key_id TEXT NOT NULL,
+        account_id TEXT,
+        csrf_token TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        expires_at_ms BIGINT NOT NULL,
+        ended_at_ms BIGINT
+    );
+    CREATE INDEX console_sessions_expiry ON console_sessions(expires_at_ms);
+"""
+
 # The settlement's usage event is inserted by ``jsonb_populate_record(NULL::usage_events, ...)`` in
 # ``suanli_settle`` (pg_ledger.sql): a column added to usage_events is filled from the JSON key of its name,
 # which ledger/postgres.py writes for every field of ``UsageEvent``, so a new column needs no new function.
@@ -232,4 +247,5 @@ PG_MIGRATIONS: tuple[str, ...] = (
     PG_LEDGER,
     PRICE_WINDOW_MIGRATION,
     TOPUPS_MIGRATION,
+    PG_CONSOLE_SESSIONS,
 )
