@@ -76,3 +76,12 @@ def test_installing_twice_filters_once() -> None:
         assert len(logger.filters) == 1
     finally:
         logger.filters.clear()
+
+
+def test_a_console_session_cookie_is_redacted(uvicorn_logging: io.StringIO) -> None:
+    session_id = "Yq3vXk2mR0cW9tQ8pL1nZ7bH4sD6fJ5gA2eU0iO3yT8"
+    logging.getLogger("suanli").warning("headers: cookie: suanli_session=%s", session_id)
+    logging.getLogger("suanli").warning("suanli_session=%s; Path=/", session_id)
+    text = uvicorn_logging.getvalue()
+    assert session_id not in text
+    assert text.splitlines() == ["headers: cookie: [redacted]", "suanli_session=[redacted]; Path=/"]

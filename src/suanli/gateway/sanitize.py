@@ -35,10 +35,10 @@ TOKEN_SEGMENT_CHARS_MIN = 20  # ... when one stretch of it, between '-' or '_', 
 CODE_CHARS_MAX = 48
 
 _SCHEMES = re.compile(r"\b(Bearer|Basic|Token)\s+[^\s\"',;]+", re.IGNORECASE)
-# "x-api-key: v", "api_key=v", '"Authorization": "v"', "password=v"; not "max_tokens: 5" (the name must end
-# right before the separator).
+# "x-api-key: v", "api_key=v", '"Authorization": "v"', "password=v", the console's "suanli_session=v" and a
+# "Cookie: v"; not "max_tokens: 5" (the name must end right before the separator).
 _NAMED = re.compile(
-    r"([\w-]*(?:api[-_]?key|authorization|token|secret|password|passwd|credential))"
+    r"([\w-]*(?:api[-_]?key|authorization|token|secret|password|passwd|credential|session|cookie))"
     r"(\"?'?\s*[:=]\s*\"?'?)([^\s\"',;&]+)",
     re.IGNORECASE,
 )
@@ -79,7 +79,7 @@ def _long_run(match: re.Match[str]) -> str:
 
 def redact_keys(text: str) -> str:
     """``text`` with keys replaced: ``sk-...`` keys, ``Bearer ...`` (and Basic, Token) credentials, and the
-    values of fields named like a key, a token, a secret or a password."""
+    values of fields named like a key, a token, a secret, a password, a session or a cookie."""
     text = _SCHEMES.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _NAMED.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     return _SK_KEYS.sub(REDACTED, text)
