@@ -7,7 +7,7 @@ import pytest
 
 from suanli.errors import ConfigError
 from suanli.gateway.platform import Settings
-from suanli.limits import CLIENT_WRITE_TIMEOUT_S
+from suanli.limits import CLIENT_WRITE_TIMEOUT_S, CONSOLE_SESSION_TTL_MAX_S, CONSOLE_SESSION_TTL_S
 
 
 def test_the_write_timeout_defaults_to_its_limit_and_can_be_set() -> None:
@@ -19,3 +19,11 @@ def test_the_write_timeout_defaults_to_its_limit_and_can_be_set() -> None:
 def test_a_bad_write_timeout_is_refused(value: str) -> None:
     with pytest.raises(ConfigError, match="SUANLI_CLIENT_WRITE_TIMEOUT_S"):
         Settings.from_env({"SUANLI_CLIENT_WRITE_TIMEOUT_S": value})
+
+
+def test_the_console_session_lifetime_defaults_to_its_limit_and_may_be_longer_than_an_hour() -> None:
+    assert Settings.from_env({}).console_session_ttl_s == CONSOLE_SESSION_TTL_S
+    week = {"SUANLI_CONSOLE_SESSION_TTL_S": str(7 * 24 * 3600)}
+    assert Settings.from_env(week).console_session_ttl_s == 7 * 24 * 3600
+    with pytest.raises(ConfigError, match="SUANLI_CONSOLE_SESSION_TTL_S"):
+        Settings.from_env({"SUANLI_CONSOLE_SESSION_TTL_S": str(CONSOLE_SESSION_TTL_MAX_S + 1)})

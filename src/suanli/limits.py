@@ -50,6 +50,10 @@ STORE_RETRY_BACKOFF_MAX_S = 1.0
 KEY_CACHE_TTL_S = 2.0  # a key revoked from another process is refused within this time
 KEY_CACHE_ENTRIES_MAX = 100_000
 
+# The web console (api/console.py, gateway/sessions.py).
+CONSOLE_SESSION_TTL_S = 12 * 3600  # a console session ends this long after sign-in (SUANLI_CONSOLE_SESSION_TTL_S)
+CONSOLE_SESSION_TTL_MAX_S = 30 * 24 * 3600  # the longest that setting may be
+
 # Reservation estimate: the tokenizer count of the prompt, plus this margin for upstreams whose
 # tokenizer counts differently, plus a fixed overhead per message for the chat template.
 # The default of an offer's ``input_margin_percent`` (catalog), rounded up to a whole token.

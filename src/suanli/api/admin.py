@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from suanli.errors import BadRequest
 from suanli.gateway import accounts as ops
-from suanli.gateway import admin_keys
+from suanli.gateway import admin_keys, sessions
 from suanli.gateway.auth import bearer_token
 from suanli.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from suanli.gateway.platform import Platform
@@ -33,8 +33,15 @@ def json_response(data: Any, status: int = 200) -> Response:
 
 
 def require_admin(request: Request) -> Platform:
+    """An admin key in the header, or, with none, an admin's console session (its cookie, and the CSRF
+    token for a write); an account's session is refused (403 ``admin_only``)."""
     platform: Platform = request.app.state.platform
-    admin_keys.authenticate_admin(platform.reader, bearer_token(request.headers.get("authorization")))
+    raw_key = bearer_token(request.headers.get("authorization"))
+    if not raw_key and (session_id := request.cookies.get(sessions.SESSION_COOKIE)):
+        csrf_token = request.headers.get(sessions.CSRF_HEADER)
+        sessions.admin_key_for(platform.reader, session_id, request.method, csrf_token)
+    else:
+        admin_keys.authenticate_admin(platform.reader, raw_key)
     return platform
 
 

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from suanli.api.sse import EventStreamResponse
+from suanli.gateway import sessions
 from suanli.gateway.auth import Caller, bearer_token
 from suanli.gateway.chat import chat_completion, embeddings, images, refuse_unpayable
 from suanli.gateway.platform import Platform
@@ -33,7 +34,12 @@ def content_length(request: Request) -> int | None:
 
 
 def authenticate(request: Request) -> Caller:
+    """The caller of a key header (cached: no store read), or, with no key header, of a console session's
+    cookie (its session and key read again: gateway/sessions.py)."""
     raw_key = bearer_token(request.headers.get("authorization")) or request.headers.get("x-api-key")
+    if not raw_key and (session_id := request.cookies.get(sessions.SESSION_COOKIE)):
+        csrf_token = request.headers.get(sessions.CSRF_HEADER)
+        return sessions.account_caller(_platform(request).reader, session_id, request.method, csrf_token)
     return _platform(request).keys.authenticate(raw_key)
 
 

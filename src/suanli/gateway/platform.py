@@ -30,10 +30,13 @@ from suanli.gateway.metrics import Metrics
 from suanli.gateway.price_versions import stored_versions, with_versions
 from suanli.gateway.quoting import PriceClock
 from suanli.gateway.recovery import RecoveryReport, once, reclaim_job, recover, resolve_stale_job
+from suanli.gateway.sessions import delete_expired_job
 from suanli.ledger import ASSET_CNY, StoreLedger
 from suanli.ledger import names as ledger_names
 from suanli.limits import (
     CLIENT_WRITE_TIMEOUT_S,
+    CONSOLE_SESSION_TTL_MAX_S,
+    CONSOLE_SESSION_TTL_S,
     HEALTH_PROBE_INTERVAL_S,
     HEALTH_PROBE_TIMEOUT_S,
     PACK_EXPIRY_SWEEP_S,
@@ -71,6 +74,7 @@ class Settings:
     durability: str = "full"  # "full": settlements are fsynced; "process": they survive the process only
     client_write_timeout_s: float = CLIENT_WRITE_TIMEOUT_S  # a stream's write to a client that stopped reading
     sweep_interval_s: float = PACK_EXPIRY_SWEEP_S  # pack expiry, renewals, stale reservations
+    console_session_ttl_s: float = CONSOLE_SESSION_TTL_S  # a console session ends this long after sign-in
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +87,9 @@ class Settings:
             durability=_durability(env.get("SUANLI_DURABILITY", "full")),
             client_write_timeout_s=_seconds(env, "SUANLI_CLIENT_WRITE_TIMEOUT_S", CLIENT_WRITE_TIMEOUT_S),
             sweep_interval_s=_seconds(env, "SUANLI_SWEEP_INTERVAL_S", PACK_EXPIRY_SWEEP_S),
+            console_session_ttl_s=_seconds(
+                env, "SUANLI_CONSOLE_SESSION_TTL_S", CONSOLE_SESSION_TTL_S, CONSOLE_SESSION_TTL_MAX_S
+            ),
         )
 
     @property
@@ -101,7 +108,7 @@ def _database_url(value: str | None) -> str | None:
     return value
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, maximum: float = SETTING_SECONDS_MAX) -> float:
     value = env.get(name)
     if value is None:
         return default
@@ -109,8 +116,8 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         seconds = float(value)
     except ValueError:
         seconds = -1.0
-    if not 0 < seconds <= SETTING_SECONDS_MAX:
-        raise ConfigError(f"{name} must be a number of seconds above 0 and at most {SETTING_SECONDS_MAX:g}")
+    if not 0 < seconds <= maximum:
+        raise ConfigError(f"{name} must be a number of seconds above 0 and at most {maximum:g}")
     return seconds
 
 
@@ -198,10 +205,12 @@ class Platform:
 
     async def _sweep_once(self) -> None:
         """Forfeit what is left of expired packs, renew (or lapse) subscriptions whose month ended, resolve
-        reservations older than any call can last or left by a dead worker, and read what another process
-        changed. On PostgreSQL one worker of the cluster does the first two in a round (``once``)."""
+        reservations older than any call can last or left by a dead worker, delete expired console sessions,
+        and read what another process changed. On PostgreSQL one worker of the cluster does the first two
+        and the sessions in a round (``once``)."""
         await self.writer.run(once(expire_packs_job()))
         await self.writer.run(once(renew_due_job(self.products, self.zone)))
+        await self.writer.run(once(delete_expired_job(now_ms())), durable=False)
         stale = await self.writer.run(resolve_stale_job(now_ms() - int(RESERVATION_STALE_S * 1000)))
         if stale.posted or stale.voided:
             log.warning("resolved stale reservations: %d posted, %d voided", stale.posted, stale.voided)
