@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from suanli.economy.forecast import RunOut
 from suanli.gateway.usage_reports import fold
 from suanli.metering.periods import bucket_start_ms, days_back_start_ms, hours_back_start_ms, iso
 from suanli.store.usage_queries import SLOT_MS, TOKEN_CLASSES, ClassSums, SlotSums
@@ -129,3 +130,14 @@ def test_default_ranges_start_on_local_boundaries() -> None:
     assert iso(days_back_start_ms(now, 29, NEW_YORK), NEW_YORK) == "2026-02-08T00:00:00-05:00"
     assert iso(hours_back_start_ms(now, 23, NEW_YORK), NEW_YORK) == "2026-03-08T11:00:00-04:00"
     assert iso(days_back_start_ms(now, 0, KATHMANDU), KATHMANDU) == "2026-03-09T00:00:00+05:45"
+
+
+def test_a_run_out_beyond_the_horizon_gives_its_days_and_no_date() -> None:
+    now = ms("2026-05-01T00:00:00+08:00")
+    soon = RunOut.of(10 * 10**9, 3 * 10**9, now)
+    assert (soon.days, soon.at_ms) == ("3.3", now + 10 * 10**9 * 86_400_000 // (3 * 10**9))
+    far = RunOut.of(10**18, 1, now)  # a budget of a billion CNY spent a nano a day
+    assert far.days == f"{10**18}.0" and far.at_ms is None
+    assert far.fields(SHANGHAI)["runs_out_at"] is None
+    assert RunOut.of(5, 0, now).fields(SHANGHAI) == {"days": None, "runs_out_at": None, "runs_out_at_ms": None}
+    assert RunOut.of(-5, 7, now).days == "0.0"  # owed already: runs out now

@@ -3,8 +3,9 @@
 The rate of a window is what the account's usage events add up to over its last 1 or 7 days (rolling, from
 now), divided by the days: an integer per day, rounded down. The wallet, each pack and each budget runs out
 after ``remaining ÷ the 7-day rate`` days, shown as a decimal with one digit, rounded down; the instant is
-``now + remaining × 86,400,000 ÷ rate`` ms, rounded down. A rate of zero runs out never (null). Everything is
-integer arithmetic; nothing here reads a clock.
+``now + remaining × 86,400,000 ÷ rate`` ms, rounded down, unless that is more than ``RUN_OUT_HORIZON_DAYS``
+away (then only the days are given). A rate of zero runs out never (null). Everything is integer
+arithmetic; nothing here reads a clock.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from suanli.store.usage_queries import Spend, pack_fundings, spend_by_key
 DAY_MS = 86_400_000
 RATE_WINDOWS_DAYS = (1, 7)  # the rates shown; the last is the one forecasts use
 FORECAST_WINDOW_DAYS = RATE_WINDOWS_DAYS[-1]
+RUN_OUT_HORIZON_DAYS = 36_500  # further than this, only the days are shown: no date (a calendar's years end)
 _PERIODS = {"day": windows.day, "week": windows.week, "month": windows.calendar_month}
 
 
@@ -45,7 +47,9 @@ class RunOut:
             return RunOut(None, None)
         left = max(0, remaining)
         tenths = left * 10 // per_day
-        return RunOut(f"{tenths // 10}.{tenths % 10}", now_ms + left * DAY_MS // per_day)
+        after_ms = left * DAY_MS // per_day
+        at_ms = now_ms + after_ms if after_ms <= RUN_OUT_HORIZON_DAYS * DAY_MS else None
+        return RunOut(f"{tenths // 10}.{tenths % 10}", at_ms)
 
     def fields(self, zone: ZoneInfo) -> dict[str, Any]:
         at = None if self.at_ms is None else iso(self.at_ms, zone)
