@@ -100,7 +100,7 @@ def start_logged_gateway(tmp: Path, simulator: Simulator) -> ConsoleGateway:
     return ConsoleGateway(url, database, env, process, log=log)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_gateway(simulator: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleGateway]:
     running = start_logged_gateway(tmp_path_factory.mktemp("console-gateway"), simulator)
     try:
@@ -133,7 +133,7 @@ def message(gateway: Gateway, key: str, model: str, text: str, *, stream: bool =
         client.messages.create(model=model, messages=messages, max_tokens=16)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def customer(console_gateway: ConsoleGateway) -> Customer:
     """An enterprise account with a pack, the Coding Plan, a budget and calls of both protocols, streamed and
     not, on several models, operators and keys."""
@@ -156,13 +156,13 @@ def customer(console_gateway: ConsoleGateway) -> Customer:
     return Customer("acme-console", key, gateway)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright_instance() -> Iterator[Playwright]:
     with sync_playwright() as playwright:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no chromium at {CHROMIUM}: run scripts/browser ensure (it installs Debian's chromium and fonts)")
@@ -214,7 +214,7 @@ def open_page(page: Page, name: str) -> None:
 SCREENSHOTS_KEY = pytest.StashKey[Path]()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def screenshots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the screenshots go: ``$SUANLI_SCREENSHOTS``, else a temporary directory; named at the end."""
     configured = os.environ.get("SUANLI_SCREENSHOTS")
