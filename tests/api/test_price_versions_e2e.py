@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from suanli.limits import PRICE_CHANGE_NOTICE_S
+from suanli.limits import PRICE_CHANGE_NOTICE_S, PRICE_VERSION_HORIZON_DAYS
 from tests.conftest import Gateway
 
 
@@ -28,8 +28,9 @@ def test_an_operator_sets_a_later_price_with_notice_and_history_is_kept(gateway:
     (beta,) = [o for m in listed["data"] for o in m["offers"] if o["offer"] == offer]
     assert beta["current"]["prices"]["cny_per_mtok"]["input"] == "0.7"  # not yet
     assert beta["next"] is not None and beta["next"]["prices"]["cny_per_mtok"]["input"] == "0.35"
-    history = gateway.admin("GET", f"/admin/v1/offers/{offer}/prices").json()["data"]
-    assert [v["prices"]["cny_per_mtok"]["input"] for v in history] == ["0.7", "0.35"]
+    answer = gateway.admin("GET", f"/admin/v1/offers/{offer}/prices").json()
+    assert [v["prices"]["cny_per_mtok"]["input"] for v in answer["data"]] == ["0.7", "0.35"]
+    assert answer["rule"] == {"notice_s": PRICE_CHANGE_NOTICE_S, "horizon_days": PRICE_VERSION_HORIZON_DAYS}
     listed_later = httpx.get(f"{gateway.url}/v1/pricing", params={"model": "embed", "at": later(PRICE_CHANGE_NOTICE_S
                              + 7200)}, headers={"Authorization": f"Bearer {key}"}).json()  # fmt: skip
     (after,) = [o for m in listed_later["data"] for o in m["offers"] if o["offer"] == offer]

@@ -211,3 +211,11 @@ def test_the_admin_lists_top_ups_newest_first_and_every_contract(gateway: Gatewa
     key = gateway.admin("POST", f"/admin/v1/accounts/{unique}/keys", json={}).json()["key"]
     balance = call(gateway, key, "GET", "/v1/forecast").json()["balance"]
     assert balance["spendable_nano"] == balance["available_nano"] + cny_to_nano("100")
+
+
+def test_the_admins_account_list_carries_each_wallet_as_the_account_view_does(gateway: Gateway, unique: str) -> None:
+    gateway.account(unique, topup_cny="3.5")
+    listed = {a["name"]: a for a in gateway.admin("GET", "/admin/v1/accounts").json()["data"]}
+    view = gateway.admin("GET", f"/admin/v1/accounts/{unique}").json()
+    assert listed[unique]["wallet"] == view["wallet"] and listed[unique]["wallet"]["balance"] == "3.5"
+    assert {k: v for k, v in listed[unique].items() if k != "wallet"} == view["account"]

@@ -64,9 +64,17 @@ def test_revenue_and_accounts_equal_the_admin_api(
     wallet = console_gateway.admin("GET", f"/admin/v1/accounts/{customer.name}").json()["wallet"]
     row = page.locator(f"[data-testid=account-row][data-account='{customer.name}']")
     assert row.locator("[data-testid=account-balance] span").get_attribute("data-nano") == str(wallet["balance_nano"])
+    listed = console_gateway.admin("GET", "/admin/v1/accounts").json()["data"]
+    balances = [r.get_attribute("data-nano") for r in page.locator("[data-testid=account-balance] span").all()]
+    assert balances == [str(a["wallet"]["balance_nano"]) for a in listed]  # every account, in the list's order
     topups = console_gateway.admin("GET", "/admin/v1/topups", params={"limit": 50}).json()["data"]
     shown = [s.get_attribute("data-nano") for s in page.locator("[data-testid=topup-amount] span").all()]
     assert shown == [str(t["amount_nano"]) for t in topups]
+
+    open_page(page, "products")
+    rule = console_gateway.admin("GET", "/admin/v1/offers/alpha/deepseek-v3.2/prices").json()["rule"]
+    notice = page.get_by_test_id("notice-rule").inner_text()
+    assert f"{rule['notice_s'] // 60} minutes" in notice and f"{rule['horizon_days']} days" in notice
 
 
 def test_prices_page_bands_and_quote_equal_the_api(context: BrowserContext, customer: Customer) -> None:

@@ -21,7 +21,7 @@ from suanli.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from suanli.gateway.platform import Platform
 from suanli.gateway.requests import parse_json_object
 from suanli.money import MoneyFormatError, cny_to_nano
-from suanli.store.accounts import find_account, list_accounts, list_keys
+from suanli.store.accounts import find_account, list_keys
 from suanli.store.conn import Conn
 
 T = TypeVar("T")
@@ -74,7 +74,7 @@ async def create_account(request: Request) -> Response:
 
 async def get_accounts(request: Request) -> Response:
     platform = require_admin(request)
-    return json_response({"data": [ops.account_dict(a) for a in list_accounts(platform.reader)]})
+    return json_response(ops.accounts_view(platform.reader))
 
 
 async def get_account(request: Request) -> Response:

@@ -243,7 +243,7 @@ def _accounts() -> dict[str, dict[str, Any]]:
     return {
         "/admin/v1/accounts": {
             "post": op("create an account", s.ACCOUNT_VIEW, security=ADMIN, status=201, body=s.ACCOUNT_REQUEST),
-            "get": op("every account", s.listing(s.ACCOUNT), security=ADMIN),
+            "get": op("every account, with its wallet", s.listing(s.ACCOUNT_WITH_WALLET), security=ADMIN),
         },
         base: {"get": op("an account and its wallet", s.ACCOUNT_VIEW, security=ADMIN, params=(ACCOUNT,))},
         f"{base}/balance": {"get": op("the same", s.ACCOUNT_VIEW, security=ADMIN, params=(ACCOUNT,))},

@@ -211,7 +211,11 @@ QUOTE = obj(
 )
 PRICE_VERSION_REQUEST = obj({"effective_from": DATE_TIME, "price": OBJECT}, {"pricing": OBJECT, "set_by": STRING})
 PRICE_VERSION = obj({"offer": STRING, "effective_from_ms": INTEGER, "set_by": STRING})
-PRICE_HISTORY = listing(obj({"effective_from_ms": INTEGER, "effective_from": STRING, "prices": PRICES}), offer=STRING)
+PRICE_HISTORY = listing(
+    obj({"effective_from_ms": INTEGER, "effective_from": STRING, "prices": PRICES}),
+    offer=STRING,
+    rule=obj({"notice_s": INTEGER, "horizon_days": INTEGER}),
+)
 
 # Accounts, keys, wallets, usage (admin).
 ACCOUNT = obj(
@@ -235,6 +239,11 @@ WALLET = obj(
     }
 )
 ACCOUNT_VIEW = obj({"account": ACCOUNT, "wallet": WALLET})
+ACCOUNT_WITH_WALLET = {
+    **ACCOUNT,
+    "properties": {**ACCOUNT["properties"], "wallet": WALLET},
+    "required": [*ACCOUNT["required"], "wallet"],
+}
 ACCOUNT_REQUEST = obj({"name": STRING, "tier": {"enum": ["enterprise", "household"]}})
 KEY = obj(
     {

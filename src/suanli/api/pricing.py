@@ -16,6 +16,7 @@ from suanli.api.openai_compat import authenticate
 from suanli.gateway.platform import Platform
 from suanli.gateway.price_list import pricing, quote_request
 from suanli.gateway.price_versions import history_view, set_price_job
+from suanli.limits import PRICE_CHANGE_NOTICE_S, PRICE_VERSION_HORIZON_DAYS
 
 
 def _platform(request: Request) -> Platform:
@@ -49,7 +50,8 @@ async def set_price(request: Request) -> Response:
 async def price_history(request: Request) -> Response:
     platform = require_admin(request)
     offer = request.path_params["offer"]
-    return json_response({"offer": offer, "data": history_view(platform.catalog, offer)})
+    rule = {"notice_s": PRICE_CHANGE_NOTICE_S, "horizon_days": PRICE_VERSION_HORIZON_DAYS}
+    return json_response({"offer": offer, "data": history_view(platform.catalog, offer), "rule": rule})
 
 
 routes = [
