@@ -139,6 +139,12 @@ def test_demo_prints_a_working_key_and_records_usage(tmp_path: Path) -> None:
             stream_options={"include_usage": True},
         ))  # fmt: skip
         assert chunks[-1].usage is not None
+        console = re.search(r"Console:\s+(\S+)", text)
+        assert console and console.group(1) == f"http://127.0.0.1:{port}/console"
+        page = httpx.get(console.group(1), timeout=10)
+        assert page.status_code == 200 and '<script type="module"' in page.text
+        signed_in = httpx.post(f"http://127.0.0.1:{port}/console/session", json={"key": key.group(1)}, timeout=10)
+        assert signed_in.status_code == 200 and signed_in.json()["account"]["name"] == "demo"
     usage = subprocess.run(
         [sys.executable, "-m", "suanli.cli", "usage", "demo", "--json", "--database", str(database)],
         capture_output=True, text=True, check=True, env=env,

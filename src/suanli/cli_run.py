@@ -242,6 +242,7 @@ def demo_instructions(base: str, key: str, admin_key: str | None, catalog: Catal
 Suanli is running on {store}; the simulator plays the operators {", ".join(catalog.operators)}.
 
 Gateway:  {base}/v1   (OpenAI-compatible)
+Console:  {base}/console   (sign in with the demo key, or the admin key for the platform's pages)
 Models:   {models}
 Demo key: {key}   (account "{DEMO_ACCOUNT}", ¥{DEMO_TOPUP_CNY} on first start; reused at each start)
 {admin}
