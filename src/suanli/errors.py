@@ -6,14 +6,17 @@ them into the error body of the protocol the client speaks; nothing else builds 
     SuanliError
     ├── BadRequest (400)            invalid_request_error / invalid_json, missing_field, invalid_field,
     │                               no_operator_allowed, no_offer_within_max_price, upstream_rejected
-    ├── Unauthorized (401)          authentication_error / invalid_api_key, key_revoked, key_expired
+    ├── Unauthorized (401)          authentication_error / invalid_api_key, key_revoked, key_expired,
+    │                               no_session, session_expired (a console session)
     ├── PaymentRequired (402)       insufficient_quota / insufficient_balance
-    ├── Forbidden (403)             permission_error / model_not_allowed
-    ├── NotFound (404)              not_found_error / model_not_found, account_not_found, key_not_found
+    ├── Forbidden (403)             permission_error / model_not_allowed, csrf_token_invalid, admin_only,
+    │                               account_only
+    ├── NotFound (404)              not_found_error / model_not_found, account_not_found, key_not_found,
+    │                               budget_not_found
     ├── MethodNotAllowed (405)      invalid_request_error / method_not_allowed
     ├── RequestTimeout (408)        invalid_request_error / body_timeout
     ├── PayloadTooLarge (413)       invalid_request_error / body_too_large
-    ├── Conflict (409)              invalid_request_error / already_exists
+    ├── Conflict (409)              invalid_request_error / already_exists, too_many_keys
     ├── UpstreamError (502)         upstream_error / upstream_error, upstream_bad_response
     ├── UpstreamTimeout (504)       upstream_error / upstream_timeout
     └── ServiceUnavailable (503)    service_unavailable / no_healthy_offer, overloaded, store_error
