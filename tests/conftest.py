@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -350,6 +350,11 @@ class Gateway:
     database: str  # a file path, or a PostgreSQL URL (tests/stores.py)
     env: dict[str, str]
     process: subprocess.Popen[bytes]
+    log: Path | None = None  # its output, where start_gateway was asked to keep it
+
+    def log_text(self) -> str:
+        assert self.log is not None, "this gateway's output is not kept: start it with log=PATH"
+        return self.log.read_text(errors="replace")
 
     def cli(self, *args: str) -> int:
         return cli_main([*args, "--database", str(self.database)])
@@ -372,8 +377,17 @@ class Gateway:
 
 
 def start_gateway(
-    tmp: Path, simulator: Simulator, database: str | Path | None = None, catalog_text: str = TEST_CATALOG
+    tmp: Path,
+    simulator: Simulator,
+    database: str | Path | None = None,
+    catalog_text: str = TEST_CATALOG,
+    *,
+    log: Path | None = None,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> Gateway:
+    """``suanli serve`` on a free port against the simulator; its output goes to ``log`` if given (for tests
+    that read it), ``args`` and ``env`` added to its command line and environment."""
     catalog = tmp / "catalog.toml"
     catalog.write_text(catalog_text)
     port = free_port()
@@ -386,12 +400,17 @@ def start_gateway(
         "SUANLI_ADMIN_KEY": ADMIN_KEY,
         "SUANLI_CATALOG": str(catalog),
         **database_env(database, tmp),
+        **(env or {}),
     }
-    command = [sys.executable, "-m", "suanli.cli", "serve", "--port", str(port)]
-    process = subprocess.Popen(command, env=env)
+    command = [sys.executable, "-m", "suanli.cli", "serve", "--port", str(port), *args]
+    if log is None:
+        process = subprocess.Popen(command, env=env)
+    else:
+        with log.open("wb") as output:
+            process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/healthz", process)
-    return Gateway(url, database, env, process)
+    return Gateway(url, database, env, process, log)
 
 
 @pytest.fixture(scope="session")

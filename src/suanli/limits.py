@@ -53,6 +53,7 @@ KEY_CACHE_ENTRIES_MAX = 100_000
 # The web console (api/console.py, gateway/sessions.py).
 CONSOLE_SESSION_TTL_S = 12 * 3600  # a console session ends this long after sign-in (SUANLI_CONSOLE_SESSION_TTL_S)
 CONSOLE_SESSION_TTL_MAX_S = 30 * 24 * 3600  # the longest that setting may be
+CONSOLE_SESSION_KEPT_S = 24 * 3600  # an expired session's row stays this long (its page says "expired"), then goes
 
 # Reservation estimate: the tokenizer count of the prompt, plus this margin for upstreams whose
 # tokenizer counts differently, plus a fixed overhead per message for the chat template.

@@ -4,9 +4,6 @@ revocation, the console's files and their headers, and a log that never shows a 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_KEY, TEST_CATALOG, Gateway, Simulator, free_port, stop, wait_http
-from tests.stores import database_env, fresh_database, inspect
+from suanli.limits import CONSOLE_SESSION_KEPT_S
+from tests.conftest import ADMIN_KEY, Gateway, Simulator, start_gateway, stop
+from tests.stores import inspect
 
 COOKIE = "suanli_session"
 SWEEP_INTERVAL_S = 1  # expired sessions are deleted by the sweep: soon, here
@@ -76,20 +74,13 @@ def error_code(response: httpx.Response) -> str:
 def served(simulator: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A gateway of its own (the shared one's log is not kept), logging at debug level to a file."""
     tmp = tmp_path_factory.mktemp("console")
-    catalog = tmp / "catalog.toml"
-    catalog.write_text(TEST_CATALOG)
-    database = fresh_database(tmp)
-    env = {**os.environ, "SIM_URL": simulator.url, "SUANLI_ADMIN_KEY": ADMIN_KEY, "SUANLI_CATALOG": str(catalog)}
-    env |= {**database_env(database, tmp), "SUANLI_SWEEP_INTERVAL_S": str(SWEEP_INTERVAL_S)}
-    port, log = free_port(), tmp / "gateway.log"
-    command = [sys.executable, "-m", "suanli.cli", "serve", "--port", str(port), "--log-level", "debug"]
-    with open(log, "wb") as output:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+    log = tmp / "gateway.log"
+    sweep = {"SUANLI_SWEEP_INTERVAL_S": str(SWEEP_INTERVAL_S)}
+    gateway = start_gateway(tmp, simulator, log=log, args=["--log-level", "debug"], env=sweep)
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", process)
-        yield Served(Gateway(f"http://127.0.0.1:{port}", database, env, process), log, [ADMIN_KEY])
+        yield Served(gateway, log, [ADMIN_KEY])
     finally:
-        stop(process)
+        stop(gateway.process)
 
 
 def test_an_account_key_signs_in_and_the_cookie_is_not_the_key(served: Served, unique: str) -> None:
@@ -187,10 +178,15 @@ def test_an_expired_session_is_refused_and_swept(served: Served, unique: str) ->
     conn = inspect(served.gateway.database)
     try:
         mine = "account_id = (SELECT id FROM accounts WHERE name = ?)"
-        conn.execute(f"UPDATE console_sessions SET expires_at_ms = 1 WHERE {mine}", (unique,))
+        just_now = int(time.time() * 1000) - 1000  # expired, and kept CONSOLE_SESSION_KEPT_S by the sweep
+        conn.execute(f"UPDATE console_sessions SET expires_at_ms = ? WHERE {mine}", (just_now, unique))
         for path in ("/v1/plans", "/console/session"):
             expired = served.call("GET", path, session_id)
             assert expired.status_code == 401 and error_code(expired) == "session_expired"
+        time.sleep(SWEEP_INTERVAL_S * 2)  # a sweep or two: the session is still there, still "expired"
+        assert served.call("GET", "/console/session", session_id).json()["error"]["code"] == "session_expired"
+        long_ago = just_now - CONSOLE_SESSION_KEPT_S * 1000
+        conn.execute(f"UPDATE console_sessions SET expires_at_ms = ? WHERE {mine}", (long_ago, unique))
         deadline = time.monotonic() + SWEEP_WAIT_S
         while conn.execute(f"SELECT count(*) FROM console_sessions WHERE {mine}", (unique,)).fetchone()[0]:
             assert time.monotonic() < deadline, "the sweep did not delete the expired session"

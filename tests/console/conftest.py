@@ -8,10 +8,8 @@ Screenshots go to ``$SUANLI_SCREENSHOTS`` or a temporary directory, named at the
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,7 @@ import openai
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from tests.conftest import ADMIN_KEY, TEST_CATALOG, Gateway, Simulator, free_port, stop, wait_http
-from tests.stores import database_env, fresh_database
+from tests.conftest import TEST_CATALOG, Gateway, Simulator, start_gateway, stop
 
 CHROMIUM = os.environ.get("SUANLI_CHROMIUM", "/usr/bin/chromium")
 TIMEZONE = "Asia/Shanghai"  # the browser's zone in these tests, so that the page's times read as the API's
@@ -54,18 +51,10 @@ windows = [
 
 
 @dataclass
-class ConsoleGateway(Gateway):
-    log: Path = field(default=Path())
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-@dataclass
 class Customer:
     name: str
     key: str
-    gateway: ConsoleGateway
+    gateway: Gateway
 
     def get(self, path: str, **params: Any) -> Any:
         response = httpx.get(f"{self.gateway.url}{path}", params=params, headers=self.headers())
@@ -76,33 +65,10 @@ class Customer:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-def start_logged_gateway(tmp: Path, simulator: Simulator) -> ConsoleGateway:
-    """As tests/conftest.py's start_gateway, with the gateway's output written to a file."""
-    catalog = tmp / "catalog.toml"
-    catalog.write_text(CONSOLE_CATALOG)
-    database = fresh_database(tmp)
-    env = {
-        **os.environ,
-        "SIM_URL": simulator.url,
-        "ALPHA_KEY": "sk-upstream-alpha-secret",
-        "GAMMA_KEY": "sk-upstream-gamma-secret",
-        "SUANLI_ADMIN_KEY": ADMIN_KEY,
-        "SUANLI_CATALOG": str(catalog),
-        **database_env(database, tmp),
-    }
-    port = free_port()
-    log = tmp / "gateway.log"
-    with log.open("wb") as out:
-        command = [sys.executable, "-m", "suanli.cli", "serve", "--port", str(port)]
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/healthz", process)
-    return ConsoleGateway(url, database, env, process, log=log)
-
-
 @pytest.fixture(scope="package")
-def console_gateway(simulator: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleGateway]:
-    running = start_logged_gateway(tmp_path_factory.mktemp("console-gateway"), simulator)
+def console_gateway(simulator: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("console-gateway")
+    running = start_gateway(tmp, simulator, catalog_text=CONSOLE_CATALOG, log=tmp / "gateway.log")
     try:
         yield running
     finally:
@@ -134,7 +100,7 @@ def message(gateway: Gateway, key: str, model: str, text: str, *, stream: bool =
 
 
 @pytest.fixture(scope="package")
-def customer(console_gateway: ConsoleGateway) -> Customer:
+def customer(console_gateway: Gateway) -> Customer:
     """An enterprise account with a pack, the Coding Plan, a budget and calls of both protocols, streamed and
     not, on several models, operators and keys."""
     gateway = console_gateway

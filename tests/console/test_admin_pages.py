@@ -9,15 +9,15 @@ import httpx
 import openai
 from playwright.sync_api import BrowserContext
 
-from tests.conftest import ADMIN_KEY, Simulator
-from tests.console.conftest import TIMEZONE, ConsoleGateway, Customer, open_page, sign_in
+from tests.conftest import ADMIN_KEY, Gateway, Simulator
+from tests.console.conftest import TIMEZONE, Customer, open_page, sign_in
 
 FAILING_CALLS = 6  # more than BREAKER_CONSECUTIVE_FAILURES (5): the breaker opens
 BREAKER_WAIT_MS = 15_000  # the page refreshes every 3 s
 
 
 def test_an_admin_sees_an_operators_breaker_open(
-    context: BrowserContext, console_gateway: ConsoleGateway, simulator: Simulator, customer: Customer
+    context: BrowserContext, console_gateway: Gateway, simulator: Simulator, customer: Customer
 ) -> None:
     page = context.new_page()
     sign_in(page, console_gateway, ADMIN_KEY)
@@ -42,7 +42,7 @@ def test_an_admin_sees_an_operators_breaker_open(
 
 
 def test_revenue_and_accounts_equal_the_admin_api(
-    context: BrowserContext, console_gateway: ConsoleGateway, customer: Customer
+    context: BrowserContext, console_gateway: Gateway, customer: Customer
 ) -> None:
     page = context.new_page()
     sign_in(page, console_gateway, ADMIN_KEY)

@@ -13,7 +13,8 @@ import openai
 import pytest
 from playwright.sync_api import BrowserContext, Page
 
-from tests.console.conftest import TIMEZONE, ConsoleGateway, Customer, chat, open_page, sign_in
+from tests.conftest import Gateway
+from tests.console.conftest import TIMEZONE, Customer, chat, open_page, sign_in
 
 COUNTDOWN_WAIT_S = 1.2
 
@@ -178,7 +179,7 @@ def test_a_key_created_in_the_page_answers_and_once_revoked_is_refused(
 
 
 def test_a_pack_bought_in_the_page_draws_down_on_the_next_call(
-    context: BrowserContext, console_gateway: ConsoleGateway
+    context: BrowserContext, console_gateway: Gateway
 ) -> None:
     key = console_gateway.account("pack-buyer", topup_cny="5")
     buyer = Customer("pack-buyer", key, console_gateway)

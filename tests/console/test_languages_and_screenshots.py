@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page
 
-from tests.conftest import ADMIN_KEY
-from tests.console.conftest import PHONE, ConsoleGateway, Customer, new_context, open_page, sign_in
+from tests.conftest import ADMIN_KEY, Gateway
+from tests.console.conftest import PHONE, Customer, new_context, open_page, sign_in
 
 STATIC = Path(__file__).parents[2] / "src" / "suanli" / "console" / "static"
 DOCS = Path(__file__).parents[2] / "docs" / "console"
@@ -82,7 +82,7 @@ def shoot(page: Page, path: Path, height_max: int | None = None) -> None:
 
 @pytest.mark.parametrize("language", ["en", "zh-CN"])
 def test_screenshots_of_every_page(
-    browser: Browser, customer: Customer, console_gateway: ConsoleGateway, screenshots: Path, language: str
+    browser: Browser, customer: Customer, console_gateway: Gateway, screenshots: Path, language: str
 ) -> None:
     for key, pages in ((customer.key, CUSTOMER_PAGES), (ADMIN_KEY, ADMIN_PAGES)):
         context = new_context(browser, locale=language)
@@ -107,7 +107,7 @@ def test_screenshots_of_every_page(
         write_docs_screenshots(browser, customer, console_gateway)
 
 
-def write_docs_screenshots(browser: Browser, customer: Customer, console_gateway: ConsoleGateway) -> None:
+def write_docs_screenshots(browser: Browser, customer: Customer, console_gateway: Gateway) -> None:
     """One screenshot per page, 1200 px wide, for docs/console.md (run with SUANLI_CONSOLE_DOCS=1)."""
     DOCS.mkdir(exist_ok=True)
     for key, pages in ((customer.key, CUSTOMER_PAGES), (ADMIN_KEY, ADMIN_PAGES)):

@@ -9,7 +9,8 @@ from typing import Any
 
 from playwright.sync_api import BrowserContext, Page, Response
 
-from tests.console.conftest import ConsoleGateway, Customer, open_page, sign_in, wait_ready
+from tests.conftest import Gateway
+from tests.console.conftest import Customer, open_page, sign_in, wait_ready
 
 FIRST_LOAD_BYTES_MAX = 200 * 1024
 CUSTOMER_PAGES = ("overview", "usage", "calls", "keys", "plans", "prices")
@@ -26,7 +27,7 @@ def fetch(page: Page, method: str, path: str, headers: dict[str, str] | None = N
 
 
 def test_the_key_is_never_in_the_page_a_cookie_storage_or_the_log(
-    context: BrowserContext, customer: Customer, console_gateway: ConsoleGateway
+    context: BrowserContext, customer: Customer, console_gateway: Gateway
 ) -> None:
     page = context.new_page()
     sign_in(page, console_gateway, customer.key)
@@ -58,7 +59,7 @@ def test_writes_without_the_csrf_token_are_refused(context: BrowserContext, cust
 
 
 def test_a_customer_session_reaches_no_admin_api_and_no_other_account(
-    context: BrowserContext, customer: Customer, console_gateway: ConsoleGateway
+    context: BrowserContext, customer: Customer, console_gateway: Gateway
 ) -> None:
     other_key = console_gateway.account("someone-else", topup_cny="1")
     other = Customer("someone-else", other_key, console_gateway)
@@ -76,7 +77,7 @@ def test_a_customer_session_reaches_no_admin_api_and_no_other_account(
 
 
 def test_a_session_whose_key_is_revoked_returns_to_sign_in_and_sign_out_ends_it(
-    context: BrowserContext, console_gateway: ConsoleGateway
+    context: BrowserContext, console_gateway: Gateway
 ) -> None:
     key = console_gateway.account("short-lived", topup_cny="1")
     key_id = Customer("short-lived", key, console_gateway).get("/v1/keys")["data"][0]["id"]

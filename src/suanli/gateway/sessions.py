@@ -28,6 +28,7 @@ from typing import Any
 from suanli.errors import Forbidden, Unauthorized
 from suanli.gateway.admin_keys import authenticate_admin
 from suanli.gateway.auth import Caller, KeyCache
+from suanli.limits import CONSOLE_SESSION_KEPT_S
 from suanli.store.accounts import find_key_by_hash
 from suanli.store.admin_keys import ADMIN_KEY_PREFIX, AdminKey, find_admin_key
 from suanli.store.conn import Conn
@@ -189,5 +190,6 @@ def session_view(holder: Holder) -> dict[str, Any]:
 
 
 def delete_expired_job(at_ms: int) -> Callable[[Conn], int]:
-    """The sweep's job: delete the sessions expired by ``at_ms``."""
-    return lambda conn: delete_expired(conn, at_ms)
+    """The sweep's job: delete the sessions expired ``CONSOLE_SESSION_KEPT_S`` before ``at_ms``. Until then
+    a returning page is told its session expired (401 ``session_expired``), not that it has none."""
+    return lambda conn: delete_expired(conn, at_ms - CONSOLE_SESSION_KEPT_S * 1000)
