@@ -14,7 +14,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from suanli.api import account, admin, anthropic, console, openai_compat, openapi, plans, pricing
+from suanli.api import (
+    account,
+    admin,
+    anthropic,
+    console,
+    exports,
+    openai_compat,
+    openapi,
+    plans,
+    pricing,
+    statements,
+    webhooks,
+)
 from suanli.api.errors import handle_http_error, handle_suanli_error, handle_unexpected
 from suanli.api.middleware.body_limit import BodyLimitMiddleware
 from suanli.api.middleware.body_timeout import BodyTimeoutMiddleware
@@ -68,6 +80,9 @@ def build_app(
             *admin.routes,
             *account.routes,
             *console.routes,
+            *statements.routes,
+            *exports.routes,
+            *webhooks.routes,
             *openapi.routes,
             Route("/healthz", healthz, methods=["GET"]),
         ],
