@@ -38,6 +38,7 @@ from suanli.limits import (
 )
 from suanli.money import MoneyFormatError, price_per_mtok_to_nano_per_token
 from suanli.pricing.calendar import Calendar, epoch_ms, parse_calendar
+from suanli.pricing.commission import BASIS_POINTS_WHOLE, NO_COMMISSION, CommissionVersion
 from suanli.pricing.prices import Prices
 from suanli.pricing.schedule import PriceBook, PriceSchedule, PriceVersion, parse_schedule
 
@@ -69,6 +70,7 @@ class Operator:
     anthropic_base_url: str | None = None  # an OpenAI-protocol operator that also speaks Anthropic natively
     # The knobs the built-in simulator plays this operator with, as written (``suanli demo`` passes them on).
     simulator: Mapping[str, Any] = field(default_factory=dict)
+    commission: tuple[CommissionVersion, ...] = NO_COMMISSION  # the platform's rate on its sales, versioned
 
     @property
     def endpoints(self) -> dict[str, str]:
@@ -93,6 +95,7 @@ class Offer:
     # How much more than the gateway's count (cl100k) the operator's tokenizer may count a prompt.
     input_margin_percent: int = INPUT_ESTIMATE_MARGIN_PERCENT
     image_tokens: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # size -> quality -> tokens
+    commission: tuple[CommissionVersion, ...] | None = None  # the platform's rate on it; None: its operator's
 
     def tokens_per_image(self, size: str, quality: str | None) -> int | None:
         """Output tokens one image of this size and quality is charged as; None if not offered. With no
@@ -124,6 +127,14 @@ class Catalog:
 
     def offers_for(self, model: str) -> tuple[Offer, ...]:
         return tuple(offer for offer in self.offers if offer.model == model)
+
+    def commission_for(self, operator: str, offer_id: str) -> tuple[CommissionVersion, ...]:
+        """The commission versions of an offer: its own, else its operator's (none for an unknown operator)."""
+        offer = next((o for o in self.offers if o.id == offer_id and o.operator == operator), None)
+        if offer is not None and offer.commission is not None:
+            return offer.commission
+        known = self.operators.get(operator)
+        return known.commission if known is not None else NO_COMMISSION
 
 
 def load_catalog(path: str | Path, environ: Mapping[str, str] | None = None) -> Catalog:
@@ -212,6 +223,7 @@ def _operator(name: str, spec: Mapping[str, Any], environ: Mapping[str, str]) ->
         timeouts=_timeouts(name, spec),
         anthropic_base_url=anthropic_base_url,
         simulator=_simulator(name, spec.get("simulator", {})),
+        commission=_commission(spec, f"operator {name}") or NO_COMMISSION,
     )
 
 
@@ -281,8 +293,37 @@ def _offer(
         capacity=_positive(spec, "capacity", where) if "capacity" in spec else OFFER_CAPACITY_DEFAULT,
         input_margin_percent=_margin(spec, where),
         image_tokens=_image_tokens(spec.get("image_tokens", {}), where),
+        commission=_commission(spec, where),
     )
     return offer, versions
+
+
+def _commission(spec: Mapping[str, Any], where: str) -> tuple[CommissionVersion, ...] | None:
+    """``commission_bp`` (in force from the beginning; default 0) and ``commission_versions``, each
+    ``{ effective_from, commission_bp }`` later than the one before; None when neither is given."""
+    if "commission_bp" not in spec and "commission_versions" not in spec:
+        return None
+    versions = [CommissionVersion(0, _basis_points(spec.get("commission_bp", 0), f"{where}: commission_bp"))]
+    entries = spec.get("commission_versions", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}: commission_versions must be a list of {{ effective_from, commission_bp }}")
+    for index, entry in enumerate(entries):
+        at = f"{where}.commission_versions[{index}]"
+        table = _table(entry, at)
+        unknown = sorted(set(table) - {"effective_from", "commission_bp"})
+        if unknown:
+            raise ConfigError(f"{at}: unknown key {unknown[0]!r} (expected effective_from, commission_bp)")
+        start_ms = _instant(table.get("effective_from"), f"{at}.effective_from")
+        if start_ms <= versions[-1].effective_from_ms:
+            raise ConfigError(f"{at}.effective_from must be later than the version before it")
+        versions.append(CommissionVersion(start_ms, _basis_points(table.get("commission_bp"), f"{at}.commission_bp")))
+    return tuple(versions)
+
+
+def _basis_points(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= BASIS_POINTS_WHOLE:
+        raise ConfigError(f"{where} must be a whole number of basis points from 0 to {BASIS_POINTS_WHOLE} (500 = 5%)")
+    return value
 
 
 def _margin(spec: Mapping[str, Any], where: str) -> int:

@@ -28,6 +28,24 @@ TOPUPS_MIGRATION = """
     CREATE INDEX transfers_topups ON transfers(created_at_ms) WHERE debit_account = 'platform:topup';
 """
 
+# Operator settlement (economy/operator_settlement.py): one row per operator per run that moved money, with
+# the watermark it settled the month to; the rows' sums are what the month's later runs subtract.
+OPERATOR_SETTLEMENTS_MIGRATION = """
+    CREATE TABLE operator_settlements (
+        run_id TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        month TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        settled_to_ms BIGINT NOT NULL,
+        gross_nano BIGINT NOT NULL CHECK (gross_nano >= 0),
+        commission_nano BIGINT NOT NULL CHECK (commission_nano >= 0),
+        net_nano BIGINT NOT NULL CHECK (net_nano >= 0),
+        created_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (operator, month, seq)
+    );
+    CREATE INDEX operator_settlements_month ON operator_settlements(month, run_id);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE accounts (
@@ -278,4 +296,5 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX console_sessions_expiry ON console_sessions(expires_at_ms);
     """,
+    OPERATOR_SETTLEMENTS_MIGRATION,
 )

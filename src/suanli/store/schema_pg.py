@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from suanli.store.schema import OWNER_MIGRATION, PRICE_WINDOW_MIGRATION, TOPUPS_MIGRATION
+from suanli.store.schema import (
+    OPERATOR_SETTLEMENTS_MIGRATION,
+    OWNER_MIGRATION,
+    PRICE_WINDOW_MIGRATION,
+    TOPUPS_MIGRATION,
+)
 
 PG_BASELINE = """
     CREATE TABLE accounts (
@@ -248,4 +253,5 @@ PG_MIGRATIONS: tuple[str, ...] = (
     PRICE_WINDOW_MIGRATION,
     TOPUPS_MIGRATION,
     PG_CONSOLE_SESSIONS,
+    OPERATOR_SETTLEMENTS_MIGRATION,
 )

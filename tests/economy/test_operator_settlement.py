@@ -1,0 +1,260 @@
+"""Operator settlement over random histories, on the real store (both, with SUANLI_TEST_STORE=postgres).
+
+Calls are settled through the settlement's own path (the wallet's reservation, ``settlement_transfers``,
+``charge_overruns`` for what a reservation did not cover, the usage event, in one transaction), at instants
+a test clock sets; settlement runs fall at random moments inside and after the month. Whatever happens:
+the month's settled gross is exactly what customers' usage credited to sales in the month, net plus
+commission is that gross to the nano, each commission is the documented floor per offer and version, a
+second run moves nothing, and the ledger verifies.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from suanli.catalog import Catalog, parse_catalog
+from suanli.economy import names
+from suanli.economy.funding import Funding, charge_overruns, settlement_transfers
+from suanli.economy.operator_sales import parse_month
+from suanli.economy.operator_settlement import COMMISSION, payout, settle_job, settlements
+from suanli.errors import BadRequest
+from suanli.gateway import accounts as ops
+from suanli.ledger import ASSET_CNY, entries
+from suanli.ledger import names as ledger_names
+from suanli.ledger.sqlite import apply_entry, open_account, read_balance, verify
+from suanli.pricing import TokenUsage
+from suanli.store.conn import Conn
+from suanli.store.db import open_database, run_in_transaction
+from suanli.store.usage import UsageEvent, insert_usage_event
+from tests.stores import fresh_database
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+MONTH = parse_month("2026-11", SHANGHAI)
+DAY_MS = 86_400_000
+VERSION_MS = MONTH.start_ms + 15 * DAY_MS  # op1's commission changes mid-month
+OFFERS = ("op1/chat", "op1/code", "op2/chat")
+CATALOG = {
+    "operators": {
+        "op1": {
+            "base_url": "http://127.0.0.1:9/v1",
+            "commission_bp": 500,
+            "commission_versions": [{"effective_from": "2026-11-16T00:00:00+08:00", "commission_bp": 700}],
+        },
+        "op2": {"base_url": "http://127.0.0.1:9/v1", "commission_bp": 333},
+    },
+    "models": {"chat": {}, "code": {}},
+    "offers": [
+        {
+            "operator": "op1",
+            "model": "chat",
+            "context_window": 1000,
+            "max_output_tokens": 100,
+            "price": {"input": "1", "output": "2"},
+        },
+        {
+            "operator": "op1",
+            "model": "code",
+            "context_window": 1000,
+            "max_output_tokens": 100,
+            "price": {"input": "1", "output": "2"},
+            "commission_bp": 1234,
+        },
+        {
+            "operator": "op2",
+            "model": "chat",
+            "context_window": 1000,
+            "max_output_tokens": 100,
+            "price": {"input": "1", "output": "2"},
+        },
+    ],
+}
+
+
+class Clock:
+    def __init__(self, at_ms: int) -> None:
+        self.at_ms = at_ms
+
+    def __call__(self) -> int:
+        return self.at_ms
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The time the ledger stamps on transfers, on either store."""
+    clock = Clock(MONTH.start_ms)
+    monkeypatch.setattr("suanli.ledger.sqlite.now_ms", clock)
+    monkeypatch.setattr("suanli.ledger.postgres.now_ms", clock)
+    return clock
+
+
+class Market:
+    """A database with one customer and two operators, where calls are settled as the gateway does."""
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+        self.catalog: Catalog = parse_catalog(CATALOG, {}, now_ms=MONTH.start_ms)
+        self.account = run_in_transaction(conn, ops.create_account_job("acme", "enterprise")).id
+        for account in (ledger_names.ESCROW, ledger_names.UNCHARGED, names.PLANS, *self._sales()):
+            floor = ledger_names.ESCROW_FLOOR_NANO if account == ledger_names.ESCROW else None
+            run_in_transaction(conn, lambda c, a=account, f=floor: open_account(c, a, ASSET_CNY, f))
+        self.calls = 0
+
+    def _sales(self) -> list[str]:
+        return [ledger_names.sales(o) for o in ("op1", "op2")]
+
+    def topup(self, nano: int) -> None:
+        run_in_transaction(self.conn, ops.topup_job(self.account, nano))
+
+    def call(self, offer_id: str, reserve_nano: int, cost_nano: int, at_ms: int) -> int:
+        """One call reserved at ``reserve_nano`` and settled at ``cost_nano``; returns what sales got."""
+        self.calls += 1
+        request_id, operator = f"req_{self.calls}", offer_id.split("/", maxsplit=1)[0]
+        pending = entries.reservation(request_id, self.account, reserve_nano)
+        try:
+            run_in_transaction(self.conn, lambda c: apply_entry(c, [pending], request_id))
+        except Exception:  # the wallet can't cover the reservation: a refused call costs nothing
+            return 0
+        settled = settlement_transfers(request_id, Funding(wallet=pending), TokenUsage(input=1), cost_nano, operator)
+
+        def job(conn: Conn) -> None:
+            apply_entry(conn, settled.transfers, request_id)
+            over = charge_overruns(conn, request_id, settled.overruns)
+            insert_usage_event(
+                conn,
+                _event(request_id, self.account, offer_id, cost=cost_nano, uncharged=over.uncharged_nano, at_ms=at_ms),
+            )
+
+        run_in_transaction(self.conn, job)
+        return cost_nano
+
+
+def _event(request_id: str, account: str, offer_id: str, *, cost: int, uncharged: int, at_ms: int) -> UsageEvent:
+    operator, model = offer_id.split("/")
+    return UsageEvent(
+        request_id,
+        account,
+        "k",
+        model,
+        operator,
+        offer_id,
+        model,
+        False,
+        1,
+        0,
+        0,
+        0,
+        False,
+        0,
+        0,
+        0,
+        0,
+        cost,
+        cost - uncharged,
+        uncharged,
+        "ok",
+        200,
+        "",
+        1,
+        None,
+        at_ms,
+    )
+
+
+@pytest.fixture
+def database() -> Iterator[Conn]:
+    with tempfile.TemporaryDirectory() as tmp:
+        conn = open_database(fresh_database(Path(tmp), "s.db"))
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+def _expected_commission(credits: list[tuple[str, int, int]]) -> int:
+    """The documented rule, recomputed: per offer and commission version, floor(gross × bp / 10000)."""
+    groups: dict[tuple[str, int], int] = {}
+    for offer, amount, at_ms in credits:
+        if offer == "op1/code":
+            key = (offer, 1234)
+        elif offer == "op1/chat":
+            key = (offer, 700 if at_ms >= VERSION_MS else 500)
+        else:
+            key = (offer, 333)
+        groups[key] = groups.get(key, 0) + amount
+    return sum(gross * bp // 10_000 for (_, bp), gross in groups.items())
+
+
+step = st.one_of(
+    st.tuples(st.just("call"), st.sampled_from(OFFERS), st.integers(1, 5_000), st.integers(0, 9_000)),
+    st.tuples(st.just("settle"), st.just(""), st.just(0), st.just(0)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(st.tuples(step, st.integers(-2 * DAY_MS, 32 * DAY_MS)), max_size=14),
+    topup=st.integers(0, 30_000),
+)
+def test_settlement_runs_at_random_moments_settle_the_month_exactly_once(
+    clock: Clock, steps: list[tuple[tuple[str, str, int, int], int]], topup: int
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        conn = open_database(fresh_database(Path(tmp), "s.db"))
+        try:
+            _run_history(conn, clock, steps, topup)
+        finally:
+            conn.close()
+
+
+def _run_history(conn: Conn, clock: Clock, steps: list[tuple[tuple[str, str, int, int], int]], topup: int) -> None:
+    market = Market(conn)
+    if topup:
+        market.topup(topup)
+    credits: list[tuple[str, int, int]] = []  # (offer, credited to sales, at) of the month's calls
+    for (kind, offer, reserve, cost), offset in sorted(steps, key=lambda s: s[1]):
+        clock.at_ms = MONTH.start_ms + offset
+        if kind == "call":
+            paid = market.call(offer, reserve, cost, clock.at_ms)
+            if paid and MONTH.start_ms <= clock.at_ms < MONTH.end_ms:
+                credits.append((offer, paid, clock.at_ms))
+        elif clock.at_ms > MONTH.start_ms:
+            run_in_transaction(conn, settle_job(market.catalog, MONTH, clock.at_ms))
+    clock.at_ms = MONTH.end_ms + 3 * DAY_MS
+    run_in_transaction(conn, settle_job(market.catalog, MONTH, clock.at_ms))
+    again = run_in_transaction(conn, settle_job(market.catalog, MONTH, clock.at_ms))
+    assert again.run_id is None and again.settled == []  # a second run moves nothing
+    rows = settlements(conn, month=MONTH.name)
+    gross = sum(r.gross_nano for r in rows)
+    commission = sum(r.commission_nano for r in rows)
+    assert gross == sum(amount for _, amount, _ in credits)  # to the nano: what usage credited to sales
+    assert commission == _expected_commission(credits)
+    assert sum(r.net_nano for r in rows) + commission == gross
+    paid_out = sum(_posted(conn, payout(o)) for o in ("op1", "op2"))
+    assert paid_out + _posted(conn, COMMISSION) == gross
+    verify(conn)
+
+
+def _posted(conn: Conn, account: str) -> int:
+    balance = read_balance(conn, account)
+    return 0 if balance is None else balance.posted
+
+
+def test_a_month_not_yet_begun_is_refused(database: Conn, clock: Clock) -> None:
+    market = Market(database)
+    with pytest.raises(BadRequest) as refused:
+        run_in_transaction(database, settle_job(market.catalog, MONTH, MONTH.start_ms - 1))
+    assert refused.value.code == "month_not_begun"
+
+
+def test_a_month_must_be_written_as_year_and_month() -> None:
+    for text in ("2026-13", "2026-1", "november", "", "1969-12"):
+        with pytest.raises(BadRequest) as refused:
+            parse_month(text, SHANGHAI)
+        assert refused.value.code == "invalid_month" and refused.value.param == "month"
