@@ -46,6 +46,22 @@ OPERATOR_SETTLEMENTS_MIGRATION = """
     CREATE INDEX operator_settlements_month ON operator_settlements(month, run_id);
 """
 
+# Statements of closed months (economy/statements.py): stored when first generated, served from here after,
+# with the SHA-256 of the body's canonical JSON, so a closed month's statement never changes.
+STATEMENTS_MIGRATION = """
+    CREATE TABLE statements (
+        number TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        month TEXT,
+        from_ms BIGINT NOT NULL,
+        to_ms BIGINT NOT NULL,
+        body TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL
+    );
+    CREATE INDEX statements_account ON statements(account_id, from_ms);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE accounts (
@@ -297,4 +313,5 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX console_sessions_expiry ON console_sessions(expires_at_ms);
     """,
     OPERATOR_SETTLEMENTS_MIGRATION,
+    STATEMENTS_MIGRATION,
 )
