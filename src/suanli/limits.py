@@ -98,6 +98,20 @@ AMOUNT_NANO_MAX = 10**18  # ¥1,000,000,000: a budget, a contract's credit limit
 TOKENS_AMOUNT_MAX = 10**15  # a token budget or a token transfer
 INSTANT_HORIZON_DAYS = 36_600  # an instant asked about (`at`, a key's `expires_at`): 1970 to about a century ahead
 
+# Alerts and webhooks (economy/alerts.py, gateway/webhooks.py; docs/statements.md).
+# A failed delivery is tried again after each of these waits in turn, then marked failed: 31 h 41 min in all.
+WEBHOOK_RETRY_SCHEDULE_S = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800, 28800)
+WEBHOOK_TIMEOUT_S = 10.0  # one delivery's whole exchange (SUANLI_WEBHOOK_TIMEOUT_S); then it counts as failed
+WEBHOOK_POLL_S = 1.0  # how often each worker looks for due deliveries (SUANLI_WEBHOOK_POLL_S)
+WEBHOOK_CLAIM_S = 60.0  # a delivery claimed by a worker that died while sending it is due again after this
+WEBHOOK_DELIVERY_BATCH_MAX = 32  # deliveries one worker sends at once
+WEBHOOK_PREPARE_BATCH_MAX = 100  # events whose body is fixed per round
+WEBHOOKS_PER_ACCOUNT_MAX = 10
+WEBHOOK_URL_CHARS_MAX = 2048
+WEBHOOK_ERROR_CHARS_MAX = 200  # what a failed delivery's error says, as its account sees it
+ALERT_PACK_EXPIRY_DAYS_MAX = 365  # the longest notice of a pack's expiry an account may ask for
+ALERTS_LISTED_MAX = 100  # events `GET /v1/alerts` returns
+
 # PostgreSQL (store/pg.py, docs/scaling.md)
 STORE_CONNECT_TIMEOUT_S = 2  # libpq's smallest useful connect timeout
 STORE_STATEMENT_TIMEOUT_S = 5.0  # a statement the database has not answered by then fails the job

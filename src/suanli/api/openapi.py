@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from suanli import __version__
+from suanli.api import openapi_alerts as a
 from suanli.api import openapi_schemas as s
 from suanli.api.account import ADMIN_GROUPS, CUSTOMER_GROUPS
 from suanli.api.errors import ANTHROPIC_PATH_PREFIX
@@ -374,8 +375,41 @@ def _platform() -> dict[str, dict[str, Any]]:
     }
 
 
+def _alerts() -> dict[str, dict[str, Any]]:
+    """Webhooks and alerts (api/webhooks.py): an account's own, and the admin's for any account."""
+    paths: dict[str, dict[str, Any]] = {}
+    webhook = path_param("webhook", "a webhook id (wh_...)")
+    for base, security, params in (("/v1", KEY, ()), ("/admin/v1/accounts/{account}", ADMIN, (ACCOUNT,))):
+        paths[f"{base}/webhooks"] = {
+            "post": op(
+                "register a webhook",
+                a.NEW_WEBHOOK,
+                security=security,
+                status=201,
+                body=a.WEBHOOK_REQUEST,
+                params=params,
+            ),
+            "get": op("the webhooks, never a secret", a.WEBHOOKS, security=security, params=params),
+        }
+        paths[f"{base}/webhooks/{{webhook}}"] = {
+            "delete": op("delete a webhook", a.DELETED_WEBHOOK, security=security, params=(*params, webhook))
+        }
+        paths[f"{base}/alerts"] = {"get": op("the alerts, newest first", a.ALERTS, security=security, params=params)}
+        paths[f"{base}/alerts/settings"] = {
+            "get": op("the alert settings", a.ALERT_SETTINGS, security=security, params=params),
+            "put": op(
+                "change the alert settings",
+                a.ALERT_SETTINGS,
+                security=security,
+                body=a.ALERT_SETTINGS_REQUEST,
+                params=params,
+            ),
+        }
+    return paths
+
+
 def build_document() -> dict[str, Any]:
-    paths = {**_public(), **_public_plans(), **_self_service(), **_accounts(), **_account_plans(), **_platform()}
+    paths = {**_public(), **_public_plans(), **_self_service(), **_accounts(), **_account_plans(), **_platform(), **_alerts()}
     for path, operations in paths.items():
         for operation in operations.values():
             operation["responses"].update(_errors(path))

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from suanli.economy import names, windows
+from suanli.economy import alerts, names, windows
 from suanli.economy import store as econ
 from suanli.economy.contracts import CREDIT_LIMIT_NANO_MAX, Contract, Tier, save_contract
 from suanli.economy.products import FUNDING_SOURCES, Product
@@ -181,6 +181,7 @@ def renew_if_due(
         _pay(conn, sub.account_id, f"{sub.id}.fee.{start}", product.price_nano, f"The plan {product.id}")
     except PaymentRequired:
         econ.end_subscription(conn, sub.id, sub.period_end_ms)
+        alerts.renewal_failed(conn, sub, start, product.price_nano, now)  # in the lapse's transaction
         return None
     econ.set_period(conn, sub.id, start, end)
     return replace(sub, period_start_ms=start, period_end_ms=end)

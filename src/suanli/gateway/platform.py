@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from suanli.catalog import TIERS, Catalog, load_catalog
 from suanli.economy import names as economy_names
+from suanli.economy.alerts import expiring_packs_job
 from suanli.economy.market import expire_packs_job, renew_due_job
 from suanli.economy.products import Product, parse_product
 from suanli.economy.store import list_product, load_products
@@ -31,6 +32,7 @@ from suanli.gateway.price_versions import stored_versions, with_versions
 from suanli.gateway.quoting import PriceClock
 from suanli.gateway.recovery import RecoveryReport, once, reclaim_job, recover, resolve_stale_job
 from suanli.gateway.sessions import delete_expired_job
+from suanli.gateway.webhook_delivery import DeliverySettings, WebhookDelivery
 from suanli.ledger import ASSET_CNY, StoreLedger
 from suanli.ledger import names as ledger_names
 from suanli.limits import (
@@ -75,6 +77,7 @@ class Settings:
     client_write_timeout_s: float = CLIENT_WRITE_TIMEOUT_S  # a stream's write to a client that stopped reading
     sweep_interval_s: float = PACK_EXPIRY_SWEEP_S  # pack expiry, renewals, stale reservations
     console_session_ttl_s: float = CONSOLE_SESSION_TTL_S  # a console session ends this long after sign-in
+    webhooks: DeliverySettings = field(default_factory=DeliverySettings)  # retries and waits of alert deliveries
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +93,7 @@ class Settings:
             console_session_ttl_s=_seconds(
                 env, "SUANLI_CONSOLE_SESSION_TTL_S", CONSOLE_SESSION_TTL_S, CONSOLE_SESSION_TTL_MAX_S
             ),
+            webhooks=DeliverySettings.from_env(env),
         )
 
     @property
@@ -157,6 +161,8 @@ class Platform:
         self._prober: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._reclaimer: asyncio.Task[None] | None = None
+        self.webhooks = WebhookDelivery(self.writer, self.zone, settings.webhooks)  # the alerts' outbox, sent
+        self._deliverer: asyncio.Task[None] | None = None
         self.admin_key_start = AdminKeyStart()  # what this start did to the admin keys (never logs a key)
         self.calls_in_flight = 0  # admitted and not yet settled
         self.counter = PromptCounter()  # large prompts are counted off the event loop
@@ -180,6 +186,9 @@ class Platform:
         loop = asyncio.get_running_loop()
         self._prober = loop.create_task(self._forever("probe", self._probe_once, HEALTH_PROBE_INTERVAL_S))
         self._sweeper = loop.create_task(self._forever("sweep", self._sweep_once, self.settings.sweep_interval_s))
+        self._deliverer = loop.create_task(
+            self._forever("webhooks", self.webhooks.deliver_once, self.settings.webhooks.poll_s)
+        )
         if self.lease is not None:
             self._reclaimer = loop.create_task(self._forever("reclaim", self._reclaim_once, WORKER_RECLAIM_INTERVAL_S))
         await self.ledger.open_account(ledger_names.TOPUP_SOURCE, ASSET_CNY, None)
@@ -210,6 +219,7 @@ class Platform:
         and the sessions in a round (``once``)."""
         await self.writer.run(once(expire_packs_job()))
         await self.writer.run(once(renew_due_job(self.products, self.zone)))
+        await self.writer.run(once(expiring_packs_job()))
         await self.writer.run(once(delete_expired_job(now_ms())), durable=False)
         stale = await self.writer.run(resolve_stale_job(now_ms() - int(RESERVATION_STALE_S * 1000)))
         if stale.posted or stale.voided:
@@ -292,13 +302,14 @@ class Platform:
         task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
-        for task in (self._prober, self._sweeper, self._reclaimer):
+        for task in (self._prober, self._sweeper, self._reclaimer, self._deliverer):
             if task is not None:
                 task.cancel()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         for upstream in self.upstreams.values():
             await upstream.close()
+        await self.webhooks.close()
         self.counter.close()
         self.writer.close()
         if self.lease is not None:

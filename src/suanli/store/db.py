@@ -52,11 +52,24 @@ def migrate(conn: SqliteConnection) -> int:
     with transaction(conn):
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            for statement in script.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in statements(script):
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version={number}")
         return len(MIGRATIONS)
+
+
+def statements(script: str) -> Iterator[str]:
+    """A migration's statements, one by one: split at each ``;`` that ends a whole statement (a trigger's body
+    holds several)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        yield pending
 
 
 def open_database(target: str | Path) -> Conn:

@@ -9,6 +9,8 @@ transfers, changed only in the transaction that inserts the transfer; ``verify``
 
 from __future__ import annotations
 
+from suanli.store.outbox_schema import SQLITE_ALERTS_MIGRATION
+
 # Each reservation names the process that made it, so that a survivor resolves only a dead worker's
 # (docs/scaling.md); '' is the one process of an SQLite database.
 OWNER_MIGRATION = """
@@ -314,4 +316,6 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     OPERATOR_SETTLEMENTS_MIGRATION,
     STATEMENTS_MIGRATION,
+    # Alerts and their webhooks (store/outbox_schema.py says how the triggers write them).
+    SQLITE_ALERTS_MIGRATION,
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
+from suanli.store.outbox_schema import PG_ALERTS_MIGRATION
 from suanli.store.schema import (
     OPERATOR_SETTLEMENTS_MIGRATION,
     OWNER_MIGRATION,
@@ -256,4 +257,5 @@ PG_MIGRATIONS: tuple[str, ...] = (
     PG_CONSOLE_SESSIONS,
     OPERATOR_SETTLEMENTS_MIGRATION,
     STATEMENTS_MIGRATION,
+    PG_ALERTS_MIGRATION,
 )
