@@ -408,8 +408,36 @@ def _alerts() -> dict[str, dict[str, Any]]:
     return paths
 
 
+def _export(summary: str, security: Security, admin: bool) -> dict[str, Any]:
+    """A streamed export (api/exports.py): CSV or JSON Lines, its columns in docs/api.md."""
+    account = (s.query("account", s.STRING, "only this account's rows (an id or name)"),) if admin else ()
+    output = s.query("format", {"enum": ["csv", "jsonl"], "default": "csv"}, "the file's format")
+    operation = op(summary, s.STRING, security=security, params=(*account, s.FROM, s.TO, s.TZ, output))
+    streamed = {"schema": {"type": "string", "description": "docs/api.md lists the columns"}}
+    operation["responses"]["200"]["content"] = {"text/csv": streamed, "application/x-ndjson": streamed}
+    return {"get": operation}
+
+
+def _exports() -> dict[str, dict[str, Any]]:
+    return {
+        "/v1/exports/usage": _export("the account's calls, oldest first", KEY, admin=False),
+        "/v1/exports/transfers": _export("the account's ledger transfers, oldest first", KEY, admin=False),
+        "/admin/v1/exports/usage": _export("every account's calls, or one's", ADMIN, admin=True),
+        "/admin/v1/exports/transfers": _export("every ledger transfer, or one account's", ADMIN, admin=True),
+    }
+
+
 def build_document() -> dict[str, Any]:
-    paths = {**_public(), **_public_plans(), **_self_service(), **_accounts(), **_account_plans(), **_platform(), **_alerts()}
+    paths = {
+        **_public(),
+        **_public_plans(),
+        **_self_service(),
+        **_accounts(),
+        **_account_plans(),
+        **_platform(),
+        **_alerts(),
+        **_exports(),
+    }
     for path, operations in paths.items():
         for operation in operations.values():
             operation["responses"].update(_errors(path))

@@ -152,11 +152,11 @@ def usage_csv(
     conn: Conn, f: UsageFilter, limit: int, before: tuple[int, str | None] | None, zone: ZoneInfo
 ) -> Iterator[str]:
     """The same events as ``usage_list`` as CSV text, the header first, read ``CSV_PAGE_ROWS`` at a time."""
-    yield _csv_line(CSV_COLUMNS)
+    yield csv_line(CSV_COLUMNS)
     left = limit
     while left > 0:
         events = usage_page(conn, f, min(left, CSV_PAGE_ROWS), before)
-        yield "".join(_csv_line(csv_row(e, zone)) for e in events)
+        yield "".join(csv_line(csv_row(e, zone)) for e in events)
         if len(events) < min(left, CSV_PAGE_ROWS):
             return
         left -= len(events)
@@ -176,7 +176,7 @@ def _csv_value(value: object) -> object:
     return "" if value is None else value
 
 
-def _csv_line(values: Sequence[object]) -> str:
+def csv_line(values: Sequence[object]) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerow(values)
     return out.getvalue()

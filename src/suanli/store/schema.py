@@ -48,6 +48,22 @@ OPERATOR_SETTLEMENTS_MIGRATION = """
     CREATE INDEX operator_settlements_month ON operator_settlements(month, run_id);
 """
 
+# An account's transfers in time order (store/exports.py, economy/statement_ledger.py), through partial
+# indexes that leave out the platform's side of every call (escrow, sales, plans), so the hot path pays one
+# index entry per customer-side transfer. A budget window is debited by every call it limits, so its
+# debits have an index of their own, paid only by the calls of accounts with budgets. A query repeats an
+# index's WHERE word for word: that is how SQLite and PostgreSQL know they may use it.
+CUSTOMER_TRANSFERS_MIGRATION = """
+    CREATE INDEX transfers_customer_debit ON transfers(debit_account, created_at_ms, id)
+        WHERE debit_account NOT LIKE 'platform:%' AND debit_account NOT LIKE 'plans:%'
+        AND debit_account NOT LIKE 'budget:%';
+    CREATE INDEX transfers_customer_credit ON transfers(credit_account, created_at_ms, id)
+        WHERE credit_account NOT LIKE 'platform:%' AND credit_account NOT LIKE 'plans:%'
+        AND credit_account NOT LIKE 'sales:%';
+    CREATE INDEX transfers_budget_debit ON transfers(debit_account, created_at_ms, id)
+        WHERE debit_account LIKE 'budget:%';
+"""
+
 # Statements of closed months (economy/statements.py): stored when first generated, served from here after,
 # with the SHA-256 of the body's canonical JSON, so a closed month's statement never changes.
 STATEMENTS_MIGRATION = """
@@ -318,4 +334,5 @@ MIGRATIONS: tuple[str, ...] = (
     STATEMENTS_MIGRATION,
     # Alerts and their webhooks (store/outbox_schema.py says how the triggers write them).
     SQLITE_ALERTS_MIGRATION,
+    CUSTOMER_TRANSFERS_MIGRATION,
 )

@@ -12,6 +12,7 @@ from importlib.resources import files
 
 from suanli.store.outbox_schema import PG_ALERTS_MIGRATION
 from suanli.store.schema import (
+    CUSTOMER_TRANSFERS_MIGRATION,
     OPERATOR_SETTLEMENTS_MIGRATION,
     OWNER_MIGRATION,
     PRICE_WINDOW_MIGRATION,
@@ -258,4 +259,5 @@ PG_MIGRATIONS: tuple[str, ...] = (
     OPERATOR_SETTLEMENTS_MIGRATION,
     STATEMENTS_MIGRATION,
     PG_ALERTS_MIGRATION,
+    CUSTOMER_TRANSFERS_MIGRATION,
 )
