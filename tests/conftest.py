@@ -30,6 +30,7 @@ TEST_CATALOG = """
 [operators.alpha]
 base_url = "${SIM_URL}/alpha/v1"
 api_key_env = "ALPHA_KEY"
+commission_bp = 500
 [operators.beta]
 base_url = "${SIM_URL}/beta/v1"
 [operators.faulty]

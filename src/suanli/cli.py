@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from suanli import cli_admin, cli_db, cli_plans, cli_pricing, cli_run
+from suanli import cli_admin, cli_db, cli_plans, cli_pricing, cli_run, cli_settlement
 from suanli.errors import ConfigError, SuanliError
 from suanli.gateway.platform import DEFAULT_DATABASE_PATH, Settings
 from suanli.store.pg import is_postgres
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_plans.add_commands(commands, _common)
     cli_pricing.add_commands(commands, _common)
     cli_db.add_commands(commands, _common)
+    cli_settlement.add_commands(commands, _common)
     return parser
 
 

@@ -24,7 +24,7 @@ from suanli.economy import names
 from suanli.economy.funding import Funding, charge_overruns, settlement_transfers
 from suanli.economy.operator_sales import parse_month
 from suanli.economy.operator_settlement import COMMISSION, payout, settle_job, settlements
-from suanli.errors import BadRequest
+from suanli.errors import BadRequest, ConfigError
 from suanli.gateway import accounts as ops
 from suanli.ledger import ASSET_CNY, entries
 from suanli.ledger import names as ledger_names
@@ -258,3 +258,27 @@ def test_a_month_must_be_written_as_year_and_month() -> None:
         with pytest.raises(BadRequest) as refused:
             parse_month(text, SHANGHAI)
         assert refused.value.code == "invalid_month" and refused.value.param == "month"
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"),
+    [
+        ("operator", {"commission_bp": 10_001}, "operator op1: commission_bp must be a whole number"),
+        ("operator", {"commission_bp": "5"}, "operator op1: commission_bp must be a whole number"),
+        ("offer", {"commission_bp": -1}, "offer op1/chat: commission_bp must be a whole number"),
+        ("operator", {"commission_versions": [{"effective_from": "2026-01-01T00:00:00+08:00"}]}, "commission_bp"),
+        ("operator", {"commission_versions": [{"effective_from": "2026-01-01", "commission_bp": 1}]}, "with its zone"),
+        ("offer", {"commission_versions": {"x": 1}}, "commission_versions must be a list"),
+        ("operator", {"commission_versions": [{"effective_from": "2026-01-01T00:00:00+08:00", "bp": 1}]}, "'bp'"),
+    ],
+)
+def test_a_bad_commission_stops_the_catalog_naming_the_field(
+    where: str, value: dict[str, object], message: str
+) -> None:
+    spec = {**CATALOG, "operators": {name: dict(op) for name, op in CATALOG["operators"].items()}}  # type: ignore[attr-defined]
+    spec["offers"] = [dict(offer) for offer in CATALOG["offers"]]  # type: ignore[attr-defined]
+    target = spec["operators"]["op1"] if where == "operator" else spec["offers"][0]  # type: ignore[index]
+    target.pop("commission_versions", None)
+    target.update(value)
+    with pytest.raises(ConfigError, match=message):
+        parse_catalog(spec, {}, now_ms=MONTH.start_ms)

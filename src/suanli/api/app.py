@@ -24,6 +24,7 @@ from suanli.api import (
     openapi,
     plans,
     pricing,
+    settlements,
     statements,
     webhooks,
 )
@@ -80,6 +81,7 @@ def build_app(
             *admin.routes,
             *account.routes,
             *console.routes,
+            *settlements.routes,
             *statements.routes,
             *exports.routes,
             *webhooks.routes,

@@ -427,6 +427,36 @@ def _exports() -> dict[str, dict[str, Any]]:
     }
 
 
+def _settlements() -> dict[str, dict[str, Any]]:
+    """Operator settlement (api/settlements.py; docs/statements.md)."""
+    month = s.query("month", s.STRING, "YYYY-MM in the catalog's time zone")
+    operator = s.query("operator", s.STRING, "only this operator's settlements")
+    statement = op(
+        "an operator's statement for a month",
+        s.OBJECT,
+        security=ADMIN,
+        params=(
+            path_param("operator", "an operator's name"),
+            month,
+            s.query("format", {"enum": ["json", "csv"], "default": "json"}, "the document's format"),
+        ),
+    )
+    statement["responses"]["200"]["content"]["text/csv"] = {"schema": s.STRING}
+    return {
+        "/admin/v1/operator-settlements": {
+            "post": op(
+                "settle the operators' sales of a month, once",
+                s.OBJECT,
+                security=ADMIN,
+                status=201,
+                body=s.obj({"month": s.STRING}),
+            ),
+            "get": op("the settlements recorded", s.OBJECT, security=ADMIN, params=(month, operator)),
+        },
+        "/admin/v1/operators/{operator}/statement": {"get": statement},
+    }
+
+
 def build_document() -> dict[str, Any]:
     paths = {
         **_public(),
@@ -437,6 +467,7 @@ def build_document() -> dict[str, Any]:
         **_platform(),
         **_alerts(),
         **_exports(),
+        **_settlements(),
     }
     for path, operations in paths.items():
         for operation in operations.values():
