@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from suanli import cli_admin, cli_db, cli_plans, cli_pricing, cli_run, cli_settlement
+from suanli import cli_admin, cli_db, cli_plans, cli_pricing, cli_run, cli_settlement, cli_statements
 from suanli.errors import ConfigError, SuanliError
 from suanli.gateway.platform import DEFAULT_DATABASE_PATH, Settings
 from suanli.store.pg import is_postgres
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_pricing.add_commands(commands, _common)
     cli_db.add_commands(commands, _common)
     cli_settlement.add_commands(commands, _common)
+    cli_statements.add_commands(commands, _common)
     return parser
 
 

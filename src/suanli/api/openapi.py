@@ -427,6 +427,29 @@ def _exports() -> dict[str, dict[str, Any]]:
     }
 
 
+def _statements() -> dict[str, dict[str, Any]]:
+    """Account statements (api/statements.py; docs/statements.md, "Statements")."""
+    params = (
+        s.query("month", s.STRING, "YYYY-MM in the catalog's time zone (or from and to)"),
+        s.FROM,
+        s.TO,
+        s.query("format", {"enum": ["json", "csv", "pdf"], "default": "json"}, "the document's format (or Accept)"),
+        s.query("lang", {"enum": ["en", "zh-CN"], "default": "en"}, "the PDF's language"),
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for path, security, extra in (
+        ("/v1/statements", KEY, ()),
+        ("/admin/v1/accounts/{account}/statements", ADMIN, (ACCOUNT,)),
+    ):
+        operation = op(
+            "an account's statement for a month or range", s.OBJECT, security=security, params=(*extra, *params)
+        )
+        operation["responses"]["200"]["content"]["text/csv"] = {"schema": s.STRING}
+        operation["responses"]["200"]["content"]["application/pdf"] = {"schema": {"type": "string", "format": "binary"}}
+        paths[path] = {"get": operation}
+    return paths
+
+
 def _settlements() -> dict[str, dict[str, Any]]:
     """Operator settlement (api/settlements.py; docs/statements.md)."""
     month = s.query("month", s.STRING, "YYYY-MM in the catalog's time zone")
@@ -468,6 +491,7 @@ def build_document() -> dict[str, Any]:
         **_alerts(),
         **_exports(),
         **_settlements(),
+        **_statements(),
     }
     for path, operations in paths.items():
         for operation in operations.values():

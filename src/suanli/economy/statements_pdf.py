@@ -1,0 +1,215 @@
+"""A statement as a PDF document (reportlab), in English or Chinese, from the same JSON body the API serves:
+the platform and the account, the statement number and period, then the money and token tables.
+
+Chinese uses reportlab's built-in CID font ``STSong-Light`` (Adobe's Asian font pack, which every PDF
+reader resolves), so no font file ships with the package. ``invariant=True`` gives byte-identical output
+for the same body (fixed dates and ids inside the PDF), which the tests use.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from suanli.economy.statements import iso
+from suanli.money import nano_to_cny
+
+LANGS = ("en", "zh-CN")
+CJK_FONT = "STSong-Light"
+WORDS = {
+    "en": {
+        "title": "Statement",
+        "number": "Statement number",
+        "account": "Account",
+        "period": "Period",
+        "final": "Final",
+        "open": "Open month: not final",
+        "money": "Wallet (CNY)",
+        "opening": "Opening balance",
+        "topup": "Top-up",
+        "purchase": "Purchase",
+        "usage": "Usage charges",
+        "rebates": "Contract rebates",
+        "other": "Other",
+        "closing": "Closing balance",
+        "pending": "Reserved, not settled (not in the balance)",
+        "late": "Call made {made}, settled {settled}",
+        "model": "Model",
+        "class": "Token class",
+        "price": "Unit price (CNY/token)",
+        "tokens": "Tokens",
+        "amount": "Amount (CNY)",
+        "calls": "calls",
+        "not_charged": "Paid by plans or not charged",
+        "packs": "Packs and allowances (tokens)",
+        "item": "Item",
+        "bought": "bought",
+        "received": "received",
+        "sent": "sent",
+        "drawn": "drawn",
+        "forfeited": "forfeited",
+        "granted": "granted",
+    },
+    "zh-CN": {
+        "title": "对账单",
+        "number": "对账单编号",
+        "account": "账户",
+        "period": "账期",
+        "final": "已结账",
+        "open": "本月未结束：非最终版",
+        "money": "钱包（人民币）",
+        "opening": "期初余额",
+        "topup": "充值",
+        "purchase": "购买",
+        "usage": "用量费用",
+        "rebates": "合同返利",
+        "other": "其他",
+        "closing": "期末余额",
+        "pending": "已预留未结算（不计入余额）",
+        "late": "调用于 {made}，结算于 {settled}",
+        "model": "模型",
+        "class": "Token 类别",
+        "price": "单价（元/token）",
+        "tokens": "Token 数",
+        "amount": "金额（元）",
+        "calls": "次调用",
+        "not_charged": "由套餐支付或未收费",
+        "packs": "资源包与额度（token）",
+        "item": "项目",
+        "bought": "购入",
+        "received": "转入",
+        "sent": "转出",
+        "drawn": "使用",
+        "forfeited": "过期作废",
+        "granted": "发放",
+    },
+}
+
+
+def render(body: dict[str, Any], lang: str = "en", *, invariant: bool = False) -> bytes:
+    words = WORDS[lang]
+    font = _font(lang)
+    style = ParagraphStyle("body", fontName=font, fontSize=9, leading=12)
+    heading = ParagraphStyle("heading", fontName=font, fontSize=15, leading=20)
+    out = io.BytesIO()
+    doc = SimpleDocTemplate(out, pagesize=A4, title=f"{words['title']} {body['number']}", invariant=int(invariant))
+    zone = ZoneInfo(body["period"]["zone"])
+    story: list[Any] = [Paragraph(f"{body['platform']['name']} — {words['title']}", heading), Spacer(1, 6)]
+    story += [Paragraph(text, style) for text in _header(body, words)]
+    story += [Spacer(1, 8), Paragraph(words["money"], heading), _table(_money_rows(body, words, zone), font)]
+    story += [Spacer(1, 8), Paragraph(words["packs"], heading), _table(_token_rows(body, words), font)]
+    doc.build(story)
+    return out.getvalue()
+
+
+def _font(lang: str) -> str:
+    if lang == "en":
+        return "Helvetica"
+    pdfmetrics.registerFont(UnicodeCIDFont(CJK_FONT))  # idempotent: reportlab keeps one registry
+    return CJK_FONT
+
+
+def _header(body: dict[str, Any], words: dict[str, str]) -> list[str]:
+    account, period = body["account"], body["period"]
+    status = words["final"] if body["final"] else words["open"]
+    return [
+        f"{words['number']}: {body['number']}",
+        f"{words['account']}: {account['name']} ({account['id']}, {account['tier']})",
+        f"{words['period']}: {period['from']} — {period['to']} ({period['zone']}) · {status}",
+        f"SHA-256: {body.get('sha256', '')}",
+    ]
+
+
+def _money_rows(body: dict[str, Any], words: dict[str, str], zone: ZoneInfo) -> list[list[str]]:
+    money = body["money"]
+    rows = [[words["item"], words["model"], words["class"], words["price"], words["tokens"], words["amount"]]]
+    rows.append([words["opening"], "", "", "", "", nano_to_cny(money["opening_nano"])])
+    for line in money["topups"]:
+        rows.append(
+            [f"{words['topup']} {iso(line['at_ms'], zone)[:10]}", "", "", "", "", nano_to_cny(line["amount_nano"])]
+        )
+    for line in money["purchases"]:
+        rows.append([f"{words['purchase']}: {line['memo']}", "", "", "", "", nano_to_cny(line["amount_nano"])])
+    for model in money["usage"]["models"]:
+        for c in model["classes"]:
+            rows.append(
+                [
+                    words["usage"],
+                    model["model"],
+                    c["class"],
+                    nano_to_cny(c["unit_price_nano"]),
+                    str(c["tokens"]),
+                    nano_to_cny(-c["amount_nano"]),
+                ]
+            )
+        rows.append(
+            [words["not_charged"], model["model"], "", "", "", nano_to_cny(model["not_charged_to_wallet_nano"])]
+        )
+        rows.append(
+            [
+                f"{words['usage']} ({model['calls']} {words['calls']})",
+                model["model"],
+                "",
+                "",
+                "",
+                nano_to_cny(-model["charged_nano"]),
+            ]
+        )
+    for late in money["late_settlements"]:
+        made, settled = iso(late["call_made_ms"], zone)[:19], iso(late["settled_ms"], zone)[:19]
+        rows.append(
+            [
+                words["late"].format(made=made, settled=settled),
+                late["model"] or "",
+                "",
+                "",
+                "",
+                nano_to_cny(late["amount_nano"]),
+            ]
+        )
+    rows.append([words["rebates"], "", "", "", "", nano_to_cny(money["rebates"]["amount_nano"])])
+    for line in money["other"]:
+        rows.append([f"{words['other']}: {line['counter_account']}", "", "", "", "", nano_to_cny(line["amount_nano"])])
+    rows.append([words["closing"], "", "", "", "", nano_to_cny(money["closing_nano"])])
+    rows.append([words["pending"], "", "", "", "", nano_to_cny(money["pending"]["reserved_nano"])])
+    return rows
+
+
+def _token_rows(body: dict[str, Any], words: dict[str, str]) -> list[list[str]]:
+    rows = [[words["item"], words["opening"], "+ / −", words["closing"], words["pending"]]]
+    for section in body["packs"] + body["allowances"]:
+        moved = ", ".join(f"{words.get(k, k)} {v:+d}" for k, v in section["totals"].items() if v)
+        rows.append(
+            [
+                f"{section['ledger_account']} ({section['product']})",
+                str(section["opening"]),
+                moved,
+                str(section["closing"]),
+                str(section["pending"]["reserved"]),
+            ]
+        )
+    return rows
+
+
+def _table(rows: list[list[str]], font: str) -> Table:
+    table = Table(rows, repeatRows=1)
+    table.setStyle(
+        TableStyle(
+            [
+                ("FONTNAME", (0, 0), (-1, -1), font),
+                ("FONTSIZE", (0, 0), (-1, -1), 7),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.lightgrey),
+                ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
+                ("ALIGN", (3, 1), (-1, -1), "RIGHT"),
+            ]
+        )
+    )
+    return table
