@@ -114,7 +114,9 @@ def main() -> None:
     process, url = serve(workdir, database)
     try:
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        httpx.post(f"{url}/admin/v1/accounts", json={"name": "busy", "tier": "enterprise"}, headers=admin).raise_for_status()
+        httpx.post(
+            f"{url}/admin/v1/accounts", json={"name": "busy", "tier": "enterprise"}, headers=admin
+        ).raise_for_status()
         key = httpx.post(f"{url}/admin/v1/accounts/busy/keys", json={}, headers=admin).json()["key"]
         me = httpx.get(f"{url}/v1/account", headers={"Authorization": f"Bearer {key}"}).json()
         started = time.perf_counter()
