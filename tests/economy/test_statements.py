@@ -4,19 +4,26 @@ the last one closes at the ledger's balances, and a closed month's stored statem
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pypdf import PdfReader
 
+from suanli.cli import main
 from suanli.economy import market, statements
 from suanli.economy import names as econ_names
 from suanli.economy.contracts import Tier
@@ -26,13 +33,15 @@ from suanli.gateway import accounts as ops
 from suanli.ledger import ASSET_CNY
 from suanli.ledger import names as ledger_names
 from suanli.ledger.sqlite import apply_entry, open_account, read_balance, verify
+from suanli.money import nano_to_cny
 from suanli.pricing import TokenUsage
 from suanli.store.accounts import find_account
 from suanli.store.conn import Conn
 from suanli.store.db import open_database, run_in_transaction
 from suanli.store.usage import UsageEvent, insert_usage_event
+from tests.conftest import TEST_CATALOG
 from tests.economy.test_funding import PRICE_NANO, PRODUCTS, SHANGHAI, Shop, at
-from tests.stores import fresh_database
+from tests.stores import database_env, fresh_database
 
 HOUR_MS = 3_600_000
 START = at("2026-10-29 12:00:00")
@@ -289,3 +298,69 @@ def test_the_statement_number_and_the_stored_digest(shop_at_month_end: Shop) -> 
     row = shop.conn.execute("SELECT sha256, month FROM statements WHERE number = ?", (body["number"],)).fetchone()
     assert tuple(row) == (digest, "2026-11")
     assert econ_names.PLANS  # the plans account the purchases go to exists in every statement's world
+
+
+def cli(capsys: pytest.CaptureFixture[str], db: Path, *args: str) -> Any:
+    """Run a ``suanli`` command in-process and return what it printed (JSON when asked for, else text)."""
+    status = main([*args, "--database", str(db)])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    return orjson.loads(out) if "--json" in args else out
+
+
+def pdf_text(path: Path) -> tuple[int, str]:
+    reader = PdfReader(path)
+    return len(reader.pages), "\n".join(page.extract_text() for page in reader.pages)
+
+
+NAME = "Acme <b>示例 & co"  # Chinese for the English PDF's fonts, markup for its paragraphs
+
+
+def test_the_cli_statement_as_json_csv_and_pdf(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(TEST_CATALOG)
+    monkeypatch.setenv("SUANLI_CATALOG", str(catalog))
+    monkeypatch.setenv("SIM_URL", "http://127.0.0.1:9")
+    for name, value in database_env(fresh_database(tmp_path, "s.db"), tmp_path).items():
+        monkeypatch.setenv(name, value)
+    db = tmp_path / "s.db"  # on PostgreSQL SUANLI_DATABASE_URL wins over --database
+    account = cli(capsys, db, "account", "create", NAME, "--tier", "enterprise", "--json")["account"]
+    cli(capsys, db, "wallet", "topup", NAME, "12.5", "--idempotency-key", "pay-1", "--json")
+    bought = cli(capsys, db, "pack", "buy", NAME, "pack-late", "--json")
+    month = datetime.now(SHANGHAI).strftime("%Y-%m")  # the test catalog's zone
+    body = cli(capsys, db, "statement", NAME, "--month", month, "--json")
+    money = body["money"]
+    assert body["number"] == f"ST-{month}-{account['id'].removeprefix('acct_')}" and body["final"] is False
+    assert body["account"]["name"] == NAME
+    assert money["opening_nano"] == 0 and money["closing_nano"] == 10_500_000_000
+    assert money["opening_nano"] + sum(money["totals"].values()) == money["closing_nano"]
+    assert [t["amount_nano"] for t in money["topups"]] == [12_500_000_000]
+    assert [(p["type"], p["amount_nano"]) for p in money["purchases"]] == [("pack", -2_000_000_000)]
+    assert bought["pack"]["id"] in money["purchases"][0]["id"]
+    assert [(p["opening"], p["closing"]) for p in body["packs"]] == [(0, 100_000)]
+
+    rows = list(csv.DictReader(io.StringIO(cli(capsys, db, "statement", NAME, "--month", month, "--csv"))))
+    assert rows[0]["id"] == body["number"] and rows[0]["detail"] == NAME
+    by_line = {r["line"]: int(r["amount_nano"]) for r in rows if r["section"] == "money"}
+    assert by_line == {
+        "opening": 0,
+        "topup": 12_500_000_000,
+        "purchase:pack": -2_000_000_000,
+        "rebates": 0,
+        "closing": 10_500_000_000,
+        "pending": 0,
+    }
+
+    english, chinese = tmp_path / "en.pdf", tmp_path / "zh.pdf"
+    cli(capsys, db, "statement", NAME, "--month", month, "--pdf", "--output", str(english))
+    cli(capsys, db, "statement", NAME, "--month", month, "--pdf", "--output", str(chinese), "--lang", "zh-CN")
+    pages, text = pdf_text(english)
+    closing = re.escape(nano_to_cny(money["closing_nano"]))
+    assert pages == 1 and body["number"] in text and NAME in text and "■" not in text  # no missing glyphs
+    assert re.search(rf"Closing balance\s+{closing}\b", text) and "Suanli 算力 — Statement" in text
+    assert re.search(r"Top-up \S+\s+12\.5\b", text) and re.search(r"Purchase: .*\s+-2\b", text)
+    pages, text = pdf_text(chinese)
+    assert pages == 1 and body["number"] in text and NAME in text and "■" not in text
+    assert "对账单编号" in text and re.search(rf"期末余额\s+{closing}\b", text)

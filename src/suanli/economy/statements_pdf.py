@@ -2,7 +2,10 @@
 the platform and the account, the statement number and period, then the money and token tables.
 
 Chinese uses reportlab's built-in CID font ``STSong-Light`` (Adobe's Asian font pack, which every PDF
-reader resolves), so no font file ships with the package. ``invariant=True`` gives byte-identical output
+reader resolves), so no font file ships with the package. An English statement still holds Chinese where
+the data does (the platform's name 算力, an account's name, a memo): any text Helvetica can't encode is set
+in the CID font too, or it would print as black boxes. Text is escaped before it goes into a Paragraph,
+whose markup an account named ``<b>`` would otherwise break. ``invariant=True`` gives byte-identical output
 for the same body (fixed dates and ids inside the PDF), which the tests use.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import io
 from typing import Any
+from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
 from reportlab.lib import colors
@@ -97,15 +101,13 @@ WORDS = {
 def render(body: dict[str, Any], lang: str = "en", *, invariant: bool = False) -> bytes:
     words = WORDS[lang]
     font = _font(lang)
-    style = ParagraphStyle("body", fontName=font, fontSize=9, leading=12)
-    heading = ParagraphStyle("heading", fontName=font, fontSize=15, leading=20)
     out = io.BytesIO()
     doc = SimpleDocTemplate(out, pagesize=A4, title=f"{words['title']} {body['number']}", invariant=int(invariant))
     zone = ZoneInfo(body["period"]["zone"])
-    story: list[Any] = [Paragraph(f"{body['platform']['name']} — {words['title']}", heading), Spacer(1, 6)]
-    story += [Paragraph(text, style) for text in _header(body, words)]
-    story += [Spacer(1, 8), Paragraph(words["money"], heading), _table(_money_rows(body, words, zone), font)]
-    story += [Spacer(1, 8), Paragraph(words["packs"], heading), _table(_token_rows(body, words), font)]
+    story: list[Any] = [_paragraph(f"{body['platform']['name']} — {words['title']}", font, 15), Spacer(1, 6)]
+    story += [_paragraph(text, font, 9) for text in _header(body, words)]
+    story += [Spacer(1, 8), _paragraph(words["money"], font, 15), _table(_money_rows(body, words, zone), font)]
+    story += [Spacer(1, 8), _paragraph(words["packs"], font, 15), _table(_token_rows(body, words), font)]
     doc.build(story)
     return out.getvalue()
 
@@ -115,6 +117,22 @@ def _font(lang: str) -> str:
         return "Helvetica"
     pdfmetrics.registerFont(UnicodeCIDFont(CJK_FONT))  # idempotent: reportlab keeps one registry
     return CJK_FONT
+
+
+def _font_for(text: str, font: str) -> str:
+    """``font`` if it can set every character of ``text``, else the CID font (which covers Latin too)."""
+    if font == CJK_FONT:
+        return font
+    try:
+        text.encode(pdfmetrics.getFont(font).encName)
+    except UnicodeEncodeError:
+        return _font("zh-CN")
+    return font
+
+
+def _paragraph(text: str, font: str, size: int) -> Paragraph:
+    style = ParagraphStyle("text", fontName=_font_for(text, font), fontSize=size, leading=size * 4 // 3)
+    return Paragraph(escape(text), style)
 
 
 def _header(body: dict[str, Any], words: dict[str, str]) -> list[str]:
@@ -201,10 +219,17 @@ def _token_rows(body: dict[str, Any], words: dict[str, str]) -> list[list[str]]:
 
 def _table(rows: list[list[str]], font: str) -> Table:
     table = Table(rows, repeatRows=1)
+    wide = [
+        ("FONTNAME", (col, row), (col, row), CJK_FONT)
+        for row, cells in enumerate(rows)
+        for col, text in enumerate(cells)
+        if _font_for(text, font) != font
+    ]
     table.setStyle(
         TableStyle(
             [
                 ("FONTNAME", (0, 0), (-1, -1), font),
+                *wide,
                 ("FONTSIZE", (0, 0), (-1, -1), 7),
                 ("BACKGROUND", (0, 0), (-1, 0), colors.lightgrey),
                 ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
