@@ -18,7 +18,7 @@ from tests.console.conftest import PHONE, Customer, new_context, open_page, sign
 
 STATIC = Path(__file__).parents[2] / "src" / "suanli" / "console" / "static"
 DOCS = Path(__file__).parents[2] / "docs" / "console"
-CUSTOMER_PAGES = ("overview", "usage", "calls", "keys", "plans", "prices")
+CUSTOMER_PAGES = ("overview", "usage", "calls", "keys", "plans", "prices", "alerts")
 ADMIN_PAGES = ("operators", "revenue", "accounts", "products")
 DOC_SHOT = {"width": 1200, "height": 800}
 DOC_SHOT_HEIGHT_MAX = 1000  # a long page is cut here: the top shows what it is, and the file stays small

@@ -7,6 +7,7 @@ import { clear, field, h } from "./dom.js";
 import { LANGUAGES, translate } from "./i18n.js";
 import * as customer from "./customer.js";
 import * as plans from "./plans.js";
+import { alertsPage } from "./alerts.js";
 import * as admin from "./admin.js";
 import { browserZone } from "./format.js";
 import { errorBox } from "./ui.js";
@@ -20,6 +21,7 @@ const CUSTOMER_PAGES = [
   ["keys", customer.keys],
   ["plans", plans.plansPage],
   ["prices", plans.prices],
+  ["alerts", alertsPage],
 ];
 const ADMIN_PAGES = [
   ["operators", admin.operators],

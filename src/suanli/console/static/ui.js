@@ -51,16 +51,18 @@ export function confirmDialog(t, title, message, confirmLabel) {
   });
 }
 
-/** The secret of a new key, shown once, with a copy button and a warning. */
-export function secretDialog(t, secret) {
+/** The secret of a new key (or another secret: `words` names its title, warning and label), shown once,
+ * with a copy button and a warning. */
+export function secretDialog(t, secret, words) {
+  const say = { title: t("keys.created"), warning: t("keys.shown_once"), label: t("keys.secret"), ...(words || {}) };
   return new Promise((resolve) => {
     const opener = document.activeElement;
     const status = h("span", { role: "status", class: "copied" });
     const output = h("input", { type: "text", readonly: true, value: secret, "data-testid": "new-key-secret",
-      "aria-label": t("keys.secret") });
+      "aria-label": say.label });
     const dialog = h("dialog", { class: "dialog", "aria-labelledby": "secret-title", "aria-describedby": "secret-warning" },
-      h("h2", { id: "secret-title" }, t("keys.created")),
-      h("p", { id: "secret-warning", class: "warning" }, "⚠ ", t("keys.shown_once")),
+      h("h2", { id: "secret-title" }, say.title),
+      h("p", { id: "secret-warning", class: "warning" }, "⚠ ", say.warning),
       output,
       h("div", { class: "actions" },
         h("button", { type: "button", class: "secondary", "data-testid": "copy-key", on: { click: copy } }, t("keys.copy")),
