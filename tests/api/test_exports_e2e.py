@@ -196,7 +196,7 @@ def test_twenty_thousand_events_stream_in_chunks_and_equal_the_list(gateway: Gat
     conn = open_database(gateway.database)
     try:
         f = UsageFilter(me["account"]["id"], 0, 2**62)
-        chunks = list(usage_chunks(conn, f, zone=ZONE, output="csv"))
+        chunks = [chunk() for chunk in usage_chunks(conn, f, zone=ZONE, output="csv")]
     finally:
         conn.close()
     assert len(chunks) > 10  # the header, then a chunk per page

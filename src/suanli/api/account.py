@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -63,9 +64,9 @@ async def my_usage(request: Request) -> Response:
     if output == "json":
         return json_response(usage_reports.usage_list(platform.reader, f, limit, before, tz))
 
-    async def chunks() -> AsyncIterator[str]:  # on the event loop, where the reader's connection lives
-        for chunk in usage_reports.usage_csv(platform.reader, f, limit, before, tz):
-            yield chunk
+    async def chunks() -> AsyncIterator[str]:
+        for chunk in usage_reports.usage_csv(platform.reader, f, limit, before, tz):  # read on the event loop,
+            yield await run_in_threadpool(chunk)  # where the reader's connection lives; made into text on a thread
 
     headers = {"content-disposition": 'attachment; filename="usage.csv"', "cache-control": "no-store"}
     return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8", headers=headers)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -45,10 +46,10 @@ def _range(request: Request, platform: Platform) -> ExportRange:
     return ExportRange(start, end, tz, output)
 
 
-def _stream(what: str, owner: str, r: ExportRange, chunks: Iterator[bytes]) -> Response:
-    async def body() -> AsyncIterator[bytes]:  # on the event loop, where the reader's connection lives
-        for chunk in chunks:
-            yield chunk
+def _stream(what: str, owner: str, r: ExportRange, chunks: Iterator[exports.Chunk]) -> Response:
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in chunks:  # each page read here, on the event loop, where the reader's connection lives,
+            yield await run_in_threadpool(chunk)  # and made into text on a thread
 
     start = "start" if r.from_ms == 0 else _stamp(r.from_ms, r.zone)
     end = "end" if r.to_ms >= q.UNBOUNDED_MS else _stamp(r.to_ms, r.zone)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -150,17 +151,22 @@ def usage_list(
 
 def usage_csv(
     conn: Conn, f: UsageFilter, limit: int, before: tuple[int, str | None] | None, zone: ZoneInfo
-) -> Iterator[str]:
-    """The same events as ``usage_list`` as CSV text, the header first, read ``CSV_PAGE_ROWS`` at a time."""
-    yield csv_line(CSV_COLUMNS)
+) -> Iterator[Callable[[], str]]:
+    """The same events as ``usage_list`` as CSV, the header first, read ``CSV_PAGE_ROWS`` at a time: each
+    page read as the iterator advances, its text made by calling what it yields (on a thread, by the API)."""
+    yield partial(csv_line, CSV_COLUMNS)
     left = limit
     while left > 0:
         events = usage_page(conn, f, min(left, CSV_PAGE_ROWS), before)
-        yield "".join(csv_line(csv_row(e, zone)) for e in events)
+        yield partial(_csv_page, events, zone)
         if len(events) < min(left, CSV_PAGE_ROWS):
             return
         left -= len(events)
         before = (events[-1].created_at_ms, events[-1].request_id)
+
+
+def _csv_page(events: list[UsageEvent], zone: ZoneInfo) -> str:
+    return "".join(csv_line(csv_row(e, zone)) for e in events)
 
 
 def csv_row(event: UsageEvent, zone: ZoneInfo) -> list[object]:
