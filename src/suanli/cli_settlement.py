@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,9 +15,11 @@ import orjson
 
 from suanli.catalog import load_catalog
 from suanli.cli_admin import Common, emit, leaf, read_db, run_job, table
+from suanli.economy import operator_statement_pdf, statements_pdf
 from suanli.economy.operator_sales import parse_month
 from suanli.economy.operator_settlement import settle_job
 from suanli.economy.operator_statement import operator_statement, statement_csv
+from suanli.errors import BadRequest
 from suanli.gateway.platform import Settings
 from suanli.money import nano_to_cny
 from suanli.store.db import now_ms
@@ -38,10 +41,16 @@ def settle_operators(args: argparse.Namespace, settings: Settings) -> int:
 
 def statement(args: argparse.Namespace, settings: Settings) -> int:
     catalog = load_catalog(settings.catalog_path)
-    month = parse_month(args.month, ZoneInfo(catalog.timezone))
+    zone = ZoneInfo(catalog.timezone)
+    month = parse_month(args.month, zone)
+    if args.pdf and args.output is None:
+        raise BadRequest("A PDF is written to a file: add --output FILE.", param="output")
     document: dict[str, Any] = read_db(
         settings, lambda conn: operator_statement(conn, catalog, args.operator, month, now_ms())
     )
+    if args.pdf:
+        Path(args.output).write_bytes(operator_statement_pdf.render(document, zone, args.lang))
+        return 0
     if args.csv:
         sys.stdout.write(statement_csv(document))
         return 0
@@ -74,4 +83,8 @@ def add_commands(commands: Any, common: Common) -> None:
     p.add_argument("--month", required=True, help="YYYY-MM in the catalog's time zone")
     p = leaf(commands, "operator-statement", "an operator's statement for a month", statement, common, "operator")
     p.add_argument("--month", required=True, help="YYYY-MM in the catalog's time zone")
-    p.add_argument("--csv", action="store_true", help="print CSV")
+    formats = p.add_mutually_exclusive_group()
+    formats.add_argument("--csv", action="store_true", help="print CSV")
+    formats.add_argument("--pdf", action="store_true", help="a PDF document (needs --output)")
+    p.add_argument("--output", help="write the PDF to this file")
+    p.add_argument("--lang", choices=statements_pdf.LANGS, default="en", help="the PDF's language")

@@ -461,10 +461,12 @@ def _settlements() -> dict[str, dict[str, Any]]:
         params=(
             path_param("operator", "an operator's name"),
             month,
-            s.query("format", {"enum": ["json", "csv"], "default": "json"}, "the document's format"),
+            s.query("format", {"enum": ["json", "csv", "pdf"], "default": "json"}, "the document's format"),
+            s.query("lang", {"enum": ["en", "zh-CN"], "default": "en"}, "the PDF's language"),
         ),
     )
     statement["responses"]["200"]["content"]["text/csv"] = {"schema": s.STRING}
+    statement["responses"]["200"]["content"]["application/pdf"] = {"schema": {"type": "string", "format": "binary"}}
     return {
         "/admin/v1/operator-settlements": {
             "post": op(

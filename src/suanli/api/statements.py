@@ -48,13 +48,13 @@ async def _statement(request: Request, platform: Platform, account_ref: str) -> 
     )
     name = body["number"]
     if fmt == "csv":
-        return _file(statements_csv.render(body).encode(), "text/csv; charset=utf-8", f"{name}.csv")
+        return attachment(statements_csv.render(body).encode(), "text/csv; charset=utf-8", f"{name}.csv")
     if fmt == "pdf":
-        return _file(statements_pdf.render(body, lang), "application/pdf", f"{name}.pdf")
+        return attachment(statements_pdf.render(body, lang), "application/pdf", f"{name}.pdf")
     return json_response(body)
 
 
-def _file(content: bytes, media_type: str, filename: str) -> Response:
+def attachment(content: bytes, media_type: str, filename: str) -> Response:
     headers = {"content-disposition": f'attachment; filename="{filename}"', "cache-control": "no-store"}
     return Response(content, media_type=media_type, headers=headers)
 

@@ -100,39 +100,13 @@ WORDS = {
 
 def render(body: dict[str, Any], lang: str = "en", *, invariant: bool = False) -> bytes:
     words = WORDS[lang]
-    font = _font(lang)
-    out = io.BytesIO()
-    doc = SimpleDocTemplate(out, pagesize=A4, title=f"{words['title']} {body['number']}", invariant=int(invariant))
+    font = font_for_lang(lang)
     zone = ZoneInfo(body["period"]["zone"])
-    story: list[Any] = [_paragraph(f"{body['platform']['name']} — {words['title']}", font, 15), Spacer(1, 6)]
-    story += [_paragraph(text, font, 9) for text in _header(body, words)]
-    story += [Spacer(1, 8), _paragraph(words["money"], font, 15), _table(_money_rows(body, words, zone), font)]
-    story += [Spacer(1, 8), _paragraph(words["packs"], font, 15), _table(_token_rows(body, words), font)]
-    doc.build(story)
-    return out.getvalue()
-
-
-def _font(lang: str) -> str:
-    if lang == "en":
-        return "Helvetica"
-    pdfmetrics.registerFont(UnicodeCIDFont(CJK_FONT))  # idempotent: reportlab keeps one registry
-    return CJK_FONT
-
-
-def _font_for(text: str, font: str) -> str:
-    """``font`` if it can set every character of ``text``, else the CID font (which covers Latin too)."""
-    if font == CJK_FONT:
-        return font
-    try:
-        text.encode(pdfmetrics.getFont(font).encName)
-    except UnicodeEncodeError:
-        return _font("zh-CN")
-    return font
-
-
-def _paragraph(text: str, font: str, size: int) -> Paragraph:
-    style = ParagraphStyle("text", fontName=_font_for(text, font), fontSize=size, leading=size * 4 // 3)
-    return Paragraph(escape(text), style)
+    story: list[Any] = [paragraph(f"{body['platform']['name']} — {words['title']}", font, 15), Spacer(1, 6)]
+    story += [paragraph(text, font, 9) for text in _header(body, words)]
+    story += section(words["money"], _money_rows(body, words, zone), font)
+    story += section(words["packs"], _token_rows(body, words), font)
+    return build(story, f"{words['title']} {body['number']}", invariant=invariant)
 
 
 def _header(body: dict[str, Any], words: dict[str, str]) -> list[str]:
@@ -217,7 +191,48 @@ def _token_rows(body: dict[str, Any], words: dict[str, str]) -> list[list[str]]:
     return rows
 
 
-def _table(rows: list[list[str]], font: str) -> Table:
+# The building blocks, shared with the operator's statement (economy/operator_statement_pdf.py).
+
+
+def build(story: list[Any], title: str, *, invariant: bool = False) -> bytes:
+    """The PDF of ``story`` on A4; ``invariant`` fixes the dates and ids inside it (byte-identical output)."""
+    out = io.BytesIO()
+    SimpleDocTemplate(out, pagesize=A4, title=title, invariant=int(invariant)).build(story)
+    return out.getvalue()
+
+
+def section(heading: str, rows: list[list[str]], font: str, *, numbers_from: int = 3) -> list[Any]:
+    """A heading and its table, a little space above."""
+    return [Spacer(1, 8), paragraph(heading, font, 15), table(rows, font, numbers_from=numbers_from)]
+
+
+def font_for_lang(lang: str) -> str:
+    """The body font of ``lang``: Helvetica, or the CID font for Chinese (registered on first use)."""
+    if lang == "en":
+        return "Helvetica"
+    pdfmetrics.registerFont(UnicodeCIDFont(CJK_FONT))  # idempotent: reportlab keeps one registry
+    return CJK_FONT
+
+
+def _font_for(text: str, font: str) -> str:
+    """``font`` if it can set every character of ``text``, else the CID font (which covers Latin too)."""
+    if font == CJK_FONT:
+        return font
+    try:
+        text.encode(pdfmetrics.getFont(font).encName)
+    except UnicodeEncodeError:
+        return font_for_lang("zh-CN")
+    return font
+
+
+def paragraph(text: str, font: str, size: int) -> Paragraph:
+    """``text`` escaped for Paragraph markup, in ``font`` or the CID font where ``font`` lacks a glyph."""
+    style = ParagraphStyle("text", fontName=_font_for(text, font), fontSize=size, leading=size * 4 // 3)
+    return Paragraph(escape(text), style)
+
+
+def table(rows: list[list[str]], font: str, *, numbers_from: int = 3) -> Table:
+    """A grid with a grey header row repeated on each page; columns from ``numbers_from`` on align right."""
     table = Table(rows, repeatRows=1)
     wide = [
         ("FONTNAME", (col, row), (col, row), CJK_FONT)
@@ -233,7 +248,7 @@ def _table(rows: list[list[str]], font: str) -> Table:
                 ("FONTSIZE", (0, 0), (-1, -1), 7),
                 ("BACKGROUND", (0, 0), (-1, 0), colors.lightgrey),
                 ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
-                ("ALIGN", (3, 1), (-1, -1), "RIGHT"),
+                ("ALIGN", (numbers_from, 1), (-1, -1), "RIGHT"),
             ]
         )
     )
