@@ -181,3 +181,62 @@ def test_an_expiring_pack_and_a_failed_renewal_are_written_once(conn: Conn) -> N
         f"evt:pack.expiring:{pack.id}",
         f"evt:subscription.renewal_failed:sub_{account.id}:{now + 1}",
     ]
+
+
+def test_a_window_and_a_pack_cross_80_and_100_percent_once_and_a_refused_entry_or_a_forfeit_crosses_nothing(
+    conn: Conn,
+) -> None:
+    account = Account(conn, threshold=1, granted=1)
+    now = now_ms()
+    product, sub_id = "w" + account.id, f"sub_w{account.id}"
+    asset, requests = names.pack_asset(product), names.allowance_asset("requests")
+    window = names.allowance(sub_id, "5h", "requests", now)
+    sink = "plans:used:" + product
+
+    def setup(c: Conn) -> tuple[str, str]:
+        c.execute(
+            "INSERT INTO products (id, spec, listed_by, listed_at_ms) VALUES (?, '{}', 'test', ?)", (product, now)
+        )
+        econ.insert_subscription(c, econ.Subscription(sub_id, account.id, product, now, now, now + 1, now, None))
+        econ.grant(c, window, requests, 5)
+        open_account(c, names.issue(product), asset, None)
+        open_account(c, sink, asset, None)
+        packs = []
+        for expires_at_ms in (now + 86_400_000, now - 1):  # the second is past its expiry: what it loses is forfeit
+            pack = econ.create_pack(c, account.id, product, tokens=10, expires_at_ms=expires_at_ms, origin="t")
+            issue = Transfer(f"{pack.id}.issue", Kind.POSTED, names.issue(product), names.pack(pack.id), asset, 10)
+            apply_entry(c, [issue])
+            packs.append(names.pack(pack.id))
+        return packs[0], packs[1]
+
+    pack, expired = run_in_transaction(conn, setup)
+
+    def draw(amount: int, from_pack: int = 0, refused: bool = False) -> None:
+        entry = [Transfer(f"{account.id}.w{next(_ids)}", Kind.POSTED, window, names.spent(requests), requests, amount)]
+        if from_pack:
+            entry.append(Transfer(f"{account.id}.k{next(_ids)}", Kind.POSTED, pack, sink, asset, from_pack))
+        if refused:  # the budget's overdraft comes last: on PostgreSQL the draws before it are taken back
+            entry += account.refused(0)[1:]
+        assert run_in_transaction(conn, lambda c: apply_if_covered(c, entry)) is not refused
+
+    draw(4, from_pack=10, refused=True)  # would cross every level of both, but nothing of it stands
+    assert events_of(conn, account.id) == []
+    draw(3, from_pack=7)  # 3 of 5 requests, 7 of 10 tokens: below 80 % (ceil(4) and 8)
+    forfeit = Transfer(f"{account.id}.f{next(_ids)}", Kind.POSTED, expired, sink, asset, 10)
+    run_in_transaction(conn, lambda c: apply_entry(c, [forfeit]))
+    assert events_of(conn, account.id) == []
+    draw(1, from_pack=1)
+    at_80 = [f"evt:pack.used:{pack}:10:80", f"evt:window.used:{window}:5:80"]
+    assert events_of(conn, account.id) == at_80
+    draw(1, from_pack=2)
+    assert events_of(conn, account.id) == sorted(
+        [*at_80, f"evt:pack.used:{pack}:10:100", f"evt:window.used:{window}:5:100"]
+    )
+    rows = conn.execute("SELECT id, level, amount, total FROM alert_events WHERE account_id = ?", (account.id,))
+    assert {row[0]: tuple(row[1:]) for row in rows} == {  # percent, used and granted, as the data shows them
+        f"evt:pack.used:{pack}:10:80": (80, 8, 10),
+        f"evt:pack.used:{pack}:10:100": (100, 10, 10),
+        f"evt:window.used:{window}:5:80": (80, 4, 5),
+        f"evt:window.used:{window}:5:100": (100, 5, 5),
+    }
+    run_in_transaction(conn, verify)
