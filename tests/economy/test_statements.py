@@ -1,6 +1,7 @@
 """Statements over random histories on the real store, with the clock driven across month ends: every
-statement reconciles (opening + movements = closing, in money and in tokens), consecutive months chain,
-the last one closes at the ledger's balances, and a closed month's stored statement never changes."""
+statement reconciles (opening + movements = closing, in money, in tokens and in each budget window, in the
+JSON and in the CSV), consecutive months chain, the last one closes at the ledger's balances, every budget
+window a call opened is shown, and a closed month's stored statement never changes."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from suanli.cli import main
-from suanli.economy import market, statements
+from suanli.economy import market, statements, statements_csv, statements_pdf
 from suanli.economy import names as econ_names
 from suanli.economy.contracts import Tier
 from suanli.economy.funding import Funding, adjust_settlement, settlement_transfers
@@ -129,6 +130,13 @@ def settle(shop: Shop, funding: Funding, usage: TokenUsage, now: int) -> None:
     run_in_transaction(shop.conn, job)
 
 
+# Budgets set by the real job, small enough that calls run some out (refused: RateLimited).
+BUDGETS = (
+    ("day", "tokens", 300),
+    ("week", "cny", 200 * PRICE_NANO),
+    ("month", "tokens", 1_000),
+    ("week", "tokens", 150),
+)
 ORDERS = (("wallet",), ("packs", "wallet"), ("subscription", "packs", "wallet"), ("packs",), ("subscription",))
 steps = st.lists(
     st.one_of(
@@ -141,6 +149,7 @@ steps = st.lists(
         st.tuples(st.just("share"), st.integers(1, 400)),
         st.tuples(st.just("expire"), st.just(0)),
         st.tuples(st.just("wait"), st.integers(1, 20 * 24)),
+        st.tuples(st.just("budget"), st.integers(0, len(BUDGETS) - 1)),
     ),
     max_size=14,
 )
@@ -169,6 +178,8 @@ def step(shop: Shop, clock: Clock, action: str, arg: int) -> None:
                 run_in_transaction(
                     conn, market.transfer_tokens_job(pack[0], "friend", arg, memo="", made_by="t", owner_id=None)
                 )
+        elif action == "budget":
+            run_in_transaction(conn, market.set_budget_job(account, None, *BUDGETS[arg]))
         elif action == "expire":
             clock.ms += 31 * 24 * HOUR_MS
             run_in_transaction(conn, market.expire_packs_job(at_ms=clock.ms))
@@ -187,7 +198,7 @@ def sections(statement: dict[str, Any]) -> dict[str, tuple[int, int]]:
     """Each ledger account's (opening, closing) in the statement."""
     money = statement["money"]
     found = {money["ledger_account"]: (money["opening_nano"], money["closing_nano"])}
-    for section in statement["packs"] + statement["allowances"]:
+    for section in statement["packs"] + statement["allowances"] + statement["budgets"]:
         found[section["ledger_account"]] = (section["opening"], section["closing"])
     return found
 
@@ -203,6 +214,44 @@ def assert_reconciles(statement: dict[str, Any]) -> None:
         assert section["opening"] + sum(section["totals"].values()) == section["closing"]
     for model in money["usage"]["models"]:
         assert model["list_nano"] == sum(c["tokens"] * c["unit_price_nano"] for c in model["classes"])
+    for budget in statement["budgets"]:
+        totals = budget["totals"]
+        assert budget["opening"] + sum(totals.values()) == budget["closing"]
+        assert totals["granted"] in (0, budget["granted"]) and totals["used"] <= 0 and totals["other"] == 0
+        assert 0 <= budget["closing"] <= budget["granted"] and budget["draws"] <= -totals["used"]
+        assert budget["window_start_ms"] < statement["period"]["to_ms"]
+        assert budget["window_end_ms"] > statement["period"]["from_ms"]
+    assert_csv_budgets_add_up(statement)
+
+
+def assert_csv_budgets_add_up(statement: dict[str, Any]) -> None:
+    """In the CSV, each budget window's rows add up: opening + movement rows = closing."""
+    added: dict[str, list[int]] = {}
+    for row in csv.DictReader(io.StringIO(statements_csv.render(statement))):
+        if row["section"].startswith("budget:") and row["line"] != "pending":
+            units = int(row["amount_nano"] or row["tokens"])
+            sums = added.setdefault(row["section"], [0, 0])
+            sums[row["line"] == "closing"] += units
+    assert set(added) == {b["ledger_account"] for b in statement["budgets"]}
+    assert all(moved == closing for moved, closing in added.values())
+
+
+def assert_the_pdf_lists_the_budgets(months: list[dict[str, Any]]) -> None:
+    """The first month with budget windows, as a PDF: its budgets' table names each window's budget."""
+    statement = next((m for m in months if m["budgets"]), None)
+    if statement is not None:
+        text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(statements_pdf.render(statement))).pages)
+        assert "Budgets (CNY or tokens)" in text and "■" not in text
+        assert all(b["budget"] in text for b in statement["budgets"])
+
+
+def assert_every_budget_window_is_shown(shop: Shop, months: list[dict[str, Any]]) -> None:
+    """Each budget window a call opened (granted) before the last month's end is in some month's statement."""
+    end = months[-1]["period"]["to_ms"]
+    rows = shop.conn.execute(
+        "SELECT id FROM ledger_accounts WHERE id LIKE 'budget:%' AND created_at_ms < ?", (end,)
+    ).fetchall()
+    assert {row[0] for row in rows} == {b["ledger_account"] for m in months for b in m["budgets"]}
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -228,6 +277,8 @@ def test_statements_reconcile_chain_and_stay_fixed_once_closed(
         months = month_statements(shop, clock.ms)
         for statement in months:
             assert_reconciles(statement)
+        assert_every_budget_window_is_shown(shop, months)
+        assert_the_pdf_lists_the_budgets(months)
         for before, after in pairwise(months):
             closing, opening = sections(before), sections(after)
             for account in closing.keys() & opening.keys():

@@ -5,7 +5,9 @@ Everything comes from the ``transfers`` table by ``created_at_ms`` (the posting'
 sees every movement the ledger made, and a period's rows never change once it has passed. Customer
 accounts (``wallet:``, ``pack:``, ``allow:``) are found through two partial indexes (schema.py's
 statements migration) that leave out the platform's own accounts, so the calls' hot path pays for one index
-entry per customer-side transfer and none for the escrow's, the operators' or the plans' side. The
+entry per customer-side transfer and none for the escrow's, the operators' or the plans' side. A budget
+window (``budget:``) is credited through the customer credit index and debited through an index of its
+own (``transfers_budget_debit``), so its debits are read with that index's condition instead. The
 predicates below repeat the indexes' WHERE clauses word for word: that is how SQLite and PostgreSQL know
 a query may use a partial index.
 """
@@ -25,6 +27,7 @@ DEBIT_SIDE = (
 CREDIT_SIDE = (
     "credit_account NOT LIKE 'platform:%' AND credit_account NOT LIKE 'plans:%' AND credit_account NOT LIKE 'sales:%'"
 )
+BUDGET_DEBIT_SIDE = "debit_account LIKE 'budget:%'"  # store/schema.py's "transfers_budget_debit"
 MOVES = "('posted', 'post')"  # the kinds that move a posted balance; a pending only reserves, a void undoes
 USAGE_BATCH_ROWS = 500  # request ids looked up in one query of usage events
 
@@ -47,7 +50,7 @@ def movements(conn: Conn, account: str, start_ms: int, end_ms: int) -> Iterator[
     rows = conn.execute(
         "SELECT t.id, t.kind, t.credit_account, -t.amount, t.memo, t.created_at_ms, p.created_at_ms "
         "FROM transfers t LEFT JOIN transfers p ON p.id = t.pending_id "
-        f"WHERE t.debit_account = ? AND {_on('t', DEBIT_SIDE)} AND t.kind IN {MOVES} "
+        f"WHERE t.debit_account = ? AND {_on('t', debit_side(account))} AND t.kind IN {MOVES} "
         "AND t.created_at_ms >= ? AND t.created_at_ms < ? "
         "UNION ALL SELECT t.id, t.kind, t.debit_account, t.amount, t.memo, t.created_at_ms, p.created_at_ms "
         "FROM transfers t LEFT JOIN transfers p ON p.id = t.pending_id "
@@ -67,7 +70,7 @@ def balance_before(conn: Conn, account: str, at_ms: int) -> int:
         (account, at_ms),
     ).fetchone()[0]
     debits = conn.execute(
-        f"SELECT coalesce(sum(amount), 0) FROM transfers WHERE debit_account = ? AND {DEBIT_SIDE} "
+        f"SELECT coalesce(sum(amount), 0) FROM transfers WHERE debit_account = ? AND {debit_side(account)} "
         f"AND kind IN {MOVES} AND created_at_ms < ?",
         (account, at_ms),
     ).fetchone()[0]
@@ -80,7 +83,7 @@ def pending_at(conn: Conn, account: str, at_ms: int) -> tuple[int, int]:
     row = conn.execute(
         "SELECT count(*), coalesce(sum(p.amount), 0) FROM transfers p "
         "LEFT JOIN transfers r ON r.pending_id = p.id AND r.created_at_ms < ? "
-        f"WHERE p.debit_account = ? AND {_on('p', DEBIT_SIDE)} AND p.kind = 'pending' AND p.created_at_ms < ? "
+        f"WHERE p.debit_account = ? AND {_on('p', debit_side(account))} AND p.kind = 'pending' AND p.created_at_ms < ? "
         "AND r.id IS NULL",
         (at_ms, account, at_ms),
     ).fetchone()
@@ -97,6 +100,11 @@ def usage_events(conn: Conn, account_id: str, request_ids: Sequence[str]) -> dic
         (account_id, *request_ids),
     )
     return {event.request_id: event for event in map(row_to_event, rows)}
+
+
+def debit_side(account: str) -> str:
+    """The partial index's condition that holds the account's debits."""
+    return BUDGET_DEBIT_SIDE if account.startswith("budget:") else DEBIT_SIDE
 
 
 def _on(alias: str, condition: str) -> str:

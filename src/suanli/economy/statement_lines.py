@@ -1,17 +1,19 @@
-"""A statement's sections, one per ledger account of the account: the wallet in nano-CNY, each pack and
-each allowance window in its own units. Each movement is classified by its counter-account and id, as
-the code that posts it names them (gateway/accounts.py top-ups, economy/market.py purchases, transfers
-and expiries, ledger/entries.py and economy/funding.py settlements and overruns, economy/contracts.py
-rebates); one that fits no class is an ``other`` line. Every section's ``totals`` are signed as they
-change the balance, so ``opening + sum(totals) = closing``.
+"""A statement's sections, one per ledger account of the account: the wallet in nano-CNY, each pack, each
+allowance window and each budget window in its own units. Each movement is classified by its
+counter-account and id, as the code that posts it names them (gateway/accounts.py top-ups,
+economy/market.py purchases, transfers and expiries, ledger/entries.py and economy/funding.py settlements
+and overruns, economy/contracts.py rebates); one that fits no class is an ``other`` line. Every section's
+``totals`` are signed as they change the balance, so ``opening + sum(totals) = closing``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from suanli.economy import contracts
+from suanli.economy import contracts, windows
 from suanli.economy import names as econ_names
 from suanli.economy import statement_ledger as ledger
 from suanli.economy.statement_ledger import Movement
@@ -196,24 +198,38 @@ def _allowance_kind(m: Movement) -> str:
     return "drawn" if m.counter_account.startswith("plans:spent:") else "other"
 
 
+def _budget_kind(m: Movement) -> str:
+    if m.counter_account.startswith("plans:grants:"):
+        return "granted"
+    return "used" if m.counter_account.startswith("plans:spent:") else "other"
+
+
 PACK_TOTALS = ("bought", "received", "sent", "drawn", "forfeited", "other")
 ALLOWANCE_TOTALS = ("granted", "drawn", "other")
+BUDGET_TOTALS = ("granted", "used", "other")
 LISTED = ("bought", "received", "sent", "forfeited", "other")  # a pack's lines; draws are summed, not listed
 
 
 def _token_section(
-    conn: Conn, account: str, start_ms: int, end_ms: int, *, kinds: tuple[str, ...], listed: tuple[str, ...]
+    conn: Conn,
+    account: str,
+    start_ms: int,
+    end_ms: int,
+    *,
+    kinds: tuple[str, ...],
+    listed: tuple[str, ...],
+    classify: Callable[[Movement], str],
 ) -> dict[str, Any] | None:
-    """One token account's section; None if nothing was held, moved or reserved in the period."""
+    """One token (or budget) account's section; None if nothing was held, moved or reserved in the period.
+    ``draws`` counts the movements of its second kind (a pack's or a window's draws, a budget's uses)."""
     opening = ledger.balance_before(conn, account, start_ms)
     totals = dict.fromkeys(kinds, 0)
     rows: list[dict[str, Any]] = []
     draws = 0
-    classify = _pack_kind if account.startswith("pack:") else _allowance_kind
     for m in ledger.movements(conn, account, start_ms, end_ms):
         kind = classify(m)
         totals[kind] += m.amount
-        draws += kind == "drawn"
+        draws += kind in ("drawn", "used")
         if kind in listed:
             rows.append(
                 {
@@ -248,7 +264,9 @@ def pack_sections(conn: Conn, account_id: str, start_ms: int, end_ms: int) -> li
     ).fetchall()
     sections = []
     for pack_id, product_id, expires_at_ms in rows:
-        section = _token_section(conn, econ_names.pack(pack_id), start_ms, end_ms, kinds=PACK_TOTALS, listed=LISTED)
+        section = _token_section(
+            conn, econ_names.pack(pack_id), start_ms, end_ms, kinds=PACK_TOTALS, listed=LISTED, classify=_pack_kind
+        )
         if section is not None:
             sections.append({"pack": pack_id, "product": product_id, "expires_at_ms": expires_at_ms, **section})
     return sections
@@ -265,7 +283,9 @@ def allowance_sections(conn: Conn, account_id: str, start_ms: int, end_ms: int) 
     sections = []
     for sub_id, product_id, window, unit, window_start, window_end, amount in rows:
         account = econ_names.allowance(sub_id, window, unit, window_start)
-        section = _token_section(conn, account, start_ms, end_ms, kinds=ALLOWANCE_TOTALS, listed=("other",))
+        section = _token_section(
+            conn, account, start_ms, end_ms, kinds=ALLOWANCE_TOTALS, listed=("other",), classify=_allowance_kind
+        )
         if section is not None:
             sections.append(
                 {
@@ -280,3 +300,52 @@ def allowance_sections(conn: Conn, account_id: str, start_ms: int, end_ms: int) 
                 }
             )
     return sections
+
+
+# A budget's windows, as economy/funding.py opens them (in the platform's zone, as a statement's period is).
+BUDGET_WINDOWS: dict[str, Callable[[int, ZoneInfo], tuple[int, int]]] = {
+    "day": windows.day,
+    "week": windows.week,
+    "month": windows.calendar_month,
+}
+
+
+def budget_sections(conn: Conn, account_id: str, start_ms: int, end_ms: int, zone: ZoneInfo) -> list[dict[str, Any]]:
+    """Each window of the account's budgets (of the account or of a key) open during the period and opened
+    by a call, in nano-CNY or tokens: granted, used (what the ledger debited to it) and what remained."""
+    rows = conn.execute(
+        "SELECT id, key_id, period, unit, amount, created_at_ms FROM budgets WHERE account_id = ? "
+        "AND created_at_ms < ? AND (removed_at_ms IS NULL OR removed_at_ms > ?) ORDER BY created_at_ms, id",
+        (account_id, end_ms, start_ms),
+    ).fetchall()
+    sections = []
+    for budget_id, key_id, period, unit, amount, created_at_ms in rows:
+        for window_start, window_end in _budget_windows(period, max(start_ms, created_at_ms), end_ms, zone):
+            account = econ_names.budget(budget_id, window_start)
+            section = _token_section(
+                conn, account, start_ms, end_ms, kinds=BUDGET_TOTALS, listed=("other",), classify=_budget_kind
+            )
+            if section is not None:
+                sections.append(
+                    {
+                        "budget": budget_id,
+                        "key": key_id,
+                        "period": period,
+                        "unit": unit,
+                        "window_start_ms": window_start,
+                        "window_end_ms": window_end,
+                        "granted": amount,
+                        **section,
+                    }
+                )
+    return sorted(sections, key=lambda s: (s["window_start_ms"], s["budget"]))
+
+
+def _budget_windows(period: str, from_ms: int, end_ms: int, zone: ZoneInfo) -> Iterator[tuple[int, int]]:
+    """The budget's windows that overlap [from, end): for a day's budget, a window a day (a period is at most
+    a year long, statements.RANGE_DAYS_MAX)."""
+    at = from_ms
+    while at < end_ms:
+        window = BUDGET_WINDOWS[period](at, zone)
+        yield window
+        at = window[1]

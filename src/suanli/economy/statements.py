@@ -1,11 +1,12 @@
 """Statements: an account's money and tokens over a period, derived from the ledger alone.
 
 Every line comes from a posted movement of one of the account's ledger accounts (its wallet, its packs,
-its subscription's allowance windows) by the posting's time, classified by its counter-account and id:
-a movement that fits no class is an ``other`` line, never dropped. So opening + movements = closing holds
-by construction, and ``build`` checks it again against an independent sum of the ledger (in pairs, as
-the ledger's own invariants are). Usage events only describe what a usage charge was for (the model, the
-tokens of each class and their unit prices); the money is always what the ledger moved.
+its subscription's allowance windows, its budgets' windows) by the posting's time, classified by its
+counter-account and id: a movement that fits no class is an ``other`` line, never dropped. So opening +
+movements = closing holds by construction, and ``build`` checks it again against an independent sum of
+the ledger (in pairs, as the ledger's own invariants are). Usage events only describe what a usage charge
+was for (the model, the tokens of each class and their unit prices); the money is always what the ledger
+moved.
 
 A calendar month's statement, once the month has closed (plus ``CLOSE_GRACE_MS`` for postings in flight
 at midnight), is stored with the SHA-256 of its body on first generation and served from the store ever
@@ -86,6 +87,7 @@ def build(
     money = lines.money_section(conn, account.id, start, end)
     packs = lines.pack_sections(conn, account.id, start, end)
     allowances = lines.allowance_sections(conn, account.id, start, end)
+    budgets = lines.budget_sections(conn, account.id, start, end, period.zone)
     body = {
         "object": "statement",
         "number": number(account, period),
@@ -99,6 +101,7 @@ def build(
         "money": money,
         "packs": packs,
         "allowances": allowances,
+        "budgets": budgets,
     }
     _check(conn, account.id, body, period)
     return body
@@ -107,7 +110,7 @@ def build(
 def _check(conn: Conn, account_id: str, body: dict[str, Any], period: Period) -> None:
     """Opening + movements = closing, each against the ledger's own sum up to the period's end."""
     sections = [(ledger_names.wallet(account_id), body["money"])]
-    sections += [(s["ledger_account"], s) for s in body["packs"] + body["allowances"]]
+    sections += [(s["ledger_account"], s) for s in body["packs"] + body["allowances"] + body["budgets"]]
     for account, section in sections:
         opening, closing = _ends(section)
         moved = sum(section["totals"].values())

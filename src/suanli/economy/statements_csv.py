@@ -2,7 +2,8 @@
 
 Money is in nano-CNY (``amount_nano``, exact) and in CNY (``amount``, for people); tokens in tokens. The
 first rows say whose statement it is; the ``opening`` and ``closing`` rows of each section and the rows
-between them add up: opening + the section's movement rows = closing.
+between them add up: opening + the section's movement rows = closing. A budget window's rows are in
+nano-CNY and CNY for a CNY budget, in tokens for a token budget.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def _rows(body: dict[str, Any], zone: ZoneInfo) -> Iterator[dict[str, Any]]:
     yield from _money_rows(body["money"], zone)
     for section in body["packs"] + body["allowances"]:
         yield from _token_rows(section, zone)
+    for section in body.get("budgets", []):  # a statement stored before budgets were shown has none
+        yield from _budget_rows(section, zone)
 
 
 def _money_rows(money: dict[str, Any], zone: ZoneInfo) -> Iterator[dict[str, Any]]:
@@ -146,4 +149,30 @@ def _token_rows(section: dict[str, Any], zone: ZoneInfo) -> Iterator[dict[str, A
         if kind in ("drawn", "granted") and tokens:
             yield row(kind, tokens, detail=f"{section['draws']} draws" if kind == "drawn" else "")
     yield row("closing", section["closing"])
+    yield row("pending", section["pending"]["reserved"], detail="reserved at the end; not in the closing balance")
+
+
+def _budget_rows(section: dict[str, Any], zone: ZoneInfo) -> Iterator[dict[str, Any]]:
+    name = section["ledger_account"]
+    scope = f"key {section['key']}" if section["key"] else "account"
+    window = f"{_at(section['window_start_ms'], zone)}/{_at(section['window_end_ms'], zone)}"
+
+    def row(line: str, units: int, **extra: Any) -> dict[str, Any]:
+        if section["unit"] == "cny":
+            return {"section": name, "line": line, "amount_nano": units, "amount": nano_to_cny(units), **extra}
+        return {"section": name, "line": line, "tokens": units, **extra}
+
+    yield row("opening", section["opening"], detail=f"{section['period']}ly budget of the {scope}, {window}")
+    for kind in ("granted", "used"):
+        if section["totals"][kind]:
+            yield row(kind, section["totals"][kind], detail=f"{section['draws']} calls" if kind == "used" else "")
+    for line in section["lines"]:
+        yield row(
+            line["kind"],
+            line["tokens"],
+            id=line["id"],
+            at=_at(line["at_ms"], zone),
+            detail=f"{line['counter_account']} {line['memo']}".strip(),
+        )
+    yield row("closing", section["closing"], detail="remaining at the end")
     yield row("pending", section["pending"]["reserved"], detail="reserved at the end; not in the closing balance")

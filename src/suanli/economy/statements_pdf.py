@@ -61,6 +61,10 @@ WORDS = {
         "drawn": "drawn",
         "forfeited": "forfeited",
         "granted": "granted",
+        "budgets": "Budgets (CNY or tokens)",
+        "budget": "Budget window",
+        "used": "used",
+        "remaining": "Remaining at the end",
     },
     "zh-CN": {
         "title": "对账单",
@@ -94,6 +98,10 @@ WORDS = {
         "drawn": "使用",
         "forfeited": "过期作废",
         "granted": "发放",
+        "budgets": "预算（人民币或 token）",
+        "budget": "预算周期",
+        "used": "已用",
+        "remaining": "期末剩余",
     },
 }
 
@@ -106,6 +114,8 @@ def render(body: dict[str, Any], lang: str = "en", *, invariant: bool = False) -
     story += [paragraph(text, font, 9) for text in _header(body, words)]
     story += section(words["money"], _money_rows(body, words, zone), font)
     story += section(words["packs"], _token_rows(body, words), font)
+    if body.get("budgets"):  # a statement stored before budgets were shown has none
+        story += section(words["budgets"], _budget_rows(body, words, zone), font, numbers_from=1)
     return build(story, f"{words['title']} {body['number']}", invariant=invariant)
 
 
@@ -186,6 +196,27 @@ def _token_rows(body: dict[str, Any], words: dict[str, str]) -> list[list[str]]:
                 moved,
                 str(section["closing"]),
                 str(section["pending"]["reserved"]),
+            ]
+        )
+    return rows
+
+
+def _budget_rows(body: dict[str, Any], words: dict[str, str], zone: ZoneInfo) -> list[list[str]]:
+    rows = [[words["budget"], words["opening"], "+ / −", words["remaining"], words["pending"]]]
+    for b in body["budgets"]:
+
+        def shown(units: int, unit: str = b["unit"]) -> str:
+            return nano_to_cny(units) if unit == "cny" else str(units)
+
+        moved = ", ".join(f"{words.get(k, k)} {'+' if v > 0 else ''}{shown(v)}" for k, v in b["totals"].items() if v)
+        window = f"{iso(b['window_start_ms'], zone)[:10]} — {iso(b['window_end_ms'], zone)[:10]}"
+        rows.append(
+            [
+                f"{b['budget']} ({b['period']}, {b['unit']}) {window}",
+                shown(b["opening"]),
+                moved,
+                shown(b["closing"]),
+                shown(b["pending"]["reserved"]),
             ]
         )
     return rows
