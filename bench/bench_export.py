@@ -43,11 +43,21 @@ price = { input = "2", cached_input = "0.2", output = "3" }
 def fill(database: str, account_id: str, key_id: str, events: int) -> None:
     """``events`` events, ten per millisecond, with every column set as a real call's would be."""
     base = {name: 0 for name in USAGE_COLUMNS} | {
-        "account_id": account_id, "key_id": key_id, "model": "deepseek-v3.2", "operator": "bench",
-        "offer_id": "bench/deepseek-v3.2", "upstream_model": "deepseek-chat", "outcome": "ok",
-        "http_status": 200, "error_code": "", "attempts": 1, "price_window": "standard",
-        "price_input_nano": 2000, "price_cached_input_nano": 200, "price_output_nano": 3000,
-    }  # fmt: skip
+        "account_id": account_id,
+        "key_id": key_id,
+        "model": "deepseek-v3.2",
+        "operator": "bench",
+        "offer_id": "bench/deepseek-v3.2",
+        "upstream_model": "deepseek-chat",
+        "outcome": "ok",
+        "http_status": 200,
+        "error_code": "",
+        "attempts": 1,
+        "price_window": "standard",
+        "price_input_nano": 2000,
+        "price_cached_input_nano": 200,
+        "price_output_nano": 3000,
+    }
     insert = f"INSERT INTO usage_events ({', '.join(USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"
     conn = open_database(database)
     try:
@@ -63,10 +73,16 @@ def _row(base: dict[str, object], i: int) -> tuple[object, ...]:
     tokens_in, tokens_out = 200 + i % 800, 50 + i % 300
     cost = tokens_in * 2000 + tokens_out * 3000
     values = base | {
-        "request_id": f"req_{i:012x}", "created_at_ms": START_MS + i // 10, "input_tokens": tokens_in,
-        "output_tokens": tokens_out, "cost_nano": cost, "reserved_nano": cost + 1000, "latency_ms": 100 + i % 900,
-        "ttft_ms": 20 + i % 200, "stream": i % 2,
-    }  # fmt: skip
+        "request_id": f"req_{i:012x}",
+        "created_at_ms": START_MS + i // 10,
+        "input_tokens": tokens_in,
+        "output_tokens": tokens_out,
+        "cost_nano": cost,
+        "reserved_nano": cost + 1000,
+        "latency_ms": 100 + i % 900,
+        "ttft_ms": 20 + i % 200,
+        "stream": i % 2,
+    }
     return tuple(values[c] for c in USAGE_COLUMNS)
 
 

@@ -49,11 +49,23 @@ def test_usage_events_written_before_the_price_window_column_read_it_as_none(tmp
         conn.executescript(migration)
     conn.execute(f"PRAGMA user_version={added}")
     columns = [c[1] for c in conn.execute("PRAGMA table_info(usage_events)") if c[1] not in ("price_window",)]
-    values = {c: 0 for c in columns} | {"request_id": "req_old", "account_id": "a", "key_id": "k", "model": "m",
-                                        "operator": "o", "offer_id": "o/m", "upstream_model": "m", "outcome": "ok",
-                                        "error_code": "", "ttft_ms": None, "funding": None}  # fmt: skip
-    conn.execute(f"INSERT INTO usage_events ({', '.join(values)}) VALUES ({', '.join('?' for _ in values)})",
-                 tuple(values.values()))  # fmt: skip
+    values = {c: 0 for c in columns} | {
+        "request_id": "req_old",
+        "account_id": "a",
+        "key_id": "k",
+        "model": "m",
+        "operator": "o",
+        "offer_id": "o/m",
+        "upstream_model": "m",
+        "outcome": "ok",
+        "error_code": "",
+        "ttft_ms": None,
+        "funding": None,
+    }
+    conn.execute(
+        f"INSERT INTO usage_events ({', '.join(values)}) VALUES ({', '.join('?' for _ in values)})",
+        tuple(values.values()),
+    )
     conn.commit()
     conn.close()
     migrated = open_database(path)

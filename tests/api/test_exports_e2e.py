@@ -165,18 +165,34 @@ def test_bad_input_is_a_400_naming_the_parameter(gateway: Gateway, params: dict[
 def bulk_usage(database: str, account_id: str, key_id: str, n: int, start_ms: int) -> None:
     """``n`` events of one account, inserted at once (two per millisecond, so pages meet inside one)."""
     values = {name: 0 for name in USAGE_COLUMNS} | {
-        "account_id": account_id, "key_id": key_id, "model": "deepseek-v3.2", "operator": "alpha",
-        "offer_id": "alpha/deepseek-v3.2", "upstream_model": "ds", "outcome": "ok", "http_status": 200,
-        "error_code": "", "ttft_ms": None, "attempts": 1, "funding": None, "price_window": "standard",
-    }  # fmt: skip
+        "account_id": account_id,
+        "key_id": key_id,
+        "model": "deepseek-v3.2",
+        "operator": "alpha",
+        "offer_id": "alpha/deepseek-v3.2",
+        "upstream_model": "ds",
+        "outcome": "ok",
+        "http_status": 200,
+        "error_code": "",
+        "ttft_ms": None,
+        "attempts": 1,
+        "funding": None,
+        "price_window": "standard",
+    }
     rows = [
         tuple(
-            {**values, "request_id": f"req_bulk{i:07d}", "created_at_ms": start_ms + i // 2, "input_tokens": i,
-             "price_input_nano": 2000, "cost_nano": 2000 * i}[c]
+            {
+                **values,
+                "request_id": f"req_bulk{i:07d}",
+                "created_at_ms": start_ms + i // 2,
+                "input_tokens": i,
+                "price_input_nano": 2000,
+                "cost_nano": 2000 * i,
+            }[c]
             for c in USAGE_COLUMNS
         )
         for i in range(n)
-    ]  # fmt: skip
+    ]
     conn = open_database(database)
     try:
         with transaction(conn):

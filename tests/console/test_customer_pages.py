@@ -137,8 +137,9 @@ def test_calls_list_filters_and_csv_equal_the_api(context: BrowserContext, custo
     with page.expect_download() as download:
         page.get_by_test_id("export-csv").click()
     body = download.value.path().read_bytes()
-    from_api = httpx.get(f"{customer.gateway.url}/v1/usage", params={"format": "csv", "model": "coder"},
-                         headers=customer.headers())  # fmt: skip
+    from_api = httpx.get(
+        f"{customer.gateway.url}/v1/usage", params={"format": "csv", "model": "coder"}, headers=customer.headers()
+    )
     assert body == from_api.content
     rows = list(csv.DictReader(io.StringIO(body.decode())))
     assert [(r["request_id"], r["cost"], r["cost_nano"]) for r in rows] == [

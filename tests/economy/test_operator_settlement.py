@@ -49,12 +49,22 @@ VERSION_MS = MONTH.start_ms + 15 * DAY_MS  # op1's commission changes mid-month
 OFFERS = ("op1/chat", "op1/code", "op2/chat")
 TOKENS_MAX = 100  # each call's input and output bounds, as the gateway reserves them
 PRODUCT_SPECS = {
-    "small": {"kind": "pack", "price": "0.000002", "tokens": 500, "models": ["chat"], "valid_days": 10,
-              "weights": {"input": "1", "output": "2"}},
+    "small": {
+        "kind": "pack",
+        "price": "0.000002",
+        "tokens": 500,
+        "models": ["chat"],
+        "valid_days": 10,
+        "weights": {"input": "1", "output": "2"},
+    },
     "big": {"kind": "pack", "price": "0.000003", "tokens": 2000, "models": ["chat", "code"], "valid_days": 30},
-    "plan": {"kind": "subscription", "price": "0.000005", "models": ["chat", "code"],
-             "allowances": [{"window": "week", "requests": 3}]},
-}  # fmt: skip
+    "plan": {
+        "kind": "subscription",
+        "price": "0.000005",
+        "models": ["chat", "code"],
+        "allowances": [{"window": "week", "requests": 3}],
+    },
+}
 PRODUCTS: dict[str, Product] = {
     pid: parse_product(pid, spec, models=frozenset({"chat", "code"}), tiers=TIERS)
     for pid, spec in PRODUCT_SPECS.items()
