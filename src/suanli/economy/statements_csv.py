@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -78,6 +78,29 @@ def _money_rows(money: dict[str, Any], zone: ZoneInfo) -> Iterator[dict[str, Any
             at=_at(line["at_ms"], zone),
             detail=line["memo"],
         )
+    yield from _usage_rows(money, zone)
+    rebates = money["rebates"]
+    yield _money("rebates", rebates["amount_nano"], detail=f"{rebates['count']} contract rebates")
+    for line in money["other"]:
+        yield _money(
+            "other",
+            line["amount_nano"],
+            id=line["id"],
+            at=_at(line["at_ms"], zone),
+            detail=f"{line['counter_account']} {line['memo']}".strip(),
+        )
+    yield _money("closing", money["closing_nano"])
+    pending = money["pending"]
+    yield _money(
+        "pending",
+        pending["reserved_nano"],
+        detail=f"{pending['reservations']} reservations open at the end; not in the closing balance",
+    )
+
+
+def _usage_rows(money: dict[str, Any], zone: ZoneInfo) -> Iterator[dict[str, Any]]:
+    """Usage by model and token class at list price, what plans paid or nobody was charged, what the wallet
+    paid, and the calls made before the period that settled in it."""
     for model in money["usage"]["models"]:
         for c in model["classes"]:
             yield {
@@ -111,23 +134,6 @@ def _money_rows(money: dict[str, Any], zone: ZoneInfo) -> Iterator[dict[str, Any
             "amount_nano": late["amount_nano"],
             "amount": nano_to_cny(late["amount_nano"]),
         }
-    rebates = money["rebates"]
-    yield _money("rebates", rebates["amount_nano"], detail=f"{rebates['count']} contract rebates")
-    for line in money["other"]:
-        yield _money(
-            "other",
-            line["amount_nano"],
-            id=line["id"],
-            at=_at(line["at_ms"], zone),
-            detail=f"{line['counter_account']} {line['memo']}".strip(),
-        )
-    yield _money("closing", money["closing_nano"])
-    pending = money["pending"]
-    yield _money(
-        "pending",
-        pending["reserved_nano"],
-        detail=f"{pending['reservations']} reservations open at the end; not in the closing balance",
-    )
 
 
 def _token_rows(section: dict[str, Any], zone: ZoneInfo) -> Iterator[dict[str, Any]]:
@@ -137,6 +143,16 @@ def _token_rows(section: dict[str, Any], zone: ZoneInfo) -> Iterator[dict[str, A
         return {"section": name, "line": line, "tokens": tokens, **extra}
 
     yield row("opening", section["opening"], detail=section["product"])
+    yield from _line_rows(section, zone, row)
+    for kind, tokens in section["totals"].items():
+        if kind in ("drawn", "granted") and tokens:
+            yield row(kind, tokens, detail=f"{section['draws']} draws" if kind == "drawn" else "")
+    yield row("closing", section["closing"])
+    yield row("pending", section["pending"]["reserved"], detail="reserved at the end; not in the closing balance")
+
+
+def _line_rows(section: dict[str, Any], zone: ZoneInfo, row: Callable[..., dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """A token or budget section's own ledger lines, one row each, in the section's unit."""
     for line in section["lines"]:
         yield row(
             line["kind"],
@@ -145,11 +161,6 @@ def _token_rows(section: dict[str, Any], zone: ZoneInfo) -> Iterator[dict[str, A
             at=_at(line["at_ms"], zone),
             detail=f"{line['counter_account']} {line['memo']}".strip(),
         )
-    for kind, tokens in section["totals"].items():
-        if kind in ("drawn", "granted") and tokens:
-            yield row(kind, tokens, detail=f"{section['draws']} draws" if kind == "drawn" else "")
-    yield row("closing", section["closing"])
-    yield row("pending", section["pending"]["reserved"], detail="reserved at the end; not in the closing balance")
 
 
 def _budget_rows(section: dict[str, Any], zone: ZoneInfo) -> Iterator[dict[str, Any]]:
@@ -166,13 +177,6 @@ def _budget_rows(section: dict[str, Any], zone: ZoneInfo) -> Iterator[dict[str, 
     for kind in ("granted", "used"):
         if section["totals"][kind]:
             yield row(kind, section["totals"][kind], detail=f"{section['draws']} calls" if kind == "used" else "")
-    for line in section["lines"]:
-        yield row(
-            line["kind"],
-            line["tokens"],
-            id=line["id"],
-            at=_at(line["at_ms"], zone),
-            detail=f"{line['counter_account']} {line['memo']}".strip(),
-        )
+    yield from _line_rows(section, zone, row)
     yield row("closing", section["closing"], detail="remaining at the end")
     yield row("pending", section["pending"]["reserved"], detail="reserved at the end; not in the closing balance")

@@ -133,55 +133,41 @@ def _header(body: dict[str, Any], words: dict[str, str]) -> list[str]:
 def _money_rows(body: dict[str, Any], words: dict[str, str], zone: ZoneInfo) -> list[list[str]]:
     money = body["money"]
     rows = [[words["item"], words["model"], words["class"], words["price"], words["tokens"], words["amount"]]]
-    rows.append([words["opening"], "", "", "", "", nano_to_cny(money["opening_nano"])])
+    rows.append(_amount_row(words["opening"], money["opening_nano"]))
     for line in money["topups"]:
-        rows.append(
-            [f"{words['topup']} {iso(line['at_ms'], zone)[:10]}", "", "", "", "", nano_to_cny(line["amount_nano"])]
-        )
+        rows.append(_amount_row(f"{words['topup']} {iso(line['at_ms'], zone)[:10]}", line["amount_nano"]))
     for line in money["purchases"]:
-        rows.append([f"{words['purchase']}: {line['memo']}", "", "", "", "", nano_to_cny(line["amount_nano"])])
+        rows.append(_amount_row(f"{words['purchase']}: {line['memo']}", line["amount_nano"]))
+    rows.extend(_usage_rows(money, words, zone))
+    rows.append(_amount_row(words["rebates"], money["rebates"]["amount_nano"]))
+    for line in money["other"]:
+        rows.append(_amount_row(f"{words['other']}: {line['counter_account']}", line["amount_nano"]))
+    rows.append(_amount_row(words["closing"], money["closing_nano"]))
+    rows.append(_amount_row(words["pending"], money["pending"]["reserved_nano"]))
+    return rows
+
+
+def _amount_row(label: str, amount_nano: int, model: str = "") -> list[str]:
+    """A row with only a label, perhaps a model, and an amount."""
+    return [label, model, "", "", "", nano_to_cny(amount_nano)]
+
+
+def _usage_rows(money: dict[str, Any], words: dict[str, str], zone: ZoneInfo) -> list[list[str]]:
+    """Usage by model and token class at list price, what plans paid or nobody was charged, what the wallet
+    paid, and the calls made before the period that settled in it."""
+    rows: list[list[str]] = []
     for model in money["usage"]["models"]:
+        name = model["model"]
         for c in model["classes"]:
-            rows.append(
-                [
-                    words["usage"],
-                    model["model"],
-                    c["class"],
-                    nano_to_cny(c["unit_price_nano"]),
-                    str(c["tokens"]),
-                    nano_to_cny(-c["amount_nano"]),
-                ]
-            )
-        rows.append(
-            [words["not_charged"], model["model"], "", "", "", nano_to_cny(model["not_charged_to_wallet_nano"])]
-        )
-        rows.append(
-            [
-                f"{words['usage']} ({model['calls']} {words['calls']})",
-                model["model"],
-                "",
-                "",
-                "",
-                nano_to_cny(-model["charged_nano"]),
-            ]
-        )
+            price, tokens = nano_to_cny(c["unit_price_nano"]), str(c["tokens"])
+            rows.append([words["usage"], name, c["class"], price, tokens, nano_to_cny(-c["amount_nano"])])
+        rows.append(_amount_row(words["not_charged"], model["not_charged_to_wallet_nano"], name))
+        rows.append(_amount_row(f"{words['usage']} ({model['calls']} {words['calls']})", -model["charged_nano"], name))
     for late in money["late_settlements"]:
         made, settled = iso(late["call_made_ms"], zone)[:19], iso(late["settled_ms"], zone)[:19]
         rows.append(
-            [
-                words["late"].format(made=made, settled=settled),
-                late["model"] or "",
-                "",
-                "",
-                "",
-                nano_to_cny(late["amount_nano"]),
-            ]
+            _amount_row(words["late"].format(made=made, settled=settled), late["amount_nano"], late["model"] or "")
         )
-    rows.append([words["rebates"], "", "", "", "", nano_to_cny(money["rebates"]["amount_nano"])])
-    for line in money["other"]:
-        rows.append([f"{words['other']}: {line['counter_account']}", "", "", "", "", nano_to_cny(line["amount_nano"])])
-    rows.append([words["closing"], "", "", "", "", nano_to_cny(money["closing_nano"])])
-    rows.append([words["pending"], "", "", "", "", nano_to_cny(money["pending"]["reserved_nano"])])
     return rows
 
 
