@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -183,33 +184,50 @@ def test_an_expiring_pack_and_a_failed_renewal_are_written_once(conn: Conn) -> N
     ]
 
 
-def test_a_window_and_a_pack_cross_80_and_100_percent_once_and_a_refused_entry_or_a_forfeit_crosses_nothing(
-    conn: Conn,
-) -> None:
-    account = Account(conn, threshold=1, granted=1)
+@dataclass(frozen=True)
+class Drawn:
+    """A 5-request window and two packs of 10 tokens (the second past its expiry), and where draws go."""
+
+    window: str
+    requests: str
+    pack: str
+    expired: str
+    sink: str
+    asset: str
+
+
+def window_and_packs(conn: Conn, account_id: str) -> Drawn:
     now = now_ms()
-    product, sub_id = "w" + account.id, f"sub_w{account.id}"
+    product, sub_id = "w" + account_id, f"sub_w{account_id}"
     asset, requests = names.pack_asset(product), names.allowance_asset("requests")
     window = names.allowance(sub_id, "5h", "requests", now)
     sink = "plans:used:" + product
 
-    def setup(c: Conn) -> tuple[str, str]:
+    def setup(c: Conn) -> Drawn:
         c.execute(
             "INSERT INTO products (id, spec, listed_by, listed_at_ms) VALUES (?, '{}', 'test', ?)", (product, now)
         )
-        econ.insert_subscription(c, econ.Subscription(sub_id, account.id, product, now, now, now + 1, now, None))
+        econ.insert_subscription(c, econ.Subscription(sub_id, account_id, product, now, now, now + 1, now, None))
         econ.grant(c, window, requests, 5)
         open_account(c, names.issue(product), asset, None)
         open_account(c, sink, asset, None)
         packs = []
         for expires_at_ms in (now + 86_400_000, now - 1):  # the second is past its expiry: what it loses is forfeit
-            pack = econ.create_pack(c, account.id, product, tokens=10, expires_at_ms=expires_at_ms, origin="t")
+            pack = econ.create_pack(c, account_id, product, tokens=10, expires_at_ms=expires_at_ms, origin="t")
             issue = Transfer(f"{pack.id}.issue", Kind.POSTED, names.issue(product), names.pack(pack.id), asset, 10)
             apply_entry(c, [issue])
             packs.append(names.pack(pack.id))
-        return packs[0], packs[1]
+        return Drawn(window, requests, packs[0], packs[1], sink, asset)
 
-    pack, expired = run_in_transaction(conn, setup)
+    return run_in_transaction(conn, setup)
+
+
+def test_a_window_and_a_pack_cross_80_and_100_percent_once_and_a_refused_entry_or_a_forfeit_crosses_nothing(
+    conn: Conn,
+) -> None:
+    account = Account(conn, threshold=1, granted=1)
+    d = window_and_packs(conn, account.id)
+    window, requests, pack, expired, sink, asset = d.window, d.requests, d.pack, d.expired, d.sink, d.asset
 
     def draw(amount: int, from_pack: int = 0, refused: bool = False) -> None:
         entry = [Transfer(f"{account.id}.w{next(_ids)}", Kind.POSTED, window, names.spent(requests), requests, amount)]
