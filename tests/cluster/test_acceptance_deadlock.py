@@ -50,6 +50,7 @@ from suanli.store.db import now_ms, run_in_transaction
 from suanli.store.usage import UsageEvent
 from suanli.store.writer import GroupCommitWriter, PgDialect
 from tests.pg import shared_server
+from tests.usage_events import usage_event
 
 ZONE = ZoneInfo("Asia/Shanghai")
 SPEC = {
@@ -104,33 +105,18 @@ def _admission(account: str, request_id: str) -> partial[Funding]:
 
 
 def _event(request_id: str, account: str) -> UsageEvent:
-    return UsageEvent(
-        request_id=request_id,
-        account_id=account,
+    return usage_event(
+        request_id,
+        account,
         key_id="key",
-        model="chat",
-        operator="op",
-        offer_id="op/chat",
-        upstream_model="chat",
-        stream=False,
         input_tokens=10,
-        cached_input_tokens=0,
         output_tokens=10,
-        reasoning_tokens=0,
-        estimated=False,
         price_input_nano=1,
-        price_cached_input_nano=0,
         price_output_nano=2,
         price_reasoning_nano=2,
         reserved_nano=1000,
         cost_nano=30,
-        uncharged_nano=0,
-        outcome="ok",
-        http_status=200,
-        error_code="",
-        latency_ms=1,
         ttft_ms=1,
-        created_at_ms=now_ms(),
     )
 
 

@@ -41,6 +41,7 @@ from suanli.store.conn import Conn
 from suanli.store.db import open_database, run_in_transaction
 from suanli.store.usage import UsageEvent, insert_usage_event
 from tests.stores import fresh_database
+from tests.usage_events import usage_event
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MONTH = parse_month("2026-11", SHANGHAI)
@@ -184,34 +185,15 @@ class Market:
 
 
 def _event(request_id: str, account: str, offer_id: str, *, cost: int, uncharged: int, at_ms: int) -> UsageEvent:
-    operator, model = offer_id.split("/")
-    return UsageEvent(
+    return usage_event(
         request_id,
         account,
-        "k",
-        model,
-        operator,
-        offer_id,
-        model,
-        False,
-        1,
-        0,
-        0,
-        0,
-        False,
-        0,
-        0,
-        0,
-        0,
-        cost,
-        cost - uncharged,
-        uncharged,
-        "ok",
-        200,
-        "",
-        1,
-        None,
-        at_ms,
+        offer_id=offer_id,
+        output_tokens=0,
+        reserved_nano=cost,
+        cost_nano=cost - uncharged,
+        uncharged_nano=uncharged,
+        created_at_ms=at_ms,
     )
 
 

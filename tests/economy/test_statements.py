@@ -43,6 +43,7 @@ from suanli.store.usage import UsageEvent, insert_usage_event
 from tests.conftest import TEST_CATALOG
 from tests.economy.test_funding import PRICE_NANO, PRODUCTS, SHANGHAI, Shop, at
 from tests.stores import database_env, fresh_database
+from tests.usage_events import usage_event
 
 HOUR_MS = 3_600_000
 START = at("2026-10-29 12:00:00")
@@ -78,32 +79,14 @@ def store_at(clock: Clock) -> Iterator[Shop]:
 
 
 def event_for(shop: Shop, request_id: str, usage: TokenUsage, cost: int, now: int) -> UsageEvent:
-    return UsageEvent(
-        request_id=request_id,
-        account_id=shop.account,
-        key_id="k",
-        model="chat",
-        operator="op",
-        offer_id="op/chat",
-        upstream_model="chat",
-        stream=False,
+    return usage_event(
+        request_id,
+        shop.account,
         input_tokens=usage.input,
-        cached_input_tokens=0,
         output_tokens=usage.output,
-        reasoning_tokens=0,
-        estimated=False,
         price_input_nano=PRICE_NANO,
-        price_cached_input_nano=0,
         price_output_nano=PRICE_NANO,
-        price_reasoning_nano=0,
-        reserved_nano=0,
         cost_nano=cost,
-        uncharged_nano=0,
-        outcome="ok",
-        http_status=200,
-        error_code="",
-        latency_ms=1,
-        ttft_ms=None,
         created_at_ms=now,
     )
 

@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 
 from suanli.ledger import ASSET_CNY, Kind, LedgerRejected, Rejection, StoreLedger, Transfer, entries, names
 from suanli.ledger.sqlite import open_pending, read_balance, verify
-from suanli.store.db import now_ms, open_database
+from suanli.store.db import open_database
 from suanli.store.usage import Attempt, UsageEvent
 from suanli.store.writer import GroupCommitWriter, dialect_for
 from tests.pg import shared_server
+from tests.usage_events import usage_event
 
 WALLETS = ("a", "b", "c")
 FUNDS = 1_000  # each wallet's top-up, nano-CNY: small, so that many reservations are refused
@@ -39,33 +40,15 @@ calls = st.lists(
 
 
 def _event(request_id: str, account: str, cost: int, reserved: int) -> UsageEvent:
-    return UsageEvent(
-        request_id=request_id,
-        account_id=account,
-        key_id="k",
-        model="m",
-        operator="op",
+    return usage_event(
+        request_id,
+        account,
         offer_id="op/m",
-        upstream_model="m",
-        stream=False,
-        input_tokens=1,
-        cached_input_tokens=0,
-        output_tokens=1,
-        reasoning_tokens=0,
-        estimated=False,
         price_input_nano=1,
-        price_cached_input_nano=0,
         price_output_nano=1,
-        price_reasoning_nano=0,
         reserved_nano=reserved,
         cost_nano=cost,
-        uncharged_nano=0,
-        outcome="ok",
-        http_status=200,
-        error_code="",
-        latency_ms=1,
         ttft_ms=1,
-        created_at_ms=now_ms(),
     )
 
 
