@@ -18,16 +18,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from suanli.store.conn import Conn
+from suanli.store.schema import BUDGET_DEBIT_SIDE, CUSTOMER_CREDIT_SIDE, CUSTOMER_DEBIT_SIDE
 from suanli.store.usage import USAGE_COLUMNS, UsageEvent, row_to_event
 
-# The partial indexes' conditions (store/schema.py, store/schema_pg.py: "transfers_customer_debit/credit").
-DEBIT_SIDE = (
-    "debit_account NOT LIKE 'platform:%' AND debit_account NOT LIKE 'plans:%' AND debit_account NOT LIKE 'budget:%'"
-)
-CREDIT_SIDE = (
-    "credit_account NOT LIKE 'platform:%' AND credit_account NOT LIKE 'plans:%' AND credit_account NOT LIKE 'sales:%'"
-)
-BUDGET_DEBIT_SIDE = "debit_account LIKE 'budget:%'"  # store/schema.py's "transfers_budget_debit"
 MOVES = "('posted', 'post')"  # the kinds that move a posted balance; a pending only reserves, a void undoes
 USAGE_BATCH_ROWS = 500  # request ids looked up in one query of usage events
 
@@ -54,7 +47,7 @@ def movements(conn: Conn, account: str, start_ms: int, end_ms: int) -> Iterator[
         "AND t.created_at_ms >= ? AND t.created_at_ms < ? "
         "UNION ALL SELECT t.id, t.kind, t.debit_account, t.amount, t.memo, t.created_at_ms, p.created_at_ms "
         "FROM transfers t LEFT JOIN transfers p ON p.id = t.pending_id "
-        f"WHERE t.credit_account = ? AND {_on('t', CREDIT_SIDE)} AND t.kind IN {MOVES} "
+        f"WHERE t.credit_account = ? AND {_on('t', CUSTOMER_CREDIT_SIDE)} AND t.kind IN {MOVES} "
         "AND t.created_at_ms >= ? AND t.created_at_ms < ? ORDER BY 6, 1",
         (account, start_ms, end_ms, account, start_ms, end_ms),
     )
@@ -65,7 +58,7 @@ def movements(conn: Conn, account: str, start_ms: int, end_ms: int) -> Iterator[
 def balance_before(conn: Conn, account: str, at_ms: int) -> int:
     """The account's posted balance just before ``at_ms``: credits less debits, summed from its transfers."""
     credits = conn.execute(
-        f"SELECT coalesce(sum(amount), 0) FROM transfers WHERE credit_account = ? AND {CREDIT_SIDE} "
+        f"SELECT coalesce(sum(amount), 0) FROM transfers WHERE credit_account = ? AND {CUSTOMER_CREDIT_SIDE} "
         f"AND kind IN {MOVES} AND created_at_ms < ?",
         (account, at_ms),
     ).fetchone()[0]
@@ -104,7 +97,7 @@ def usage_events(conn: Conn, account_id: str, request_ids: Sequence[str]) -> dic
 
 def debit_side(account: str) -> str:
     """The partial index's condition that holds the account's debits."""
-    return BUDGET_DEBIT_SIDE if account.startswith("budget:") else DEBIT_SIDE
+    return BUDGET_DEBIT_SIDE if account.startswith("budget:") else CUSTOMER_DEBIT_SIDE
 
 
 def _on(alias: str, condition: str) -> str:

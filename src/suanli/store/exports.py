@@ -25,20 +25,13 @@ from typing import Any
 from suanli.economy import names as econ_names
 from suanli.ledger import names as ledger_names
 from suanli.store.conn import Conn
+from suanli.store.schema import BUDGET_DEBIT_SIDE, CUSTOMER_CREDIT_SIDE, CUSTOMER_DEBIT_SIDE
 from suanli.store.usage import USAGE_COLUMNS, UsageEvent, row_to_event
 from suanli.store.usage_queries import UsageFilter
 
 EXPORT_PAGE_ROWS = 1000  # rows read per query, and per chunk sent
 STREAM_FIRST_PAGE_ROWS = 16  # the first page of each ledger account's stream; doubled up to EXPORT_PAGE_ROWS
 ACCOUNTS_PAGE_ROWS = 500  # account ids read per query when every account's usage is exported
-# The partial indexes' conditions (store/schema.py's CUSTOMER_TRANSFERS_MIGRATION), word for word, by side.
-DEBIT_SIDE = (
-    "debit_account NOT LIKE 'platform:%' AND debit_account NOT LIKE 'plans:%' AND debit_account NOT LIKE 'budget:%'"
-)
-CREDIT_SIDE = (
-    "credit_account NOT LIKE 'platform:%' AND credit_account NOT LIKE 'plans:%' AND credit_account NOT LIKE 'sales:%'"
-)
-BUDGET_DEBIT = "debit_account LIKE 'budget:%'"
 _COLUMNS = "id, kind, debit_account, credit_account, asset, amount, pending_id, memo, created_at_ms"
 
 
@@ -134,9 +127,9 @@ def transfer_rows(conn: Conn, owned: list[str] | None, from_ms: int, to_ms: int)
 def _side_stream(conn: Conn, side: str, name: str, from_ms: int, to_ms: int) -> Iterator[TransferRow]:
     """The transfers on one side of one customer ledger account, by time, through that side's index."""
     if side == "credit_account":
-        where = f"credit_account = ? AND {CREDIT_SIDE}"
+        where = f"credit_account = ? AND {CUSTOMER_CREDIT_SIDE}"
     else:
-        where = f"debit_account = ? AND {BUDGET_DEBIT if name.startswith('budget:') else DEBIT_SIDE}"
+        where = f"debit_account = ? AND {BUDGET_DEBIT_SIDE if name.startswith('budget:') else CUSTOMER_DEBIT_SIDE}"
     after_ms, after_id, rows_max = from_ms, "", STREAM_FIRST_PAGE_ROWS
     while True:
         rows = conn.execute(

@@ -53,15 +53,19 @@ OPERATOR_SETTLEMENTS_MIGRATION = """
 # index entry per customer-side transfer. A budget window is debited by every call it limits, so its
 # debits have an index of their own, paid only by the calls of accounts with budgets. A query repeats an
 # index's WHERE word for word: that is how SQLite and PostgreSQL know they may use it.
-CUSTOMER_TRANSFERS_MIGRATION = """
-    CREATE INDEX transfers_customer_debit ON transfers(debit_account, created_at_ms, id)
-        WHERE debit_account NOT LIKE 'platform:%' AND debit_account NOT LIKE 'plans:%'
-        AND debit_account NOT LIKE 'budget:%';
-    CREATE INDEX transfers_customer_credit ON transfers(credit_account, created_at_ms, id)
-        WHERE credit_account NOT LIKE 'platform:%' AND credit_account NOT LIKE 'plans:%'
-        AND credit_account NOT LIKE 'sales:%';
-    CREATE INDEX transfers_budget_debit ON transfers(debit_account, created_at_ms, id)
-        WHERE debit_account LIKE 'budget:%';
+# The partial indexes' conditions: a query that reads through an index repeats its condition (SQLite uses a
+# partial index only for a query whose WHERE holds its terms), so statements and exports import these.
+CUSTOMER_DEBIT_SIDE = (
+    "debit_account NOT LIKE 'platform:%' AND debit_account NOT LIKE 'plans:%' AND debit_account NOT LIKE 'budget:%'"
+)
+CUSTOMER_CREDIT_SIDE = (
+    "credit_account NOT LIKE 'platform:%' AND credit_account NOT LIKE 'plans:%' AND credit_account NOT LIKE 'sales:%'"
+)
+BUDGET_DEBIT_SIDE = "debit_account LIKE 'budget:%'"
+CUSTOMER_TRANSFERS_MIGRATION = f"""
+    CREATE INDEX transfers_customer_debit ON transfers(debit_account, created_at_ms, id) WHERE {CUSTOMER_DEBIT_SIDE};
+    CREATE INDEX transfers_customer_credit ON transfers(credit_account, created_at_ms, id) WHERE {CUSTOMER_CREDIT_SIDE};
+    CREATE INDEX transfers_budget_debit ON transfers(debit_account, created_at_ms, id) WHERE {BUDGET_DEBIT_SIDE};
 """
 
 # Statements of closed months (economy/statements.py): stored when first generated, served from here after,
