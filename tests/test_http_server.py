@@ -42,9 +42,11 @@ SLOWLORIS_SOCKETS = 500
 SLOWLORIS_GAP_S = 0.2  # a header line this often: each byte would reset a timer that only counts silence
 # In process, the test's 2,500 sockets and the server share one interpreter: a /healthz call may wait for
 # the opening burst. The real gateway's figures (its own process, the default timeout) are in the slow test.
-# Bounds a server held by the sieging sockets would miss by seconds (the header timeout), with room for a
-# loaded CI machine, where a median of 0.107 s was seen.
-HEALTHZ_LATENCY_MAX_S = 1.0
+# Bounds a server held by the sieging sockets would miss (it would answer no call for the whole siege, a
+# header timeout and more), with room for a loaded CI machine, where a median of 0.107 s and, once, a single
+# call of 1.03 s in the opening burst were seen: nine calls in ten within half the header timeout.
+HEALTHZ_LATENCY_MAX_S = 2.0
+HEALTHZ_LATENCY_P90_MAX_S = 0.5
 HEALTHZ_LATENCY_MEDIAN_MAX_S = 0.3
 SERVER_START_TIMEOUT_S = 5.0
 CLOSE_MARGIN_S = 1.0
@@ -183,6 +185,7 @@ def test_idle_and_slowloris_connections_are_closed_by_the_header_timeout_while_o
     latencies = siege.healthz.latencies
     assert siege.healthz.failures == [] and len(latencies) >= 10
     assert max(latencies) < HEALTHZ_LATENCY_MAX_S, max(latencies)
+    assert statistics.quantiles(latencies, n=10)[-1] < HEALTHZ_LATENCY_P90_MAX_S
     assert statistics.median(latencies) < HEALTHZ_LATENCY_MEDIAN_MAX_S
 
 
