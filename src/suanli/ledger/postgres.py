@@ -20,7 +20,7 @@ from suanli.store.usage import USAGE_COLUMNS, UsageEvent
 
 Call = list[Any]  # one job of suanli_batch: [kind, ...] (store/pg_ledger.sql)
 SLOTTED_PREFIXES = ("platform:", "sales:", "plans:")
-ENTRY_SQL = "SELECT suanli_entry(?::json, ?, ?, ?)"
+ENTRY_SQL = "SELECT suanli_entry(?::jsonb, ?, ?, ?)"
 _BALANCE_SQL = (
     "SELECT a.id, a.asset, a.floor, a.debits_pending + coalesce(sum(s.debits_pending), 0), "
     "a.debits_posted + coalesce(sum(s.debits_posted), 0), a.credits_pending + coalesce(sum(s.credits_pending), 0), "

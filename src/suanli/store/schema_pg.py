@@ -229,6 +229,8 @@ PG_WORKERS = """
 # account's balance is its row plus its slots. Those accounts' floors are checked by ``ledger verify``,
 # not per transfer (only escrow has one, and it passes every amount on).
 PG_LEDGER = (files("suanli.store") / "pg_ledger.sql").read_text(encoding="utf-8")
+# The hot path's calls into it (an entry, a reservation, a settlement, a writer's batch), taking JSONB.
+PG_BATCH = (files("suanli.store") / "pg_batch.sql").read_text(encoding="utf-8")
 
 # Console sessions: SQLite's migration of the same name (schema.py), in PostgreSQL's types.
 PG_CONSOLE_SESSIONS = """
@@ -260,4 +262,5 @@ PG_MIGRATIONS: tuple[str, ...] = (
     STATEMENTS_MIGRATION,
     PG_ALERTS_MIGRATION,
     CUSTOMER_TRANSFERS_MIGRATION,
+    PG_BATCH,
 )
