@@ -1,9 +1,10 @@
 """The alerts' outbox (docs/statements.md, *Alerts and webhooks*): its tables and the triggers that fill it.
 
-An alert is written in the same transaction as the ledger movement that caused it, by a trigger on
-``ledger_accounts``: neither the hot path's Python nor its PL/pgSQL knows alerts exist, and a rolled-back
-movement takes its alert with it. The triggers fire only when a row's posted debits change (a settlement, a
-purchase, a forfeit: never a reservation), and write only for accounts that have alert settings. An event's
+An alert is written in the same transaction as the ledger movement that caused it: on SQLite by triggers on
+``ledger_accounts``, on PostgreSQL by ``suanli_alerts``, which the ledger's ``suanli_move`` calls. The hot
+path's Python does not know alerts exist, and a rolled-back movement takes its alert with it. Both look only
+when a row's posted debits change (a settlement, a purchase, a forfeit: never a reservation), and write only
+for accounts that have alert settings. An event's
 id is derived from its cause (the ledger account, what it had been granted, the level crossed), and it is
 inserted with ``ON CONFLICT DO NOTHING``, so the same crossing never makes two events. Inserting an event
 makes one delivery per webhook of its account that takes its type (a second trigger), in the same
@@ -13,7 +14,7 @@ A level is crossed when the posted debits go from below it to at or above it: fo
 grant ``T``, the level is ``ceil(p × T ÷ 100)`` computed as ``T ÷ 100 × p + ceil(T mod 100 × p ÷ 100)``, so that
 no product overflows 64 bits. A wallet's level is its posted balance (credits − debits) going below the
 account's threshold. On PostgreSQL an entry refused part-way is taken back by updates (``suanli_undo``), not a
-rollback: the trigger then deletes the event the taken-back debit made.
+rollback: ``suanli_alerts`` then deletes the event the taken-back debit made.
 """
 
 from __future__ import annotations
@@ -146,81 +147,78 @@ SQLITE_ALERTS_MIGRATION = (
 """
 )
 
-# PostgreSQL: one function for every kind, called only when a row's posted debits changed (the trigger's
-# WHEN), so a reservation costs the hot path nothing but that comparison.
-PG_ALERTS_MIGRATION = (
-    _TABLES.format(int="BIGINT", levels=_LEVEL_ROWS)
-    + """
-    -- The posted debits at which pct percent of total is used: ceil(pct × total ÷ 100), without overflow.
-    CREATE FUNCTION suanli_alert_level(total BIGINT, pct INTEGER) RETURNS BIGINT LANGUAGE sql IMMUTABLE AS $$
-        SELECT (total / 100) * pct + ((total % 100) * pct + 99) / 100
-    $$;
-    CREATE FUNCTION suanli_alerts() RETURNS trigger LANGUAGE plpgsql AS $$
+# PostgreSQL: one function for every kind, called by ``suanli_move`` (store/pg_batch.sql) when a customer
+# row's posted debits changed, and only for a wallet whose account has alert settings (its first, cheap test),
+# so a reservation, and a call of an account without alerts, costs the hot path nothing but that test. It was
+# a row trigger first: the trigger's own machinery on every settlement measured about a tenth of the ledger's
+# throughput with four workers (docs/performance.md).
+PG_ALERTS_FUNCTION = """
+    CREATE OR REPLACE FUNCTION suanli_alerts(p_id TEXT, old_posted BIGINT, new_posted BIGINT, credits BIGINT)
+    RETURNS VOID LANGUAGE plpgsql AS $$
     DECLARE
         v_kind TEXT;
         owner_account TEXT;
         on_for_kind BOOLEAN;
         now_ms BIGINT := (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT;
         s alert_settings%ROWTYPE;
-        old_used BIGINT := least(OLD.debits_posted, NEW.debits_posted);
-        new_used BIGINT := greatest(OLD.debits_posted, NEW.debits_posted);
+        old_used BIGINT := least(old_posted, new_posted);
+        new_used BIGINT := greatest(old_posted, new_posted);
         ids TEXT[];
     BEGIN
-        IF left(NEW.id, 7) = 'wallet:' THEN
+        IF left(p_id, 7) = 'wallet:' THEN
             v_kind := 'wallet';
-            owner_account := substr(NEW.id, 8);
-        ELSIF left(NEW.id, 7) = 'budget:' THEN
+            owner_account := substr(p_id, 8);
+        ELSIF left(p_id, 7) = 'budget:' THEN
             v_kind := 'budget';
-            SELECT account_id INTO owner_account FROM budgets WHERE id = split_part(NEW.id, ':', 2);
-        ELSIF left(NEW.id, 6) = 'allow:' THEN
+            SELECT account_id INTO owner_account FROM budgets WHERE id = split_part(p_id, ':', 2);
+        ELSIF left(p_id, 6) = 'allow:' THEN
             v_kind := 'window';
-            SELECT account_id INTO owner_account FROM subscriptions WHERE id = split_part(NEW.id, ':', 2);
-        ELSIF left(NEW.id, 5) = 'pack:' THEN
+            SELECT account_id INTO owner_account FROM subscriptions WHERE id = split_part(p_id, ':', 2);
+        ELSIF left(p_id, 5) = 'pack:' THEN
             v_kind := 'pack';
-            SELECT account_id INTO owner_account FROM packs WHERE id = substr(NEW.id, 6) AND expires_at_ms > now_ms;
+            SELECT account_id INTO owner_account FROM packs WHERE id = substr(p_id, 6) AND expires_at_ms > now_ms;
         ELSE
-            RETURN NULL;
+            RETURN;
         END IF;
         SELECT * INTO s FROM alert_settings WHERE account_id = owner_account;
         IF NOT FOUND THEN
-            RETURN NULL;
+            RETURN;
         END IF;
         IF v_kind = 'wallet' THEN
-            IF s.balance_below_nano IS NULL OR NEW.credits_posted - new_used >= s.balance_below_nano
-                    OR NEW.credits_posted - old_used < s.balance_below_nano THEN
-                RETURN NULL;
+            IF s.balance_below_nano IS NULL OR credits - new_used >= s.balance_below_nano
+                    OR credits - old_used < s.balance_below_nano THEN
+                RETURN;
             END IF;
-            ids := ARRAY['evt:balance.below:' || NEW.id || ':' || NEW.credits_posted];
-            IF NEW.debits_posted > OLD.debits_posted THEN
+            ids := ARRAY['evt:balance.below:' || p_id || ':' || credits];
+            IF new_posted > old_posted THEN
                 INSERT INTO alert_events (id, account_id, type, subject, level, amount, total, created_at_ms)
-                VALUES (ids[1], owner_account, 'balance.below', NEW.id, s.balance_below_nano,
-                        NEW.credits_posted - NEW.debits_posted, NEW.credits_posted, now_ms)
+                VALUES (ids[1], owner_account, 'balance.below', p_id, s.balance_below_nano, credits - new_posted,
+                        credits, now_ms)
                 ON CONFLICT DO NOTHING;
-                RETURN NULL;
+                RETURN;
             END IF;
         ELSE
             on_for_kind := CASE v_kind WHEN 'budget' THEN s.budget_alerts = 1 WHEN 'window' THEN s.window_alerts = 1
                                      ELSE s.pack_alerts = 1 END;
             IF NOT on_for_kind THEN
-                RETURN NULL;
+                RETURN;
             END IF;
-            IF NEW.debits_posted > OLD.debits_posted THEN
+            IF new_posted > old_posted THEN
                 INSERT INTO alert_events (id, account_id, type, subject, level, amount, total, created_at_ms)
-                SELECT 'evt:' || v_kind || '.used:' || NEW.id || ':' || NEW.credits_posted || ':' || l.percent,
-                       owner_account, v_kind || '.used', NEW.id, l.percent, NEW.debits_posted, NEW.credits_posted,
-                       now_ms
+                SELECT 'evt:' || v_kind || '.used:' || p_id || ':' || credits || ':' || l.percent,
+                       owner_account, v_kind || '.used', p_id, l.percent, new_posted, credits, now_ms
                 FROM alert_levels l
                 WHERE l.kind = v_kind
-                    AND old_used < suanli_alert_level(NEW.credits_posted, l.percent)
-                    AND new_used >= suanli_alert_level(NEW.credits_posted, l.percent)
+                    AND old_used < suanli_alert_level(credits, l.percent)
+                    AND new_used >= suanli_alert_level(credits, l.percent)
                 ON CONFLICT DO NOTHING;
-                RETURN NULL;
+                RETURN;
             END IF;
-            SELECT array_agg('evt:' || v_kind || '.used:' || NEW.id || ':' || NEW.credits_posted || ':' || l.percent)
+            SELECT array_agg('evt:' || v_kind || '.used:' || p_id || ':' || credits || ':' || l.percent)
             INTO ids FROM alert_levels l
             WHERE l.kind = v_kind
-                AND old_used < suanli_alert_level(NEW.credits_posted, l.percent)
-                AND new_used >= suanli_alert_level(NEW.credits_posted, l.percent);
+                AND old_used < suanli_alert_level(credits, l.percent)
+                AND new_used >= suanli_alert_level(credits, l.percent);
         END IF;
         -- Posted debits went down: an entry refused part-way took its debit back (suanli_undo), and with it the
         -- crossing that debit made.
@@ -228,10 +226,16 @@ PG_ALERTS_MIGRATION = (
             DELETE FROM webhook_deliveries WHERE event_id = ANY (ids);
             DELETE FROM alert_events WHERE id = ANY (ids);
         END IF;
-        RETURN NULL;
     END $$;
-    CREATE TRIGGER alerts_ledger AFTER UPDATE ON ledger_accounts FOR EACH ROW
-        WHEN (NEW.debits_posted <> OLD.debits_posted) EXECUTE FUNCTION suanli_alerts();
+"""
+
+PG_ALERTS_MIGRATION = (
+    _TABLES.format(int="BIGINT", levels=_LEVEL_ROWS)
+    + """
+    -- The posted debits at which pct percent of total is used: ceil(pct × total ÷ 100), without overflow.
+    CREATE FUNCTION suanli_alert_level(total BIGINT, pct INTEGER) RETURNS BIGINT LANGUAGE sql IMMUTABLE AS $$
+        SELECT (total / 100) * pct + ((total % 100) * pct + 99) / 100
+    $$;
     CREATE FUNCTION suanli_alert_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         INSERT INTO webhook_deliveries (event_id, webhook_id, next_at_ms, updated_at_ms)
@@ -243,4 +247,14 @@ PG_ALERTS_MIGRATION = (
     CREATE TRIGGER alert_events_deliver AFTER INSERT ON alert_events FOR EACH ROW
         EXECUTE FUNCTION suanli_alert_deliveries();
 """
+)
+
+# The ledger's row trigger of the first version, replaced by the function above (a database made before it
+# has the trigger).
+PG_ALERTS_ON_MOVE_MIGRATION = (
+    """
+    DROP TRIGGER IF EXISTS alerts_ledger ON ledger_accounts;
+    DROP FUNCTION IF EXISTS suanli_alerts();
+"""
+    + PG_ALERTS_FUNCTION
 )

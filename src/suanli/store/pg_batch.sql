@@ -1,11 +1,56 @@
 -- The ledger's hot-path calls on PostgreSQL (store/schema_pg.py explains; ledger/postgres.py and store/pg.py
--- call them): an entry, a reservation, a settlement, and a writer's batch of them. They take JSONB, parsed
--- once per call: a JSON argument is text, parsed again by every `->` that reads a field of it, and a batch's
--- jobs were read that way field by field. The first version of these functions took JSON; it is replaced here.
+-- call them): a move of an account's sums, an entry, a reservation, a settlement, and a writer's batch of them.
+-- They take JSONB, parsed once per call: a JSON argument is text, parsed again by every `->` that reads a field
+-- of it, and a batch's jobs were read that way field by field. The first version of these functions took JSON,
+-- and its alerts were a row trigger on ledger_accounts (store/outbox_schema.py); both are replaced here.
 DROP FUNCTION IF EXISTS suanli_batch(JSON, TEXT, BIGINT);
 DROP FUNCTION IF EXISTS suanli_settle(JSON, TEXT, TEXT, BIGINT, JSONB, TEXT);
 DROP FUNCTION IF EXISTS suanli_reserve(TEXT, BIGINT, JSON, TEXT, TEXT, BIGINT);
 DROP FUNCTION IF EXISTS suanli_entry(JSON, TEXT, TEXT, BIGINT);
+
+-- Add to an account's four sums; a debit that must keep the floor is conditional. False: no such
+-- account of that asset, or (check_floor) the floor would be crossed.
+CREATE OR REPLACE FUNCTION suanli_move(
+    p_account TEXT, p_slot TEXT, p_asset TEXT, dp BIGINT, dpo BIGINT, cp BIGINT, cpo BIGINT, check_floor BOOLEAN
+) RETURNS BOOLEAN LANGUAGE plpgsql AS $$
+DECLARE
+    posted BIGINT;
+    credits BIGINT;
+BEGIN
+    IF suanli_slotted(p_account) THEN
+        UPDATE ledger_account_slots SET
+            debits_pending = debits_pending + dp, debits_posted = debits_posted + dpo,
+            credits_pending = credits_pending + cp, credits_posted = credits_posted + cpo
+        WHERE account_id = p_account AND slot = p_slot AND asset = p_asset;
+        IF FOUND THEN  -- the writer's row exists: the account does, with this asset
+            RETURN TRUE;
+        END IF;
+        PERFORM 1 FROM ledger_accounts WHERE id = p_account AND asset = p_asset;
+        IF NOT FOUND THEN
+            RETURN FALSE;
+        END IF;
+        INSERT INTO ledger_account_slots AS s VALUES (p_account, p_slot, p_asset, dp, dpo, cp, cpo)
+        ON CONFLICT (account_id, slot) DO UPDATE SET
+            debits_pending = s.debits_pending + dp, debits_posted = s.debits_posted + dpo,
+            credits_pending = s.credits_pending + cp, credits_posted = s.credits_posted + cpo;
+        RETURN TRUE;
+    END IF;
+    UPDATE ledger_accounts SET
+        debits_pending = debits_pending + dp, debits_posted = debits_posted + dpo,
+        credits_pending = credits_pending + cp, credits_posted = credits_posted + cpo
+    WHERE id = p_account AND asset = p_asset
+        AND (NOT check_floor OR floor IS NULL OR credits_posted - debits_posted - debits_pending - dp - dpo >= floor)
+    RETURNING debits_posted, credits_posted INTO posted, credits;
+    IF NOT FOUND THEN
+        RETURN FALSE;
+    END IF;
+    -- A customer's posted debits changed: the alerts it crossed (store/outbox_schema.py), in this transaction.
+    IF dpo <> 0 AND (left(p_account, 7) <> 'wallet:'
+                     OR EXISTS (SELECT 1 FROM alert_settings WHERE account_id = substr(p_account, 8))) THEN
+        PERFORM suanli_alerts(p_account, posted - dpo, posted, credits);
+    END IF;
+    RETURN TRUE;
+END $$;
 
 -- Apply an entry; '' when applied (or replayed), else 'rejection transfer-id' with nothing written. The
 -- entry is a JSON array of transfers, each [id, kind, debit, credit, asset, amount, pending_id, memo] (one

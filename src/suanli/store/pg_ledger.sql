@@ -25,37 +25,7 @@ CREATE FUNCTION suanli_slotted(p_account TEXT) RETURNS BOOLEAN LANGUAGE sql IMMU
     SELECT left(p_account, 9) = 'platform:' OR left(p_account, 6) = 'sales:' OR left(p_account, 6) = 'plans:'
 $$;
 
--- Add to an account's four sums; a debit that must keep the floor is conditional. False: no such
--- account of that asset, or (check_floor) the floor would be crossed.
-CREATE FUNCTION suanli_move(
-    p_account TEXT, p_slot TEXT, p_asset TEXT, dp BIGINT, dpo BIGINT, cp BIGINT, cpo BIGINT, check_floor BOOLEAN
-) RETURNS BOOLEAN LANGUAGE plpgsql AS $$
-BEGIN
-    IF suanli_slotted(p_account) THEN
-        UPDATE ledger_account_slots SET
-            debits_pending = debits_pending + dp, debits_posted = debits_posted + dpo,
-            credits_pending = credits_pending + cp, credits_posted = credits_posted + cpo
-        WHERE account_id = p_account AND slot = p_slot AND asset = p_asset;
-        IF FOUND THEN  -- the writer's row exists: the account does, with this asset
-            RETURN TRUE;
-        END IF;
-        PERFORM 1 FROM ledger_accounts WHERE id = p_account AND asset = p_asset;
-        IF NOT FOUND THEN
-            RETURN FALSE;
-        END IF;
-        INSERT INTO ledger_account_slots AS s VALUES (p_account, p_slot, p_asset, dp, dpo, cp, cpo)
-        ON CONFLICT (account_id, slot) DO UPDATE SET
-            debits_pending = s.debits_pending + dp, debits_posted = s.debits_posted + dpo,
-            credits_pending = s.credits_pending + cp, credits_posted = s.credits_posted + cpo;
-        RETURN TRUE;
-    END IF;
-    UPDATE ledger_accounts SET
-        debits_pending = debits_pending + dp, debits_posted = debits_posted + dpo,
-        credits_pending = credits_pending + cp, credits_posted = credits_posted + cpo
-    WHERE id = p_account AND asset = p_asset
-        AND (NOT check_floor OR floor IS NULL OR credits_posted - debits_posted - debits_pending - dp - dpo >= floor);
-    RETURN FOUND;
-END $$;
+-- suanli_move, which every transfer below calls, is in pg_batch.sql (a later migration replaced it).
 
 -- Why a move was refused, as ledger/sqlite.py names it.
 CREATE FUNCTION suanli_refusal(p_account TEXT, p_asset TEXT, p_floor_reason TEXT) RETURNS TEXT LANGUAGE plpgsql AS $$

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from suanli.store.outbox_schema import PG_ALERTS_MIGRATION
+from suanli.store.outbox_schema import PG_ALERTS_MIGRATION, PG_ALERTS_ON_MOVE_MIGRATION
 from suanli.store.schema import (
     CUSTOMER_TRANSFERS_MIGRATION,
     OPERATOR_SETTLEMENTS_MIGRATION,
@@ -262,5 +262,6 @@ PG_MIGRATIONS: tuple[str, ...] = (
     STATEMENTS_MIGRATION,
     PG_ALERTS_MIGRATION,
     CUSTOMER_TRANSFERS_MIGRATION,
+    PG_ALERTS_ON_MOVE_MIGRATION,
     PG_BATCH,
 )
