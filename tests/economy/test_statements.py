@@ -78,10 +78,13 @@ def store_at(clock: Clock) -> Iterator[Shop]:
             conn.close()
 
 
-def event_for(shop: Shop, request_id: str, usage: TokenUsage, cost: int, now: int) -> UsageEvent:
+def event_for(
+    shop: Shop, request_id: str, usage: TokenUsage, cost: int, now: int, *, model: str = "chat"
+) -> UsageEvent:
     return usage_event(
         request_id,
         shop.account,
+        offer_id=f"op/{model}",
         input_tokens=usage.input,
         output_tokens=usage.output,
         price_input_nano=PRICE_NANO,
@@ -91,7 +94,7 @@ def event_for(shop: Shop, request_id: str, usage: TokenUsage, cost: int, now: in
     )
 
 
-def settle(shop: Shop, funding: Funding, usage: TokenUsage, now: int) -> None:
+def settle(shop: Shop, funding: Funding, usage: TokenUsage, now: int, model: str = "chat") -> None:
     """Settle as the gateway does: transfers, overruns and the contract's rebate, and the usage event, in
     one transaction."""
     request_id = (funding.wallet or funding.legs[0].reservation).id.split(".")[0]
@@ -102,7 +105,7 @@ def settle(shop: Shop, funding: Funding, usage: TokenUsage, now: int) -> None:
         apply_entry(conn, settled.transfers, request_id)
         event = adjust_settlement(
             conn,
-            event_for(shop, request_id, usage, cost, now),
+            event_for(shop, request_id, usage, cost, now, model=model),
             settled=settled,
             contract=None,
             zone=SHANGHAI,
@@ -195,6 +198,7 @@ def assert_reconciles(statement: dict[str, Any]) -> None:
     )
     for section in statement["packs"] + statement["allowances"]:
         assert section["opening"] + sum(section["totals"].values()) == section["closing"]
+        assert_draws_add_up(section)
     for model in money["usage"]["models"]:
         assert model["list_nano"] == sum(c["tokens"] * c["unit_price_nano"] for c in model["classes"])
     for budget in statement["budgets"]:
@@ -205,6 +209,30 @@ def assert_reconciles(statement: dict[str, Any]) -> None:
         assert budget["window_start_ms"] < statement["period"]["to_ms"]
         assert budget["window_end_ms"] > statement["period"]["from_ms"]
     assert_csv_budgets_add_up(statement)
+    assert_csv_draws_add_up(statement)
+
+
+def assert_draws_add_up(section: dict[str, Any]) -> None:
+    """A pack's or window's draws by model and class add up to its draws, to the token (or request)."""
+    usage = section["usage"]
+    assert usage["drawn"] == -section["totals"]["drawn"] == sum(m["drawn"] for m in usage["models"])
+    assert usage["unattributed"] == sum(m["unattributed"] for m in usage["models"])
+    for model in usage["models"]:
+        classed = sum(c["tokens"] for c in model["classes"])
+        assert classed + model["unattributed"] == model["drawn"] if usage["unit"] == "tokens" else classed == 0
+
+
+def assert_csv_draws_add_up(statement: dict[str, Any]) -> None:
+    """In the CSV, each pack's and window's ``usage:`` rows add up to its ``drawn`` row, negated."""
+    drawn: dict[str, int] = {}
+    broken_down: dict[str, int] = {}
+    for row in csv.DictReader(io.StringIO(statements_csv.render(statement))):
+        if row["line"] == "drawn" and not row["section"].startswith("budget:"):
+            drawn[row["section"]] = -int(row["tokens"])
+        elif row["section"].startswith("usage:"):
+            name = row["section"].removeprefix("usage:")
+            broken_down[name] = broken_down.get(name, 0) + int(row["tokens"])
+    assert broken_down == drawn
 
 
 def assert_csv_budgets_add_up(statement: dict[str, Any]) -> None:

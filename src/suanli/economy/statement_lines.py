@@ -19,6 +19,7 @@ from suanli.economy import statement_ledger as ledger
 from suanli.economy.statement_ledger import Movement
 from suanli.ledger import names as ledger_names
 from suanli.store.conn import Conn
+from suanli.store.usage import UsageEvent
 
 # A usage event's token classes: (class, tokens field, unit price field).
 CLASSES = (
@@ -28,44 +29,76 @@ CLASSES = (
     ("output", "output_tokens", "price_output_nano"),
     ("reasoning", "reasoning_tokens", "price_reasoning_nano"),
 )
-NO_EVENT = "(no usage event)"  # a charge whose call left no usage event (none should)
+NO_EVENT = "(no usage event)"  # a charge or draw whose call left no usage event (none should)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Whose statement, over which period in which zone, and where each section's opening comes from."""
+
+    account_id: str
+    start_ms: int
+    end_ms: int
+    zone: ZoneInfo
+    opening: Callable[[Conn, str, int], int] = ledger.balance_before
 
 
 @dataclass(slots=True)
 class _Charge:
     request_id: str
-    amount_nano: int  # what the wallet paid (positive)
+    amount: int  # what the source gave (positive): nano-CNY from the wallet, tokens or requests from a plan
     counts_call: bool  # the reservation's settlement, which counts the call and its tokens once
     movement: Movement
 
 
+Fold = Callable[[list[_Charge], UsageEvent | None], None]
+
+
 @dataclass(slots=True)
-class _Usage:
-    """The usage charges, grouped by model, then token class and unit price."""
+class _Charges:
+    """Charges to explain by their calls' usage events, grouped by request, in batches of at most
+    ``USAGE_BATCH_ROWS`` requests whose events are read in one query; ``fold`` takes each request's charges
+    and its event (None if it has none). A call's movements are posted together, so they come together in
+    posting order and fall in one batch; one split by a batch's end is folded as two requests."""
 
     account_id: str
+    fold: Fold
+    batch: dict[str, list[_Charge]] = field(default_factory=dict)
+
+    def add(self, conn: Conn, charge: _Charge) -> None:
+        if charge.request_id not in self.batch and len(self.batch) >= ledger.USAGE_BATCH_ROWS:
+            self.flush(conn)
+        self.batch.setdefault(charge.request_id, []).append(charge)
+
+    def flush(self, conn: Conn) -> None:
+        events = ledger.usage_events(conn, self.account_id, sorted(self.batch))
+        for request_id, charges in self.batch.items():
+            self.fold(charges, events.get(request_id))
+        self.batch.clear()
+
+
+def _class_tokens(event: UsageEvent) -> list[tuple[str, int, int]]:
+    """The event's token classes that were used: (class, tokens, unit price)."""
+    found = ((name, getattr(event, tokens), getattr(event, price)) for name, tokens, price in CLASSES)
+    return [(name, tokens, price) for name, tokens, price in found if tokens]
+
+
+@dataclass(slots=True)
+class _Usage:
+    """The wallet's usage charges, grouped by model, then token class and unit price."""
+
     start_ms: int
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     late: list[dict[str, Any]] = field(default_factory=list)
-    batch: list[_Charge] = field(default_factory=list)
 
-    def add(self, conn: Conn, charge: _Charge) -> None:
-        self.batch.append(charge)
-        if len(self.batch) >= ledger.USAGE_BATCH_ROWS:
-            self.flush(conn)
-
-    def flush(self, conn: Conn) -> None:
-        events = ledger.usage_events(conn, self.account_id, sorted({c.request_id for c in self.batch}))
-        for charge in self.batch:
-            event = events.get(charge.request_id)
-            model = self.models.setdefault(event.model if event else NO_EVENT, _model_row())
-            model["charged_nano"] += charge.amount_nano
+    def fold(self, charges: list[_Charge], event: UsageEvent | None) -> None:
+        model = self.models.setdefault(event.model if event else NO_EVENT, _model_row())
+        for charge in charges:
+            model["charged_nano"] += charge.amount
             if charge.counts_call and event is not None:
                 model["calls"] += 1
-                for name, tokens_field, price_field in CLASSES:
-                    tokens, price = getattr(event, tokens_field), getattr(event, price_field)
-                    if tokens:
-                        model["classes"][(name, price)] = model["classes"].get((name, price), 0) + tokens
+                for name, tokens, price in _class_tokens(event):
+                    model["classes"][(name, price)] = model["classes"].get((name, price), 0) + tokens
             reserved_at = charge.movement.reserved_at_ms
             if reserved_at is not None and reserved_at < self.start_ms:
                 self.late.append(
@@ -74,10 +107,9 @@ class _Usage:
                         "model": event.model if event else None,
                         "call_made_ms": reserved_at,
                         "settled_ms": charge.movement.created_at_ms,
-                        "amount_nano": -charge.amount_nano,
+                        "amount_nano": -charge.amount,
                     }
                 )
-        self.batch.clear()
 
     def section(self) -> dict[str, Any]:
         models = [_model_dict(name, row) for name, row in sorted(self.models.items())]
@@ -86,6 +118,10 @@ class _Usage:
             "charged_nano": sum(m["charged_nano"] for m in models),
             "models": models,
         }
+
+
+def _draw_row() -> dict[str, Any]:
+    return {"calls": 0, "drawn": 0, "classes": {}, "unattributed": 0}
 
 
 def _model_row() -> dict[str, Any]:
@@ -112,6 +148,51 @@ def _order(name: str) -> int:
     return [c[0] for c in CLASSES].index(name)
 
 
+@dataclass(slots=True)
+class _Draws:
+    """A pack's or an allowance window's draws, grouped by model and token class. The ledger's amounts are
+    the truth: a call's draw is put under its classes only if their tokens add up to it exactly (a pack
+    that weighs the classes, or pays a call in part, draws other amounts), else under its model's
+    ``unattributed``, as is a draw with no usage event; so the breakdown adds up to the draws to the token.
+    A window counting requests is broken down by model only (a request has no token class)."""
+
+    unit: str  # "tokens" | "requests"
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def fold(self, charges: list[_Charge], event: UsageEvent | None) -> None:
+        drawn = sum(charge.amount for charge in charges)
+        model = self.models.setdefault(event.model if event else NO_EVENT, _draw_row())
+        model["calls"] += 1
+        model["drawn"] += drawn
+        if event is not None and self.unit == "requests":
+            return  # the request counts under its model
+        classes = _class_tokens(event) if event is not None else []
+        if event is None or sum(tokens for _, tokens, _ in classes) != drawn:
+            model["unattributed"] += drawn
+            return
+        for name, tokens, _ in classes:
+            model["classes"][name] = model["classes"].get(name, 0) + tokens
+
+    def section(self) -> dict[str, Any]:
+        models = [
+            {
+                "model": name,
+                "calls": row["calls"],
+                "drawn": row["drawn"],
+                "classes": [{"class": c, "tokens": row["classes"][c]} for c in sorted(row["classes"], key=_order)],
+                "unattributed": row["unattributed"],
+            }
+            for name, row in sorted(self.models.items())
+        ]
+        return {
+            "unit": self.unit,
+            "calls": sum(m["calls"] for m in models),
+            "drawn": sum(m["drawn"] for m in models),
+            "unattributed": sum(m["unattributed"] for m in models),
+            "models": models,
+        }
+
+
 def _usage_charge(m: Movement) -> _Charge | None:
     """A wallet movement that pays for a call: its reservation's settlement, or an overrun beyond it."""
     if m.counter_account == ledger_names.ESCROW and m.kind == "post" and m.id.endswith(".settle"):
@@ -131,20 +212,21 @@ def _line(m: Movement, **extra: Any) -> dict[str, Any]:
     return {"id": m.id, "at_ms": m.created_at_ms, "amount_nano": m.amount, "memo": m.memo, **extra}
 
 
-def money_section(conn: Conn, account_id: str, start_ms: int, end_ms: int) -> dict[str, Any]:
+def money_section(conn: Conn, scope: Scope) -> dict[str, Any]:
     """The wallet: opening, top-ups, purchases, usage charges, rebates, other movements, closing, and the
     reservations open at the end (not movements: shown apart)."""
-    wallet = ledger_names.wallet(account_id)
-    opening = ledger.balance_before(conn, wallet, start_ms)
-    usage = _Usage(account_id, start_ms)
+    wallet = ledger_names.wallet(scope.account_id)
+    opening = scope.opening(conn, wallet, scope.start_ms)
+    usage = _Usage(scope.start_ms)
+    charges = _Charges(scope.account_id, usage.fold)
     topups: list[dict[str, Any]] = []
     purchases: list[dict[str, Any]] = []
     other: list[dict[str, Any]] = []
     rebates = [0, 0]  # count, nano
-    for m in ledger.movements(conn, wallet, start_ms, end_ms):
+    for m in ledger.movements(conn, wallet, scope.start_ms, scope.end_ms):
         charge = _usage_charge(m)
         if charge is not None:
-            usage.add(conn, charge)
+            charges.add(conn, charge)
         elif m.counter_account == ledger_names.TOPUP_SOURCE:
             topups.append(_line(m))
         elif m.counter_account == econ_names.PLANS and m.amount < 0:
@@ -153,7 +235,7 @@ def money_section(conn: Conn, account_id: str, start_ms: int, end_ms: int) -> di
             rebates[0], rebates[1] = rebates[0] + 1, rebates[1] + m.amount
         else:
             other.append(_line(m, counter_account=m.counter_account))
-    usage.flush(conn)
+    charges.flush(conn)
     used = usage.section()
     totals = {
         "topups_nano": sum(t["amount_nano"] for t in topups),
@@ -162,8 +244,7 @@ def money_section(conn: Conn, account_id: str, start_ms: int, end_ms: int) -> di
         "rebates_nano": rebates[1],
         "other_nano": sum(o["amount_nano"] for o in other),
     }
-    closing = opening + sum(totals.values())
-    count, reserved = ledger.pending_at(conn, wallet, end_ms)
+    count, reserved = ledger.pending_at(conn, wallet, scope.end_ms)
     return {
         "ledger_account": wallet,
         "opening_nano": opening,
@@ -174,7 +255,7 @@ def money_section(conn: Conn, account_id: str, start_ms: int, end_ms: int) -> di
         "other": other,
         "late_settlements": usage.late,
         "totals": totals,
-        "closing_nano": closing,
+        "closing_nano": opening + sum(totals.values()),
         "pending": {"reservations": count, "reserved_nano": reserved},
     }
 
@@ -204,34 +285,45 @@ def _budget_kind(m: Movement) -> str:
     return "used" if m.counter_account.startswith("plans:spent:") else "other"
 
 
+@dataclass(frozen=True, slots=True)
+class _Kinds:
+    """How a token or budget account's movements are classified and shown."""
+
+    totals: tuple[str, ...]  # the classes, each a key of the section's totals
+    listed: tuple[str, ...]  # the classes listed one line each; the others are only summed
+    draw: str  # the class counted in ``draws`` (and for a pack or window broken down in ``usage``)
+    classify: Callable[[Movement], str]
+
+
+# A pack's draws are summed and broken down by model and token class (``usage``), not listed one by one.
 PACK_TOTALS = ("bought", "received", "sent", "drawn", "forfeited", "other")
-ALLOWANCE_TOTALS = ("granted", "drawn", "other")
-BUDGET_TOTALS = ("granted", "used", "other")
-LISTED = ("bought", "received", "sent", "forfeited", "other")  # a pack's lines; draws are summed, not listed
+PACK = _Kinds(PACK_TOTALS, tuple(k for k in PACK_TOTALS if k != "drawn"), "drawn", _pack_kind)
+ALLOWANCE = _Kinds(("granted", "drawn", "other"), ("other",), "drawn", _allowance_kind)
+BUDGET = _Kinds(("granted", "used", "other"), ("other",), "used", _budget_kind)
 
 
-def _token_section(
-    conn: Conn,
-    account: str,
-    start_ms: int,
-    end_ms: int,
-    *,
-    kinds: tuple[str, ...],
-    listed: tuple[str, ...],
-    classify: Callable[[Movement], str],
-) -> dict[str, Any] | None:
-    """One token (or budget) account's section; None if nothing was held, moved or reserved in the period.
-    ``draws`` counts the movements of its second kind (a pack's or a window's draws, a budget's uses)."""
-    opening = ledger.balance_before(conn, account, start_ms)
-    totals = dict.fromkeys(kinds, 0)
-    rows: list[dict[str, Any]] = []
-    draws = 0
-    for m in ledger.movements(conn, account, start_ms, end_ms):
-        kind = classify(m)
-        totals[kind] += m.amount
-        draws += kind in ("drawn", "used")
-        if kind in listed:
-            rows.append(
+@dataclass(slots=True)
+class _Tally:
+    """A token or budget account's movements over the period, as ``_Kinds`` classifies them; its draws,
+    if ``charges`` is given, explained by their calls' usage events."""
+
+    kinds: _Kinds
+    charges: _Charges | None
+    totals: dict[str, int]
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    draws: int = 0
+    moved: bool = False
+
+    def add(self, conn: Conn, m: Movement) -> None:
+        kind = self.kinds.classify(m)
+        self.totals[kind] += m.amount
+        self.moved = True
+        if kind == self.kinds.draw:
+            self.draws += 1
+            if self.charges is not None:  # a call's draws are ``{request}.{leg}.post`` and ``{request}.over.{leg}``
+                self.charges.add(conn, _Charge(m.id.split(".", 1)[0], -m.amount, True, m))
+        if kind in self.kinds.listed:
+            self.lines.append(
                 {
                     "id": m.id,
                     "at_ms": m.created_at_ms,
@@ -241,51 +333,62 @@ def _token_section(
                     "memo": m.memo,
                 }
             )
-    count, reserved = ledger.pending_at(conn, account, end_ms)
-    if opening == 0 and not rows and not draws and not count:
+
+
+def _token_section(
+    conn: Conn, scope: Scope, account: str, kinds: _Kinds, *, unit: str | None = None
+) -> dict[str, Any] | None:
+    """One token (or budget) account's section; None if nothing moved or was reserved in the period and
+    it held nothing at its start. ``unit``: break the draws down by model and class, in tokens or requests."""
+    opening = scope.opening(conn, account, scope.start_ms)
+    usage = _Draws(unit) if unit is not None else None
+    tally = _Tally(kinds, _Charges(scope.account_id, usage.fold) if usage else None, dict.fromkeys(kinds.totals, 0))
+    for m in ledger.movements(conn, account, scope.start_ms, scope.end_ms):
+        tally.add(conn, m)
+    if tally.charges is not None:
+        tally.charges.flush(conn)
+    count, reserved = ledger.pending_at(conn, account, scope.end_ms)
+    if not tally.moved and not count and opening == 0:
         return None
     return {
         "ledger_account": account,
         "opening": opening,
-        "totals": totals,
-        "draws": draws,
-        "lines": rows,
-        "closing": opening + sum(totals.values()),
+        "totals": tally.totals,
+        "draws": tally.draws,
+        "lines": tally.lines,
+        **({"usage": usage.section()} if usage is not None else {}),
+        "closing": opening + sum(tally.totals.values()),
         "pending": {"reservations": count, "reserved": reserved},
     }
 
 
-def pack_sections(conn: Conn, account_id: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+def pack_sections(conn: Conn, scope: Scope) -> list[dict[str, Any]]:
     """Each pack of the account that held, moved or reserved tokens in the period."""
     rows = conn.execute(
         "SELECT id, product_id, expires_at_ms FROM packs WHERE account_id = ? AND created_at_ms < ? "
         "ORDER BY created_at_ms, id",
-        (account_id, end_ms),
+        (scope.account_id, scope.end_ms),
     ).fetchall()
     sections = []
     for pack_id, product_id, expires_at_ms in rows:
-        section = _token_section(
-            conn, econ_names.pack(pack_id), start_ms, end_ms, kinds=PACK_TOTALS, listed=LISTED, classify=_pack_kind
-        )
+        section = _token_section(conn, scope, econ_names.pack(pack_id), PACK, unit="tokens")
         if section is not None:
             sections.append({"pack": pack_id, "product": product_id, "expires_at_ms": expires_at_ms, **section})
     return sections
 
 
-def allowance_sections(conn: Conn, account_id: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+def allowance_sections(conn: Conn, scope: Scope) -> list[dict[str, Any]]:
     """Each allowance window of the account's subscriptions open during the period, in requests or tokens."""
     rows = conn.execute(
         "SELECT w.subscription_id, s.product_id, w.window_name, w.unit, w.start_ms, w.end_ms, w.amount "
         "FROM allowance_windows w JOIN subscriptions s ON s.id = w.subscription_id "
         "WHERE s.account_id = ? AND w.start_ms < ? AND w.end_ms > ? ORDER BY w.start_ms, w.window_name, w.unit",
-        (account_id, end_ms, start_ms),
+        (scope.account_id, scope.end_ms, scope.start_ms),
     ).fetchall()
     sections = []
     for sub_id, product_id, window, unit, window_start, window_end, amount in rows:
         account = econ_names.allowance(sub_id, window, unit, window_start)
-        section = _token_section(
-            conn, account, start_ms, end_ms, kinds=ALLOWANCE_TOTALS, listed=("other",), classify=_allowance_kind
-        )
+        section = _token_section(conn, scope, account, ALLOWANCE, unit=unit)
         if section is not None:
             sections.append(
                 {
@@ -310,21 +413,19 @@ BUDGET_WINDOWS: dict[str, Callable[[int, ZoneInfo], tuple[int, int]]] = {
 }
 
 
-def budget_sections(conn: Conn, account_id: str, start_ms: int, end_ms: int, zone: ZoneInfo) -> list[dict[str, Any]]:
+def budget_sections(conn: Conn, scope: Scope) -> list[dict[str, Any]]:
     """Each window of the account's budgets (of the account or of a key) open during the period and opened
     by a call, in nano-CNY or tokens: granted, used (what the ledger debited to it) and what remained."""
     rows = conn.execute(
         "SELECT id, key_id, period, unit, amount, created_at_ms FROM budgets WHERE account_id = ? "
         "AND created_at_ms < ? AND (removed_at_ms IS NULL OR removed_at_ms > ?) ORDER BY created_at_ms, id",
-        (account_id, end_ms, start_ms),
+        (scope.account_id, scope.end_ms, scope.start_ms),
     ).fetchall()
     sections = []
     for budget_id, key_id, period, unit, amount, created_at_ms in rows:
-        for window_start, window_end in _budget_windows(period, max(start_ms, created_at_ms), end_ms, zone):
+        for window_start, window_end in _budget_windows(period, max(scope.start_ms, created_at_ms), scope):
             account = econ_names.budget(budget_id, window_start)
-            section = _token_section(
-                conn, account, start_ms, end_ms, kinds=BUDGET_TOTALS, listed=("other",), classify=_budget_kind
-            )
+            section = _token_section(conn, scope, account, BUDGET)
             if section is not None:
                 sections.append(
                     {
@@ -341,11 +442,11 @@ def budget_sections(conn: Conn, account_id: str, start_ms: int, end_ms: int, zon
     return sorted(sections, key=lambda s: (s["window_start_ms"], s["budget"]))
 
 
-def _budget_windows(period: str, from_ms: int, end_ms: int, zone: ZoneInfo) -> Iterator[tuple[int, int]]:
+def _budget_windows(period: str, from_ms: int, scope: Scope) -> Iterator[tuple[int, int]]:
     """The budget's windows that overlap [from, end): for a day's budget, a window a day (a period is at most
     a year long, statements.RANGE_DAYS_MAX)."""
     at = from_ms
-    while at < end_ms:
-        window = BUDGET_WINDOWS[period](at, zone)
+    while at < scope.end_ms:
+        window = BUDGET_WINDOWS[period](at, scope.zone)
         yield window
         at = window[1]

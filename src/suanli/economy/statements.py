@@ -83,11 +83,11 @@ def build(
     conn: Conn, account: Account, period: Period, now_ms: int, platform_name: str = PLATFORM_NAME
 ) -> dict[str, Any]:
     """The statement of ``account`` over ``period``, computed from the ledger now."""
-    start, end = period.start_ms, period.end_ms
-    money = lines.money_section(conn, account.id, start, end)
-    packs = lines.pack_sections(conn, account.id, start, end)
-    allowances = lines.allowance_sections(conn, account.id, start, end)
-    budgets = lines.budget_sections(conn, account.id, start, end, period.zone)
+    scope = lines.Scope(account.id, period.start_ms, period.end_ms, period.zone)
+    money = lines.money_section(conn, scope)
+    packs = lines.pack_sections(conn, scope)
+    allowances = lines.allowance_sections(conn, scope)
+    budgets = lines.budget_sections(conn, scope)
     body = {
         "object": "statement",
         "number": number(account, period),
@@ -117,6 +117,21 @@ def _check(conn: Conn, account_id: str, body: dict[str, Any], period: Period) ->
         invariant(opening + moved == closing, f"statement of {account}: opening + movements != closing")
         if period.closed(body["generated_at_ms"]):
             invariant(ledger.balance_before(conn, account, period.end_ms) == closing, f"{account}: closing != ledger")
+    for section in body["packs"] + body["allowances"]:
+        _check_draws(section)
+
+
+def _check_draws(section: dict[str, Any]) -> None:
+    """A pack's or window's draws by model and class add up to its draws, to the token (or request)."""
+    usage, name = section["usage"], section["ledger_account"]
+    invariant(usage["drawn"] == -section["totals"]["drawn"], f"{name}: usage != drawn")
+    invariant(sum(m["drawn"] for m in usage["models"]) == usage["drawn"], f"{name}: models != drawn")
+    for model in usage["models"]:
+        classed, unattributed = sum(c["tokens"] for c in model["classes"]), model["unattributed"]
+        if usage["unit"] == "tokens":
+            invariant(classed + unattributed == model["drawn"], f"{name}: {model['model']}'s classes != drawn")
+        else:  # a request has no token class: a window counting them is broken down by model only
+            invariant(classed == 0 and 0 <= unattributed <= model["drawn"], f"{name}: {model['model']}'s requests")
 
 
 def _ends(section: dict[str, Any]) -> tuple[int, int]:

@@ -3,7 +3,9 @@
 Money is in nano-CNY (``amount_nano``, exact) and in CNY (``amount``, for people); tokens in tokens. The
 first rows say whose statement it is; the ``opening`` and ``closing`` rows of each section and the rows
 between them add up: opening + the section's movement rows = closing. A budget window's rows are in
-nano-CNY and CNY for a CNY budget, in tokens for a token budget.
+nano-CNY and CNY for a CNY budget, in tokens for a token budget. A pack's or window's draws are broken
+down in a section of their own, ``usage:{its ledger account}``, as the wallet's usage charges are in
+``usage``: detail, never part of a balance's sum.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from suanli.economy.statement_lines import NO_EVENT
 from suanli.economy.statements import iso
 from suanli.money import nano_to_cny
 
@@ -149,6 +152,32 @@ def _token_rows(section: dict[str, Any], zone: ZoneInfo) -> Iterator[dict[str, A
             yield row(kind, tokens, detail=f"{section['draws']} draws" if kind == "drawn" else "")
     yield row("closing", section["closing"])
     yield row("pending", section["pending"]["reserved"], detail="reserved at the end; not in the closing balance")
+    yield from _draw_rows(section)
+
+
+def _draw_rows(section: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The section's draws by model and token class (a window counting requests: by model), and what no
+    call's classes explain; they add up to its ``drawn`` row, negated. A statement stored before draws
+    were broken down has none."""
+    usage = section.get("usage") or {"unit": "tokens", "models": []}
+    name = f"usage:{section['ledger_account']}"
+
+    def row(line: str, model: dict[str, Any], units: int, **extra: Any) -> dict[str, Any]:
+        return {"section": name, "line": line, "model": model["model"], "tokens": units, **extra}
+
+    for model in usage["models"]:
+        for c in model["classes"]:
+            yield row("tokens", model, c["tokens"], token_class=c["class"])
+        if usage["unit"] == "requests" and model["drawn"] > model["unattributed"]:
+            yield row("requests", model, model["drawn"] - model["unattributed"])
+        if model["unattributed"]:
+            yield row("unattributed", model, model["unattributed"], detail=_unattributed(model["model"]))
+
+
+def _unattributed(model: str) -> str:
+    if model == NO_EVENT:
+        return "draws no usage event explains"
+    return "draws the calls' token classes don't add up to (a pack that weighs them, or paid a call in part)"
 
 
 def _line_rows(section: dict[str, Any], zone: ZoneInfo, row: Callable[..., dict[str, Any]]) -> Iterator[dict[str, Any]]:

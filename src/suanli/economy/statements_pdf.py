@@ -1,5 +1,6 @@
 """A statement as a PDF document (reportlab), in English or Chinese, from the same JSON body the API serves:
-the platform and the account, the statement number and period, then the money and token tables.
+the platform and the account, the statement number and period, then the money and token tables, the
+packs' and allowances' draws by model and token class, and the budgets.
 
 Chinese uses reportlab's built-in CID font ``STSong-Light`` (Adobe's Asian font pack, which every PDF
 reader resolves), so no font file ships with the package. An English statement still holds Chinese where
@@ -65,6 +66,10 @@ WORDS = {
         "budget": "Budget window",
         "used": "used",
         "remaining": "Remaining at the end",
+        "draws": "Packs and allowances drawn, by model and token class",
+        "drawn_units": "Drawn (tokens or requests)",
+        "requests": "requests",
+        "unattributed": "not attributed to a class",
     },
     "zh-CN": {
         "title": "对账单",
@@ -102,6 +107,10 @@ WORDS = {
         "budget": "预算周期",
         "used": "已用",
         "remaining": "期末剩余",
+        "draws": "资源包与额度的使用（按模型与 Token 类别）",
+        "drawn_units": "使用量（token 或请求）",
+        "requests": "请求",
+        "unattributed": "未归入类别",
     },
 }
 
@@ -114,6 +123,9 @@ def render(body: dict[str, Any], lang: str = "en", *, invariant: bool = False) -
     story += [paragraph(text, font, 9) for text in _header(body, words)]
     story += section(words["money"], _money_rows(body, words, zone), font)
     story += section(words["packs"], _token_rows(body, words), font)
+    draws = _draw_rows(body, words)
+    if len(draws) > 1:
+        story += section(words["draws"], draws, font)
     if body.get("budgets"):  # a statement stored before budgets were shown has none
         story += section(words["budgets"], _budget_rows(body, words, zone), font, numbers_from=1)
     return build(story, f"{words['title']} {body['number']}", invariant=invariant)
@@ -184,6 +196,23 @@ def _token_rows(body: dict[str, Any], words: dict[str, str]) -> list[list[str]]:
                 str(section["pending"]["reserved"]),
             ]
         )
+    return rows
+
+
+def _draw_rows(body: dict[str, Any], words: dict[str, str]) -> list[list[str]]:
+    """Each pack's and window's draws by model and token class (a window counting requests: by model), and
+    what no call's classes explain (docs/statements.md); a statement stored before draws were broken down
+    has none."""
+    rows = [[words["item"], words["model"], words["class"], words["drawn_units"]]]
+    for section in body["packs"] + body["allowances"]:
+        usage, item = section.get("usage") or {"unit": "tokens", "models": []}, section["ledger_account"]
+        for model in usage["models"]:
+            name, unattributed = model["model"], model["unattributed"]
+            rows += [[item, name, c["class"], str(c["tokens"])] for c in model["classes"]]
+            if usage["unit"] == "requests" and model["drawn"] > unattributed:
+                rows.append([item, name, words["requests"], str(model["drawn"] - unattributed)])
+            if unattributed:
+                rows.append([item, name, words["unattributed"], str(unattributed)])
     return rows
 
 
