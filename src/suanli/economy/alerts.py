@@ -5,7 +5,8 @@ Most events are written by triggers in the transaction of the ledger movement th
 them: a subscription's renewal the wallet could not pay (``renewal_failed``, in the renewal's transaction),
 and a pack expiring within the account's notice (``expiring_packs_job``, a sweep job). An event's body is
 fixed once (``prepare_job``, before its first delivery) so that every retry sends the same bytes, and the
-balance alert's body carries the forecast's run-out date as it stood then.
+balance alert's body carries the forecast's run-out date as of the crossing (the balance the event recorded,
+the 7-day rate ending at its ``created_at_ms``), so it does not depend on when, or by whom, it was fixed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import orjson
 
 from suanli.economy import names
 from suanli.economy import store as econ
-from suanli.economy.forecast import forecast
+from suanli.economy.forecast import balance_run_out
 from suanli.errors import BadRequest
 from suanli.ledger.sqlite import read_balance
 from suanli.limits import ALERT_PACK_EXPIRY_DAYS_MAX, ALERTS_LISTED_MAX, AMOUNT_NANO_MAX, WEBHOOK_PREPARE_BATCH_MAX
@@ -241,17 +242,17 @@ def body_of(event: Event, data: dict[str, Any], zone: ZoneInfo) -> dict[str, Any
     }
 
 
-def event_data(conn: Conn, event: Event, zone: ZoneInfo, now: int) -> dict[str, Any]:
-    """The facts of an event, in the API's units (CNY as decimal strings beside their nano integers)."""
+def event_data(conn: Conn, event: Event, zone: ZoneInfo) -> dict[str, Any]:
+    """The facts of an event as of the event, not of when they are read, in the API's units (CNY as decimal
+    strings beside their nano integers)."""
     if event.type == "balance.below":
-        account = find_account(conn, event.account_id)
-        run_out = forecast(conn, account, now, zone)["balance"]
+        run_out = balance_run_out(conn, event.account_id, event.amount, event.created_at_ms)
         return {
             "threshold": nano_to_cny(event.level),
             "threshold_nano": event.level,
             "balance": nano_to_cny(event.amount),
             "balance_nano": event.amount,
-            "forecast": {k: run_out[k] for k in ("days", "runs_out_at", "runs_out_at_ms")},
+            "forecast": run_out.fields(zone),
         }
     if event.type == "subscription.renewal_failed":
         return {
@@ -294,18 +295,17 @@ def _used_data(conn: Conn, event: Event) -> dict[str, Any]:
     return data
 
 
-def prepare_job(zone: ZoneInfo, at_ms: int | None = None) -> Callable[[Conn], int]:
+def prepare_job(zone: ZoneInfo) -> Callable[[Conn], int]:
     """Fix the body of the events written since the last round (a bounded batch)."""
 
     def job(conn: Conn) -> int:
-        now = now_ms() if at_ms is None else at_ms
         rows = conn.execute(
             f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE body IS NULL ORDER BY created_at_ms LIMIT ?",
             (WEBHOOK_PREPARE_BATCH_MAX,),
         ).fetchall()
         for row in rows:
             event = _event(row)
-            body = body_of(event, event_data(conn, event, zone, now), zone)
+            body = body_of(event, event_data(conn, event, zone), zone)
             conn.execute(  # another worker may have fixed it meanwhile: the first body stands
                 "UPDATE alert_events SET body = ? WHERE id = ? AND body IS NULL",
                 (orjson.dumps(body).decode(), event.id),

@@ -6,6 +6,10 @@ after ``remaining ÷ the 7-day rate`` days, shown as a decimal with one digit, r
 ``now + remaining × 86,400,000 ÷ rate`` ms, rounded down, unless that is more than ``RUN_OUT_HORIZON_DAYS``
 away (then only the days are given). A rate of zero runs out never (null). Everything is integer
 arithmetic; nothing here reads a clock.
+
+A ``balance.below`` alert's forecast (``balance_run_out``) is the wallet's, taken as of the crossing rather
+than now: the balance the alert recorded, and the rate of the 7 days that ended at the crossing. It depends
+only on the event, so a body fixed hours later (after a restart, or by another worker) says the same.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ import orjson
 
 from suanli.economy import names, windows
 from suanli.economy import store as econ
+from suanli.ledger import Balance
 from suanli.ledger import names as ledger_names
 from suanli.ledger.sqlite import read_balance
 from suanli.metering.periods import iso
 from suanli.money import nano_to_cny
 from suanli.store.accounts import Account
 from suanli.store.conn import Conn
-from suanli.store.usage_queries import Spend, pack_fundings, spend_by_key
+from suanli.store.usage_queries import Spend, UsageFilter, pack_fundings, slot_sums, spend_by_key
 
 DAY_MS = 86_400_000
 RATE_WINDOWS_DAYS = (1, 7)  # the rates shown; the last is the one forecasts use
@@ -61,6 +66,13 @@ def _total(spend: Iterable[Spend]) -> Spend:
     return Spend(sum(s.calls for s in rows), sum(s.tokens for s in rows), sum(s.cost_nano for s in rows))
 
 
+def spend_between(conn: Conn, account_id: str, since_ms: int, until_ms: int) -> Spend:
+    """An account's calls, tokens and cost from ``since_ms`` (inclusive) to ``until_ms`` (exclusive), in one
+    statement (``spend_by_key`` has no end: it counts up to now)."""
+    slots = slot_sums(conn, UsageFilter(account_id, since_ms, until_ms), None)
+    return _total(Spend(s.calls, s.tokens, s.cost_nano) for s in slots)
+
+
 def _rate(spend: Spend, days: int) -> dict[str, Any]:
     cost = spend.cost_nano // days
     return {"calls": spend.calls // days, "tokens": spend.tokens // days, "cost": nano_to_cny(cost), "cost_nano": cost}
@@ -84,18 +96,32 @@ def forecast(conn: Conn, account: Account, now_ms: int, zone: ZoneInfo) -> dict[
 
 
 def _balance(conn: Conn, account: Account, per_day_nano: int, now_ms: int, zone: ZoneInfo) -> dict[str, Any]:
-    """The wallet runs out when what it may still spend (down to its floor: a contract's credit limit counts)
-    is spent."""
     wallet = read_balance(conn, ledger_names.wallet(account.id))
     available = wallet.available if wallet else 0
-    room = available - (wallet.floor or 0) if wallet else 0
+    room, run_out = wallet_run_out(wallet, available, per_day_nano, now_ms)
     return {
         "available": nano_to_cny(available),
         "available_nano": available,
         "spendable": nano_to_cny(room),
         "spendable_nano": room,
-        **RunOut.of(room, per_day_nano, now_ms).fields(zone),
+        **run_out.fields(zone),
     }
+
+
+def wallet_run_out(wallet: Balance | None, available: int, per_day_nano: int, at_ms: int) -> tuple[int, RunOut]:
+    """What a wallet holding ``available`` at ``at_ms`` may still spend (down to its floor: a contract's credit
+    limit counts), and when that runs out at ``per_day_nano``."""
+    room = available - (wallet.floor or 0) if wallet else 0
+    return room, RunOut.of(room, per_day_nano, at_ms)
+
+
+def balance_run_out(conn: Conn, account_id: str, balance_nano: int, at_ms: int) -> RunOut:
+    """When the wallet runs out as of ``at_ms``, had it held ``balance_nano`` then: at the rate of the
+    ``FORECAST_WINDOW_DAYS`` ending at ``at_ms``. The floor is the wallet's as it is now (no history is kept)."""
+    week = spend_between(conn, account_id, at_ms - FORECAST_WINDOW_DAYS * DAY_MS, at_ms)
+    per_day = _rate(week, FORECAST_WINDOW_DAYS)["cost_nano"]
+    _, run_out = wallet_run_out(read_balance(conn, ledger_names.wallet(account_id)), balance_nano, per_day, at_ms)
+    return run_out
 
 
 def pack_draws(fundings: Iterable[str]) -> dict[str, int]:
