@@ -16,6 +16,14 @@ from tests.pg import shared_server
 
 STORE = os.environ.get("SUANLI_TEST_STORE", "sqlite")
 ON_POSTGRES = STORE == "postgres"
+# The PostgreSQL run repeats the SQLite run's property tests to show the two stores keep the same rules; a
+# third of the examples does that (each costs several round trips there), and the SQLite run keeps them all.
+PG_EXAMPLES_SHARE = 3
+
+
+def examples(n: int) -> int:
+    """A property test's examples on this run's store: ``n`` on SQLite, a third on PostgreSQL (at least 10)."""
+    return max(n // PG_EXAMPLES_SHARE, 10) if ON_POSTGRES else n
 
 
 def fresh_database(directory: Path, name: str = "suanli.db") -> str:

@@ -22,7 +22,7 @@ from suanli.ledger.sqlite import apply_entry, apply_if_covered, open_account, ve
 from suanli.store.conn import Conn
 from suanli.store.db import now_ms, open_database, run_in_transaction, transaction
 from suanli.store.outbox_schema import ALERT_LEVELS
-from tests.stores import fresh_database
+from tests.stores import examples, fresh_database
 
 SINK = "platform:sink"
 BUDGET_ASSET = names.BUDGET_ASSETS["cny"]
@@ -126,7 +126,7 @@ def events_of(conn: Conn, account_id: str) -> list[str]:
 steps = st.lists(st.tuples(st.sampled_from(["top_up", "spend", "refused"]), st.integers(1, 3_000)), max_size=25)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(threshold=st.integers(1, 5_000), granted=st.integers(1, 10_000), steps=steps)
 def test_an_event_is_written_iff_a_level_is_crossed_and_once(
     conn: Conn, threshold: int, granted: int, steps: list[tuple[str, int]]

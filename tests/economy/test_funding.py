@@ -26,7 +26,7 @@ from suanli.ledger.sqlite import apply_entry, open_account, open_pending, read_b
 from suanli.pricing import TokenUsage
 from suanli.store.conn import Conn
 from suanli.store.db import open_database, run_in_transaction
-from tests.stores import fresh_database
+from tests.stores import examples, fresh_database
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DAY_MS = 86_400_000
@@ -199,7 +199,7 @@ pack_specs = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     packs=pack_specs,
     wallet=st.integers(0, 5_000),

@@ -40,7 +40,7 @@ from suanli.pricing import TokenUsage
 from suanli.store.conn import Conn
 from suanli.store.db import open_database, run_in_transaction
 from suanli.store.usage import UsageEvent, insert_usage_event
-from tests.stores import fresh_database
+from tests.stores import examples, fresh_database
 from tests.usage_events import usage_event
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -231,7 +231,7 @@ step = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     steps=st.lists(st.tuples(step, st.integers(-2 * DAY_MS, 32 * DAY_MS)), max_size=14),
     topup=st.integers(0, 30_000),

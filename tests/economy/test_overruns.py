@@ -27,7 +27,7 @@ from suanli.store.conn import Conn
 from suanli.store.db import open_database, run_in_transaction
 from tests.economy.test_funding import PRICE_NANO, T0, Shop
 from tests.economy.test_funding import pack_specs as _pack_specs
-from tests.stores import fresh_database
+from tests.stores import examples, fresh_database
 
 DAY_MS = 86_400_000
 pack_specs = _pack_specs.map(lambda packs: [(p, t, d) for p, t, d in packs if p != "elsewhere"])
@@ -49,7 +49,7 @@ def settle_with_overruns(shop: Shop, funding: Funding, usage: TokenUsage) -> tup
     return cost, charged, uncharged
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     packs=pack_specs,
     wallet=st.integers(0, 20_000),

@@ -21,6 +21,7 @@ from suanli.store.db import open_database
 from suanli.store.usage import Attempt, UsageEvent
 from suanli.store.writer import GroupCommitWriter, dialect_for
 from tests.pg import shared_server
+from tests.stores import examples
 from tests.usage_events import usage_event
 
 WALLETS = ("a", "b", "c")
@@ -93,7 +94,7 @@ async def _run(database: str, plan: list[Call]) -> list[int]:
         reader.close()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plan=calls)
 def test_batched_reservations_and_settlements_keep_every_ledger_invariant(
     plan: list[Call],

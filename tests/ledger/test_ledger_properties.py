@@ -19,7 +19,7 @@ from suanli.ledger import Kind, LedgerRejected, Rejection, Transfer, entries, na
 from suanli.ledger.sqlite import apply_entry, open_account, open_pending, read_balance, verify
 from suanli.store.conn import Conn
 from suanli.store.db import open_database, transaction
-from tests.stores import fresh_database
+from tests.stores import examples, fresh_database
 
 ASSET = "CNY"
 SOURCE = "platform:topup"
@@ -192,5 +192,5 @@ class LedgerMachine(RuleBasedStateMachine):
 
 TestLedger = LedgerMachine.TestCase
 TestLedger.settings = settings(
-    max_examples=60, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=examples(60), stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
