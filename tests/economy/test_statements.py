@@ -27,6 +27,7 @@ from pypdf import PdfReader
 from suanli.cli import main
 from suanli.economy import market, statements, statements_csv, statements_pdf
 from suanli.economy import names as econ_names
+from suanli.economy import statement_ledger as ledger
 from suanli.economy.contracts import Tier
 from suanli.economy.funding import Funding, adjust_settlement, settlement_transfers
 from suanli.errors import BadRequest, Conflict, PaymentRequired, RateLimited
@@ -265,6 +266,19 @@ def assert_every_budget_window_is_shown(shop: Shop, months: list[dict[str, Any]]
     assert {row[0] for row in rows} == {b["ledger_account"] for m in months for b in m["budgets"]}
 
 
+def assert_chained(shop: Shop, months: list[dict[str, Any]]) -> None:
+    """Consecutive months chain (one's closing is the next's opening), and an account a stored month left out
+    opens at the ledger's sum whichever way it is found (never moved before, not moved since, summed)."""
+    unlisted = ledger.Openings({})
+    for before, after in pairwise(months):
+        closing, opening = sections(before), sections(after)
+        for account in closing.keys() & opening.keys():
+            assert closing[account][1] == opening[account][0]
+        start = after["period"]["from_ms"]
+        for account in closing.keys() | opening.keys():
+            assert unlisted(shop.conn, account, start) == ledger.balance_before(shop.conn, account, start)
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(history=steps, later=steps)
 def test_statements_reconcile_chain_and_stay_fixed_once_closed(
@@ -290,10 +304,7 @@ def test_statements_reconcile_chain_and_stay_fixed_once_closed(
             assert_reconciles(statement)
         assert_every_budget_window_is_shown(shop, months)
         assert_the_pdf_lists_the_budgets(months)
-        for before, after in pairwise(months):
-            closing, opening = sections(before), sections(after)
-            for account in closing.keys() & opening.keys():
-                assert closing[account][1] == opening[account][0]
+        assert_chained(shop, months)
         last = (
             month_statements(shop, clock.ms)[-1]
             if clock.ms < statements.month_period(MONTHS[-1], SHANGHAI).end_ms

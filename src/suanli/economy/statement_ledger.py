@@ -10,13 +10,18 @@ window (``budget:``) is credited through the customer credit index and debited t
 own (``transfers_budget_debit``), so its debits are read with that index's condition instead. The
 predicates below repeat the indexes' WHERE clauses word for word: that is how SQLite and PostgreSQL know
 a query may use a partial index.
+
+A section's opening is the previous month's stored closing when there is one to chain from (``Openings``),
+so a month's statement reads the period's rows, not the account's whole history; without one it is summed
+from the beginning (``balance_before``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from suanli.ledger.sqlite import read_balance
 from suanli.store.conn import Conn
 from suanli.store.schema import BUDGET_DEBIT_SIDE, CUSTOMER_CREDIT_SIDE, CUSTOMER_DEBIT_SIDE
 from suanli.store.usage import USAGE_COLUMNS, UsageEvent, row_to_event
@@ -57,17 +62,68 @@ def movements(conn: Conn, account: str, start_ms: int, end_ms: int) -> Iterator[
 
 def balance_before(conn: Conn, account: str, at_ms: int) -> int:
     """The account's posted balance just before ``at_ms``: credits less debits, summed from its transfers."""
+    return moved(conn, account, None, at_ms)
+
+
+def moved(conn: Conn, account: str, start_ms: int | None, end_ms: int) -> int:
+    """What the account's posted movements in [start, end) add up to (from its first if ``start_ms`` is
+    None), summed by the database: credits less debits."""
+    since, params = ("", ()) if start_ms is None else ("AND created_at_ms >= ? ", (start_ms,))
     credits = conn.execute(
         f"SELECT coalesce(sum(amount), 0) FROM transfers WHERE credit_account = ? AND {CUSTOMER_CREDIT_SIDE} "
-        f"AND kind IN {MOVES} AND created_at_ms < ?",
-        (account, at_ms),
+        f"AND kind IN {MOVES} {since}AND created_at_ms < ?",
+        (account, *params, end_ms),
     ).fetchone()[0]
     debits = conn.execute(
         f"SELECT coalesce(sum(amount), 0) FROM transfers WHERE debit_account = ? AND {debit_side(account)} "
-        f"AND kind IN {MOVES} AND created_at_ms < ?",
-        (account, at_ms),
+        f"AND kind IN {MOVES} {since}AND created_at_ms < ?",
+        (account, *params, end_ms),
     ).fetchone()[0]
     return int(credits) - int(debits)
+
+
+def _moves_in(conn: Conn, account: str, condition: str, at_ms: int) -> bool:
+    """Whether the account has a posted movement whose time meets ``condition`` (``< ?`` or ``>= ?``): a
+    seek into the partial indexes, whatever the account's history."""
+    row = conn.execute(
+        f"SELECT EXISTS (SELECT 1 FROM transfers WHERE credit_account = ? AND {CUSTOMER_CREDIT_SIDE} "
+        f"AND kind IN {MOVES} AND created_at_ms {condition}) "
+        f"OR EXISTS (SELECT 1 FROM transfers WHERE debit_account = ? AND {debit_side(account)} "
+        f"AND kind IN {MOVES} AND created_at_ms {condition})",
+        (account, at_ms, account, at_ms),
+    ).fetchone()
+    return bool(row[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Openings:
+    """Where each section's opening balance comes from. ``closings``: the closing balances, by ledger
+    account, of the previous month's stored statement, when it ends where this period starts (each was
+    checked against the ledger when it was stored, and the store checks its SHA-256 when it is read). None:
+    nothing to chain from (the first month, a range, a previous month not stored), so every opening is
+    summed from the ledger."""
+
+    closings: Mapping[str, int] | None = None
+
+    def __call__(self, conn: Conn, account: str, at_ms: int) -> int:
+        if self.closings is None:
+            return balance_before(conn, account, at_ms)
+        if account in self.closings:
+            return self.closings[account]
+        return _opening_unlisted(conn, account, at_ms)
+
+
+def _opening_unlisted(conn: Conn, account: str, at_ms: int) -> int:
+    """The opening of an account the previous statement did not list (opened since, or idle and empty then,
+    or shown by an older version): 0 if the ledger has no movement of it before ``at_ms``; its posted
+    balance now if it has none since (read first, so a movement landing in between is seen since); else
+    summed. Each of the first two is a seek, so a pack long spent costs nothing more each month."""
+    if not _moves_in(conn, account, "< ?", at_ms):
+        return 0
+    balance = read_balance(conn, account)
+    if balance is not None and not _moves_in(conn, account, ">= ?", at_ms):
+        return balance.posted
+    return balance_before(conn, account, at_ms)
 
 
 def pending_at(conn: Conn, account: str, at_ms: int) -> tuple[int, int]:

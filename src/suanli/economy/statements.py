@@ -5,8 +5,12 @@ its subscription's allowance windows, its budgets' windows) by the posting's tim
 counter-account and id: a movement that fits no class is an ``other`` line, never dropped. So opening +
 movements = closing holds by construction, and ``build`` checks it again against an independent sum of
 the ledger (in pairs, as the ledger's own invariants are). Usage events only describe what a usage charge
-was for (the model, the tokens of each class and their unit prices); the money is always what the ledger
-moved.
+or a draw was for (the model, the tokens of each class and their unit prices); the money and the tokens
+are always what the ledger moved.
+
+A month opens at the closings of the previous month's stored statement when there is one that ends where
+it starts, so its cost is the month's rows, however long the account has lived; a range, or a month with
+no stored predecessor, sums each account's history.
 
 A calendar month's statement, once the month has closed (plus ``CLOSE_GRACE_MS`` for postings in flight
 at midnight), is stored with the SHA-256 of its body on first generation and served from the store ever
@@ -83,7 +87,7 @@ def build(
     conn: Conn, account: Account, period: Period, now_ms: int, platform_name: str = PLATFORM_NAME
 ) -> dict[str, Any]:
     """The statement of ``account`` over ``period``, computed from the ledger now."""
-    scope = lines.Scope(account.id, period.start_ms, period.end_ms, period.zone)
+    scope = lines.Scope(account.id, period.start_ms, period.end_ms, period.zone, _openings(conn, account, period))
     money = lines.money_section(conn, scope)
     packs = lines.pack_sections(conn, scope)
     allowances = lines.allowance_sections(conn, scope)
@@ -107,16 +111,41 @@ def build(
     return body
 
 
+def _openings(conn: Conn, account: Account, period: Period) -> ledger.Openings:
+    """A calendar month opens at the closing of the previous month's stored statement, if that one ends
+    exactly where this one starts (a change of the zone moves the boundary); else at the ledger's sums."""
+    previous = _previous_month(period)
+    stored = find_stored(conn, number(account, previous)) if previous is not None else None
+    if stored is None or stored["period"]["to_ms"] != period.start_ms:
+        return ledger.Openings()
+    closings = {ledger_names.wallet(account.id): stored["money"]["closing_nano"]}
+    for section in stored["packs"] + stored["allowances"] + stored.get("budgets", []):
+        closings[section["ledger_account"]] = section["closing"]
+    return ledger.Openings(closings)
+
+
+def _previous_month(period: Period) -> Period | None:
+    """The calendar month before ``period``'s (None for a range, or for January 1970)."""
+    if period.month is None:
+        return None
+    year, month = divmod(int(period.month[:4]) * 12 + int(period.month[5:]) - 2, 12)
+    return month_period(f"{year}-{month + 1:02d}", period.zone) if year >= 1970 else None
+
+
 def _check(conn: Conn, account_id: str, body: dict[str, Any], period: Period) -> None:
-    """Opening + movements = closing, each against the ledger's own sum up to the period's end."""
+    """Opening + movements = closing for each section; for a closed period, the closing against the opening
+    plus the database's own sum of the period's movements, read apart from the lines. The opening is the
+    ledger's sum, or a stored closing that was checked so when it was stored: so the closing is the
+    ledger's balance at the period's end, without summing the account's history again."""
     sections = [(ledger_names.wallet(account_id), body["money"])]
     sections += [(s["ledger_account"], s) for s in body["packs"] + body["allowances"] + body["budgets"]]
+    start, end = period.start_ms, period.end_ms
     for account, section in sections:
         opening, closing = _ends(section)
         moved = sum(section["totals"].values())
         invariant(opening + moved == closing, f"statement of {account}: opening + movements != closing")
         if period.closed(body["generated_at_ms"]):
-            invariant(ledger.balance_before(conn, account, period.end_ms) == closing, f"{account}: closing != ledger")
+            invariant(opening + ledger.moved(conn, account, start, end) == closing, f"{account}: closing != ledger")
     for section in body["packs"] + body["allowances"]:
         _check_draws(section)
 
