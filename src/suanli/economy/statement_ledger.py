@@ -160,3 +160,11 @@ def _on(alias: str, condition: str) -> str:
     return condition.replace("debit_account", f"{alias}.debit_account").replace(
         "credit_account", f"{alias}.credit_account"
     )
+
+
+def accounts_between(conn: Conn, low: str, high: str) -> list[str]:
+    """The ids of the ledger accounts in [low, high), in order, read through the primary key. Ids compare
+    byte by byte: in SQLite always, in PostgreSQL under the C.UTF-8 locale its database is made with
+    (scripts/postgres); a collation that orders by words would not keep an id prefix together."""
+    rows = conn.execute("SELECT id FROM ledger_accounts WHERE id >= ? AND id < ? ORDER BY id", (low, high))
+    return [row[0] for row in rows]

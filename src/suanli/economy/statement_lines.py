@@ -8,7 +8,7 @@ and overruns, economy/contracts.py rebates); one that fits no class is an ``othe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -336,10 +336,11 @@ class _Tally:
 
 
 def _token_section(
-    conn: Conn, scope: Scope, account: str, kinds: _Kinds, *, unit: str | None = None
+    conn: Conn, scope: Scope, account: str, kinds: _Kinds, *, unit: str | None = None, held_shows: bool = True
 ) -> dict[str, Any] | None:
     """One token (or budget) account's section; None if nothing moved or was reserved in the period and
-    it held nothing at its start. ``unit``: break the draws down by model and class, in tokens or requests."""
+    it held nothing at its start (or ``held_shows`` is False: a window that had ended). ``unit``: break
+    the draws down by model and class, in tokens or requests."""
     opening = scope.opening(conn, account, scope.start_ms)
     usage = _Draws(unit) if unit is not None else None
     tally = _Tally(kinds, _Charges(scope.account_id, usage.fold) if usage else None, dict.fromkeys(kinds.totals, 0))
@@ -348,7 +349,7 @@ def _token_section(
     if tally.charges is not None:
         tally.charges.flush(conn)
     count, reserved = ledger.pending_at(conn, account, scope.end_ms)
-    if not tally.moved and not count and opening == 0:
+    if not tally.moved and not count and (opening == 0 or not held_shows):
         return None
     return {
         "ledger_account": account,
@@ -411,21 +412,28 @@ BUDGET_WINDOWS: dict[str, Callable[[int, ZoneInfo], tuple[int, int]]] = {
     "week": windows.week,
     "month": windows.calendar_month,
 }
+BUDGET_WINDOW_MS_MAX = 32 * 86_400_000  # longer than any budget window (a month of 31 days and an hour)
+# A reservation made in a budget window may be settled after the window's end: by its call, or by the sweep
+# once it is older than limits.RESERVATION_STALE_S (minutes), or days later if every gateway was down. A
+# window that ended this long before the period is looked at too, and shown if it moved in the period.
+BUDGET_LATE_MS = 7 * 86_400_000
+_PROBE_MS = 2 * 86_400_000  # into a window opened under another zone: inside the same day, week or month here
 
 
 def budget_sections(conn: Conn, scope: Scope) -> list[dict[str, Any]]:
-    """Each window of the account's budgets (of the account or of a key) open during the period and opened
-    by a call, in nano-CNY or tokens: granted, used (what the ledger debited to it) and what remained."""
+    """Each window of the account's budgets (of the account or of a key) that a call opened and that
+    overlaps the period, in nano-CNY or tokens: granted, used (what the ledger debited to it) and what
+    remained; and one that ended just before the period, if a late settlement moved it in the period."""
     rows = conn.execute(
         "SELECT id, key_id, period, unit, amount, created_at_ms FROM budgets WHERE account_id = ? "
         "AND created_at_ms < ? AND (removed_at_ms IS NULL OR removed_at_ms > ?) ORDER BY created_at_ms, id",
-        (scope.account_id, scope.end_ms, scope.start_ms),
+        (scope.account_id, scope.end_ms, scope.start_ms - BUDGET_WINDOW_MS_MAX - BUDGET_LATE_MS),
     ).fetchall()
     sections = []
-    for budget_id, key_id, period, unit, amount, created_at_ms in rows:
-        for window_start, window_end in _budget_windows(period, max(scope.start_ms, created_at_ms), scope):
+    for budget_id, key_id, period, unit, amount, _ in rows:
+        for window_start, window_end in budget_windows(conn, budget_id, period, scope):
             account = econ_names.budget(budget_id, window_start)
-            section = _token_section(conn, scope, account, BUDGET)
+            section = _token_section(conn, scope, account, BUDGET, held_shows=window_end > scope.start_ms)
             if section is not None:
                 sections.append(
                     {
@@ -442,11 +450,34 @@ def budget_sections(conn: Conn, scope: Scope) -> list[dict[str, Any]]:
     return sorted(sections, key=lambda s: (s["window_start_ms"], s["budget"]))
 
 
-def _budget_windows(period: str, from_ms: int, scope: Scope) -> Iterator[tuple[int, int]]:
-    """The budget's windows that overlap [from, end): for a day's budget, a window a day (a period is at most
-    a year long, statements.RANGE_DAYS_MAX)."""
-    at = from_ms
-    while at < scope.end_ms:
-        window = BUDGET_WINDOWS[period](at, scope.zone)
-        yield window
-        at = window[1]
+def budget_windows(conn: Conn, budget_id: str, period: str, scope: Scope) -> list[tuple[int, int]]:
+    """The windows of the budget that calls opened (its ledger accounts ``budget:{budget}:{start}``, found
+    by their ids) and that end after the period's start less ``BUDGET_LATE_MS`` and start before its end.
+    Ids in a range of starts with as many digits as the range's ends sort as their starts do, so the read
+    is narrowed to that range when its ends have as many digits; the starts read are then checked."""
+    prefix = econ_names.budget(budget_id, 0).removesuffix("0")  # the ids' common part
+    first, last = scope.start_ms - BUDGET_WINDOW_MS_MAX - BUDGET_LATE_MS, scope.end_ms
+    low, high = prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    if first >= 0 and len(str(first)) == len(str(last)):
+        low, high = prefix + str(first), prefix + str(last)
+    found = []
+    for account in ledger.accounts_between(conn, low, high):
+        start_text = account.removeprefix(prefix)
+        if account.startswith(prefix) and start_text.isdigit():
+            window = budget_window(period, int(start_text), scope.zone)
+            if window[0] < scope.end_ms and window[1] > scope.start_ms - BUDGET_LATE_MS:
+                found.append(window)
+    return found
+
+
+def budget_window(period: str, start_ms: int, zone: ZoneInfo) -> tuple[int, int]:
+    """The budget window of ``period`` that starts at ``start_ms``: as ``zone`` makes it, or, for one opened
+    under another zone (the platform's zone changed since), from its start for as long as ``zone``'s window
+    of the same period two days in lasts (a day, a week, that calendar month; off by at most the hour a
+    change of daylight saving time in one zone and not the other makes)."""
+    window = BUDGET_WINDOWS[period]
+    opened = window(start_ms, zone)
+    if opened[0] == start_ms:
+        return opened
+    probe = window(start_ms + _PROBE_MS, zone)
+    return start_ms, start_ms + probe[1] - probe[0]
