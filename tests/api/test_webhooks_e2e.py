@@ -5,13 +5,9 @@ loses nothing (the next one on the same database delivers it)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +17,7 @@ import orjson
 import pytest
 
 from tests.conftest import Gateway, Simulator, start_gateway, stop
+from tests.webhook_receiver import Receiver, receiving, verify
 
 FAST = {
     "SUANLI_WEBHOOK_RETRY_S": "0.3,0.3,0.3,0.3,0.3,0.3",
@@ -31,26 +28,14 @@ MESSAGES = [{"role": "user", "content": "Say something about ledgers."}]
 WAIT_S = 20.0
 
 
-def verify(secret: str, header: str, body: bytes, tolerance_s: int = 300) -> bool:
-    """The receiver's check, as docs/statements.md gives it."""
-    fields = dict(part.split("=", 1) for part in header.split(","))
-    expected = hmac.new(secret.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, fields["v1"]) and abs(time.time() - int(fields["t"])) <= tolerance_s
-
-
 @dataclass
-class Receiver:
+class ScriptedReceiver(Receiver):
     """Answers 500 to its first request, sleeps past the gateway's timeout on its second, then accepts."""
 
-    url: str = ""
-    requests: list[tuple[str, str, bytes]] = field(default_factory=list)  # (event id header, signature, body)
     accepted: dict[str, bytes] = field(default_factory=dict)  # event id -> body, de-duplicated
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def answer(self, event_id: str, signature: str, body: bytes) -> int:
-        with self.lock:
-            self.requests.append((event_id, signature, body))
-            n = len(self.requests)
+    def answer(self, event_id: str, signature: str, body: bytes, sender_port: int = 0) -> int:
+        n = self.record(event_id, signature, body)
         if n == 1:
             return 500
         if n == 2:
@@ -61,29 +46,9 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["content-length"]))
-            status = state.answer(self.headers["suanli-event-id"], self.headers["suanli-signature"], body)
-            self.send_response(status)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+def receiver() -> Iterator[ScriptedReceiver]:
+    with receiving(ScriptedReceiver()) as state:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _client(gw: Gateway, key: str) -> httpx.Client:
@@ -114,7 +79,7 @@ def _register(api: httpx.Client, url: str) -> str:
 
 
 def test_each_alert_arrives_once_signed_through_a_failure_and_a_timeout(
-    simulator: Simulator, tmp_path: Path, receiver: Receiver
+    simulator: Simulator, tmp_path: Path, receiver: ScriptedReceiver
 ) -> None:
     gw = start_gateway(tmp_path, simulator, env=FAST)
     key = gw.account("hooked", topup_cny="10")
@@ -143,7 +108,7 @@ def test_each_alert_arrives_once_signed_through_a_failure_and_a_timeout(
 
 
 def test_a_gateway_killed_before_delivery_loses_no_alert(
-    simulator: Simulator, tmp_path: Path, receiver: Receiver
+    simulator: Simulator, tmp_path: Path, receiver: ScriptedReceiver
 ) -> None:
     slow = {**FAST, "SUANLI_WEBHOOK_POLL_S": "3600"}  # its loop runs once, at start: nothing is sent after
     first = start_gateway(tmp_path, simulator, env=slow)
