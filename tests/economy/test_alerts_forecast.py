@@ -35,7 +35,12 @@ _ids = itertools.count()
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[Conn]:
     db = open_database(fresh_database(tmp_path, "forecast.db"))
-    run_in_transaction(db, lambda c: [open_account(c, a, ASSET_CNY, None) for a in (ledger_names.TOPUP_SOURCE, SINK)])
+
+    def setup(c: Conn) -> None:
+        for account in (ledger_names.TOPUP_SOURCE, SINK):
+            open_account(c, account, ASSET_CNY, None)
+
+    run_in_transaction(db, setup)
     try:
         yield db
     finally:
