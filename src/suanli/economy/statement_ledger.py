@@ -164,7 +164,7 @@ def _on(alias: str, condition: str) -> str:
 
 def accounts_between(conn: Conn, low: str, high: str) -> list[str]:
     """The ids of the ledger accounts in [low, high), in order, read through the primary key. Ids compare
-    byte by byte: in SQLite always, in PostgreSQL under the C.UTF-8 locale its database is made with
-    (scripts/postgres); a collation that orders by words would not keep an id prefix together."""
+    byte by byte, so an id prefix is one range: in SQLite always, in PostgreSQL by the column's collation
+    ("C", store/schema_pg.py ``PG_BYTE_ORDER_IDS``), whatever the database's locale."""
     rows = conn.execute("SELECT id FROM ledger_accounts WHERE id >= ? AND id < ? ORDER BY id", (low, high))
     return [row[0] for row in rows]

@@ -247,6 +247,14 @@ PG_CONSOLE_SESSIONS = """
     CREATE INDEX console_sessions_expiry ON console_sessions(expires_at_ms);
 """
 
+# Ledger account ids compare byte by byte, as SQLite's do, whatever the database's locale: statements find a
+# budget's windows as a range of its id prefix (economy/statement_ledger.py ``accounts_between``), which a
+# collation that orders by words would not keep together. (Transfers have no foreign key to these ids: see
+# pg_ledger.sql.)
+PG_BYTE_ORDER_IDS = """
+    ALTER TABLE ledger_accounts ALTER COLUMN id TYPE TEXT COLLATE "C";
+"""
+
 # The settlement's usage event is inserted by ``jsonb_populate_record(NULL::usage_events, ...)`` in
 # ``suanli_settle`` (pg_ledger.sql): a column added to usage_events is filled from the JSON key of its name,
 # which ledger/postgres.py writes for every field of ``UsageEvent``, so a new column needs no new function.
@@ -264,4 +272,5 @@ PG_MIGRATIONS: tuple[str, ...] = (
     CUSTOMER_TRANSFERS_MIGRATION,
     PG_ALERTS_ON_MOVE_MIGRATION,
     PG_BATCH,
+    PG_BYTE_ORDER_IDS,
 )
