@@ -300,7 +300,7 @@ def prepare_job(zone: ZoneInfo) -> Callable[[Conn], int]:
 
     def job(conn: Conn) -> int:
         rows = conn.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE body IS NULL ORDER BY created_at_ms LIMIT ?",
+            f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE body IS NULL ORDER BY created_at_ms, id LIMIT ?",
             (WEBHOOK_PREPARE_BATCH_MAX,),
         ).fetchall()
         for row in rows:
