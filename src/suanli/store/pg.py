@@ -35,7 +35,7 @@ from suanli.store.schema_pg import PG_MIGRATIONS
 POSTGRES_VERSION_MIN = 130000  # 13: the oldest release still supported when this was written
 MIGRATION_LOCK = 0x5375616E6C69  # "Suanli": the advisory lock N workers take to migrate once
 URL_SCHEMES = ("postgresql://", "postgres://")
-BATCH_SQL = "SELECT suanli_batch(?::jsonb, ?, ?)"  # a writer's batch of hot-path jobs (store/deferred.py)
+BATCH_SQL = "SELECT suanli_batch(?::jsonb, ?, ?, ?::jsonb)"  # a writer's batch of hot-path jobs (store/deferred.py)
 
 
 def is_postgres(target: object) -> bool:

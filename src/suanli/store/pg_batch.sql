@@ -4,6 +4,7 @@
 -- of it, and a batch's jobs were read that way field by field. The first version of these functions took JSON,
 -- and its alerts were a row trigger on ledger_accounts (store/outbox_schema.py); both are replaced here.
 DROP FUNCTION IF EXISTS suanli_batch(JSON, TEXT, BIGINT);
+DROP FUNCTION IF EXISTS suanli_batch(JSONB, TEXT, BIGINT);
 DROP FUNCTION IF EXISTS suanli_settle(JSON, TEXT, TEXT, BIGINT, JSONB, TEXT);
 DROP FUNCTION IF EXISTS suanli_reserve(TEXT, BIGINT, JSON, TEXT, TEXT, BIGINT);
 DROP FUNCTION IF EXISTS suanli_entry(JSON, TEXT, TEXT, BIGINT);
@@ -151,18 +152,41 @@ BEGIN
     FROM ledger_accounts WHERE id = p_balance_of;
 END $$;
 
+-- A customer account's turn in this transaction: an advisory lock on its name (memory only, released at commit),
+-- which every writer's batch takes before it touches the account's row, waiting for it or, if p_skip, not:
+-- false when another writer's open batch has it.
+CREATE OR REPLACE FUNCTION suanli_turn(p_account TEXT, p_skip BOOLEAN) RETURNS BOOLEAN LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_skip THEN
+        RETURN pg_try_advisory_xact_lock(2, hashtext(p_account));
+    END IF;
+    PERFORM pg_advisory_xact_lock(2, hashtext(p_account));
+    RETURN TRUE;
+END $$;
+
 -- A writer's batch of hot-path jobs in one call (store/deferred.py): each job is [kind, ...], its answer the
 -- row its caller reads — an entry or a reservation: [code]; a settlement: [refused, asset, floor, debits
 -- pending, debits posted, credits pending, credits posted]. One call a batch instead of one a job: the
 -- per-statement work of the protocol and of the driver, not the ledger's, measured most of a job's cost.
-CREATE OR REPLACE FUNCTION suanli_batch(p_jobs JSONB, p_owner TEXT, p_now BIGINT) RETURNS JSON LANGUAGE plpgsql AS $$
+-- p_turns gives, for each job, null or [the customer account it touches, whether it may be skipped]: a job
+-- that may, whose account another writer's open batch has, is not run and answers null, so the writer sends
+-- it again in its next batch (then waiting) instead of this batch waiting, with every row it holds, for the
+-- other to commit.
+CREATE OR REPLACE FUNCTION suanli_batch(p_jobs JSONB, p_owner TEXT, p_now BIGINT, p_turns JSONB)
+RETURNS JSON LANGUAGE plpgsql AS $$
 DECLARE
     answers JSON[] := '{}';
     job JSONB;
+    turn JSONB;
+    n INTEGER := 0;
     s RECORD;
 BEGIN
     FOR job IN SELECT value FROM jsonb_array_elements(p_jobs) LOOP
-        IF job->>0 = 'entry' THEN
+        turn := p_turns->n;
+        n := n + 1;
+        IF jsonb_typeof(turn) = 'array' AND NOT suanli_turn(turn->>0, (turn->>1)::BOOLEAN) THEN
+            answers := answers || NULL::JSON;
+        ELSIF job->>0 = 'entry' THEN
             answers := answers || json_build_array(suanli_entry(job->1, job->>2, p_owner, p_now));
         ELSIF job->>0 = 'reserve' THEN
             answers := answers || json_build_array(

@@ -108,8 +108,12 @@ class Dialect(Protocol):
     def lost(self, exc: BaseException) -> bool:
         """The store is unreachable (not a deadlock): admissions are refused at once until a batch commits."""
 
-    def begin_deferred(self, conn: Conn, durable: bool, jobs: list[Deferred[Any]]) -> list[Any] | None:
-        """Begin the transaction and run ``jobs`` as statements sent together: each one's row, in order.
+    def begin_deferred(
+        self, conn: Conn, durable: bool, jobs: list[Deferred[Any]], turns: list[tuple[str, bool] | None]
+    ) -> list[Any] | None:
+        """Begin the transaction and run ``jobs`` as statements sent together: each one's row, in order, or
+        None for a job not run because another writer's batch has the account its turn names and it may be
+        skipped (``turns``: per job, None or (its customer account, whether it may be skipped)).
         None: this database runs them as Python."""
 
 
@@ -144,7 +148,9 @@ class SqliteDialect:
     def lost(self, exc: BaseException) -> bool:
         return False
 
-    def begin_deferred(self, conn: Conn, durable: bool, jobs: list[Deferred[Any]]) -> list[Any] | None:
+    def begin_deferred(
+        self, conn: Conn, durable: bool, jobs: list[Deferred[Any]], turns: list[tuple[str, bool] | None]
+    ) -> list[Any] | None:
         return None
 
 
@@ -181,13 +187,15 @@ class PgDialect:
     def lost(self, exc: BaseException) -> bool:
         return pg.is_connection_lost(exc)
 
-    def begin_deferred(self, conn: Conn, durable: bool, jobs: list[Deferred[Any]]) -> list[Any] | None:
+    def begin_deferred(
+        self, conn: Conn, durable: bool, jobs: list[Deferred[Any]], turns: list[tuple[str, bool] | None]
+    ) -> list[Any] | None:
         if not isinstance(conn, pg.PgConnection):
             return None
         calls = orjson.dumps([job.call() for job in jobs]).decode()
         with conn.raw.pipeline():
             self.begin(conn, durable)
-            cursor = conn.execute_plain(pg.BATCH_SQL, (calls, conn.owner, now_ms()))
+            cursor = conn.execute_plain(pg.BATCH_SQL, (calls, conn.owner, now_ms(), orjson.dumps(turns).decode()))
         row = cursor.fetchone()
         answers: list[Any] = row[0] if row is not None else []
         return answers
@@ -205,6 +213,7 @@ class _Pending:
     loop: asyncio.AbstractEventLoop | None
     retry_for_s: float = STORE_RETRY_FOR_S  # how long a job the store failed is tried again
     outcome: tuple[bool, Any] = field(default=(False, None))
+    may_skip: bool = False  # may wait for the next batch if another writer holds its account (once)
 
 
 def _deliver(batch: list[_Pending]) -> None:
@@ -236,6 +245,7 @@ class GroupCommitWriter:
         self.batches_committed = 0
         self.jobs_committed = 0
         self.store_retries = 0  # jobs tried again after the store failed their batch
+        self.jobs_skipped = 0  # jobs sent again in the next batch: another writer held their account
 
     def start(self) -> None:
         if not self._started:
@@ -270,7 +280,7 @@ class GroupCommitWriter:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         retry_for_s = self._dialect.admission_retry_s if shed else STORE_RETRY_FOR_S
-        self._queue.put(_Pending(job, durable, future, loop, retry_for_s))
+        self._queue.put(_Pending(job, durable, future, loop, retry_for_s, may_skip=True))
         return await future
 
     def _run_inline(self, conn: Conn, job: Callable[[Conn], T], durable: bool) -> tuple[bool, Any] | None:
@@ -301,13 +311,30 @@ class GroupCommitWriter:
         while True:
             first = self._queue.get()
             if first is None:
+                self._finish_put_back()
                 return
             with self._busy:
                 batch = [first]
                 stop = self._drain(batch)
                 self._commit(batch)
             if stop:
+                self._finish_put_back()
                 return
+
+    def _finish_put_back(self) -> None:
+        """At close: the jobs put back after the stop (skipped by their last batch), each run now, waiting."""
+        batch = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item.may_skip = False
+                batch.append(item)
+        for start in range(0, len(batch), LEDGER_BATCH_OPS_MAX):
+            with self._busy:
+                self._commit(batch[start : start + LEDGER_BATCH_OPS_MAX])
 
     def _drain(self, batch: list[_Pending]) -> bool:
         while len(batch) < LEDGER_BATCH_OPS_MAX:
@@ -329,10 +356,13 @@ class GroupCommitWriter:
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
-            commit_batch(self._connection(), batch, self._dialect)
+            skipped = commit_batch(self._connection(), batch, self._dialect)
         except STORE_ERRORS as exc:  # could not even reach the store
+            skipped = []
             for item in batch:
                 item.outcome = (False, _store_failure(exc))
+        if skipped:
+            batch = self._put_back(batch, skipped)
         failed = [item for item in batch if _is_store_failure(item.outcome)]
         self.store_down = bool(failed) and any(self._dialect.lost(i.outcome[1].__cause__) for i in failed)
         if failed:
@@ -347,8 +377,19 @@ class GroupCommitWriter:
             self._depth -= len(batch)
         self._hand_back(batch)
 
+    def _put_back(self, batch: list[_Pending], skipped: list[_Pending]) -> list[_Pending]:
+        """Queue the skipped jobs again, to wait for their accounts in a later batch; the rest of the batch."""
+        for item in skipped:
+            item.may_skip = False
+            self._queue.put(item)
+        self.jobs_skipped += len(skipped)
+        put_back = {id(item) for item in skipped}
+        return [item for item in batch if id(item) not in put_back]
+
     def _commit_again(self, batch: list[_Pending]) -> None:
         self.store_retries += len(batch)
+        for item in batch:
+            item.may_skip = False
         try:
             commit_batch(self._connection(), batch, self._dialect)
         except STORE_ERRORS as exc:
@@ -381,32 +422,39 @@ class GroupCommitWriter:
                 loop.call_soon_threadsafe(_deliver, items)
 
 
-def commit_batch(conn: Conn, batch: list[_Pending], dialect: Dialect) -> None:
+def commit_batch(conn: Conn, batch: list[_Pending], dialect: Dialect) -> list[_Pending]:
     """Run the batch in one transaction and commit once: its deferred jobs as statements sent together
-    (PostgreSQL), every other job (and a deferred one that falls back) in its own savepoint."""
+    (PostgreSQL), every other job (and a deferred one that falls back) in its own savepoint. The jobs it
+    skipped (another writer held their account): they did not run, and have no outcome."""
+    skipped: list[_Pending] = []
     try:
         durable = any(item.durable for item in batch)
         deferred = sorted(((i, i.job) for i in batch if isinstance(i.job, Deferred)), key=lambda pair: pair[1].order)
-        rows = dialect.begin_deferred(conn, durable, [job for _, job in deferred]) if deferred else None
+        turns = [(job.order, item.may_skip) if job.order else None for item, job in deferred]
+        rows = dialect.begin_deferred(conn, durable, [job for _, job in deferred], turns) if deferred else None
         if rows is None:
             dialect.begin(conn, durable)
             rest = sorted(batch, key=_order)  # stable: jobs with no account keep their order, first
         else:
-            rest = [item for (item, job), row in zip(deferred, rows, strict=True) if not _finish(item, job, row)]
+            skipped = [item for (item, _), row in zip(deferred, rows, strict=True) if row is None]
+            ran = [(pair, row) for pair, row in zip(deferred, rows, strict=True) if row is not None]
+            rest = [item for (item, job), row in ran if not _finish(item, job, row)]
             rest += [item for item in batch if not isinstance(item.job, Deferred)]
             rest.sort(key=_order)
         if len(batch) == 1 and rest:  # alone in its transaction: a failure rolls it back, no savepoint needed
             item = batch[0]
             item.outcome = _run_alone(conn, item.job, dialect)
             conn.execute("COMMIT" if item.outcome[0] else "ROLLBACK")
-            return
+            return skipped
         for item in rest:
             item.outcome = _run_in_savepoint(conn, item.job, dialect)
         conn.execute("COMMIT")
+        return skipped
     except STORE_ERRORS as exc:
         _roll_back(conn)
         for item in batch:
             item.outcome = (False, _store_failure(exc))
+        return []
 
 
 def _order(item: _Pending) -> str:
