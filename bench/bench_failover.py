@@ -53,8 +53,9 @@ def catalog(simulator_url: str, refused_port: int, rounds: int) -> str:
 
 def timed(client: httpx.Client, model: str) -> tuple[float, int]:
     started = time.perf_counter()
-    response = client.post("/v1/chat/completions", json={"model": model, "max_tokens": 8,
-                                                          "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+    response = client.post(
+        "/v1/chat/completions", json={"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    )
     elapsed = time.perf_counter() - started
     response.raise_for_status()
     return elapsed * 1000, int(response.headers["x-suanli-attempts"])
@@ -87,8 +88,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-failover-") as scratch:
         directory = Path(scratch)
         (directory / "catalog.toml").write_text(catalog(simulator_url, refused_port, args.rounds))
-        env = {**os.environ, "SUANLI_DATABASE": str(directory / "s.db"), "SUANLI_ADMIN_KEY": ADMIN_KEY,
-               "SUANLI_CATALOG": str(directory / "catalog.toml")}  # fmt: skip
+        env = {
+            **os.environ,
+            "SUANLI_DATABASE": str(directory / "s.db"),
+            "SUANLI_ADMIN_KEY": ADMIN_KEY,
+            "SUANLI_CATALOG": str(directory / "catalog.toml"),
+        }
         simulate = suanli_command("simulate", "--port", str(simulator_port), "--operators", "up")
         serve = pinned(suanli_command("serve", "--port", str(gateway_port)), args.gateway_cpu)
         with running(simulate, dict(os.environ), directory / "sim.log", f"{simulator_url}/v1/models"):

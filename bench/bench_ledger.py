@@ -30,8 +30,34 @@ ATTEMPTS = [Attempt("op", "op/m", "ok", 200, 1)]
 
 
 def _event(request_id: str, account: str, cost: int) -> UsageEvent:
-    return UsageEvent(request_id, account, "key", "m", "op", "op/m", "m", False, 40, 0, 60, 0, False,
-                      2000, 200, 3000, 3000, 300_000, cost, 0, "ok", 200, "", 1, 1, now_ms())  # fmt: skip
+    return UsageEvent(
+        request_id,
+        account,
+        "key",
+        "m",
+        "op",
+        "op/m",
+        "m",
+        False,
+        40,
+        0,
+        60,
+        0,
+        False,
+        2000,
+        200,
+        3000,
+        3000,
+        300_000,
+        cost,
+        0,
+        "ok",
+        200,
+        "",
+        1,
+        1,
+        now_ms(),
+    )
 
 
 async def _one(ledger: StoreLedger, request_id: str, account: str) -> None:

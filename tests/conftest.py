@@ -366,8 +366,9 @@ class Gateway:
         response = httpx.post(f"{self.url}/admin/v1/accounts", json={"name": name, "tier": tier}, headers=headers)
         response.raise_for_status()
         if topup_cny is not None:
-            httpx.post(f"{self.url}/admin/v1/accounts/{name}/topup", json={"amount": topup_cny},
-                       headers=headers).raise_for_status()  # fmt: skip
+            httpx.post(
+                f"{self.url}/admin/v1/accounts/{name}/topup", json={"amount": topup_cny}, headers=headers
+            ).raise_for_status()
         key = httpx.post(f"{self.url}/admin/v1/accounts/{name}/keys", json={}, headers=headers)
         key.raise_for_status()
         return str(key.json()["key"])

@@ -99,7 +99,13 @@ def test_serve_refuses_a_bad_catalog_with_one_clear_line(tmp_path: Path) -> None
     catalog = tmp_path / "catalog.toml"
     catalog.write_text('[operators.x]\nbase_url = "http://127.0.0.1:1/v1"\napi_key = "sk-in-the-file"\n')
     env = {**os.environ, "SUANLI_CATALOG": str(catalog), "SUANLI_DATABASE": str(tmp_path / "s.db")}
-    done = subprocess.run([sys.executable, "-m", "suanli.cli", "serve", "--port", "1"], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "suanli.cli", "serve", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2
     assert "credentials never go in the catalog" in done.stderr and "Traceback" not in done.stderr

@@ -134,10 +134,14 @@ def test_demo_prints_a_working_key_and_records_usage(tmp_path: Path) -> None:
         client = openai.OpenAI(base_url=base_url.group(1), api_key=key.group(1), max_retries=0)
         reply = client.chat.completions.create(model="glm-5", messages=[{"role": "user", "content": "Hi"}])
         assert reply.choices[0].message.content
-        chunks = list(client.chat.completions.create(
-            model="deepseek-v3.2", messages=[{"role": "user", "content": "Hi"}], stream=True,
-            stream_options={"include_usage": True},
-        ))  # fmt: skip
+        chunks = list(
+            client.chat.completions.create(
+                model="deepseek-v3.2",
+                messages=[{"role": "user", "content": "Hi"}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
         assert chunks[-1].usage is not None
         console = re.search(r"Console:\s+(\S+)", text)
         assert console and console.group(1) == f"http://127.0.0.1:{port}/console"
@@ -147,8 +151,11 @@ def test_demo_prints_a_working_key_and_records_usage(tmp_path: Path) -> None:
         assert signed_in.status_code == 200 and signed_in.json()["account"]["name"] == "demo"
     usage = subprocess.run(
         [sys.executable, "-m", "suanli.cli", "usage", "demo", "--json", "--database", str(database)],
-        capture_output=True, text=True, check=True, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
     events = json.loads(usage.stdout)["data"]
     assert [e["model"] for e in events] == ["deepseek-v3.2", "glm-5"]
     assert all(int(e["cost_nano"]) > 0 for e in events)

@@ -164,8 +164,10 @@ def parse_catalog(data: Mapping[str, Any], environ: Mapping[str, str], now_ms: i
         raise ConfigError("two offers share an id; give each offer a unique `id`")
     if not offers:
         raise ConfigError("the catalog has no offers")
-    products = {str(name): _table(spec, f"products.{name}") for name, spec in
-                _table(data.get("products", {}), "products").items()}  # fmt: skip
+    products = {
+        str(name): _table(spec, f"products.{name}")
+        for name, spec in _table(data.get("products", {}), "products").items()
+    }
     calendar = parse_calendar(_table(data.get("calendar", {}), "calendar"))
     book = PriceBook({offer.id: versions for offer, versions in priced})
     return Catalog(operators, models, offers, products, calendar.timezone, calendar, book)
@@ -338,8 +340,11 @@ def _price_versions(spec: Mapping[str, Any], where: str, now_ms: int) -> tuple[P
     ``price_versions`` from its ``effective_from``, at most ``PRICE_VERSION_HORIZON_DAYS`` after ``now_ms``;
     a version without a ``pricing`` table keeps the offer's rules, applied to its own base price."""
     rules = _table(spec.get("pricing", {}), f"{where}.pricing")
-    versions = [PriceVersion(0, _schedule(_prices(_table(spec.get("price", {}), f"{where}.price"), where), rules,
-                                          f"{where}.pricing"))]  # fmt: skip
+    versions = [
+        PriceVersion(
+            0, _schedule(_prices(_table(spec.get("price", {}), f"{where}.price"), where), rules, f"{where}.pricing")
+        )
+    ]
     entries = spec.get("price_versions", [])
     if not isinstance(entries, list):
         raise ConfigError(f"{where}: price_versions must be a list of tables ([[offers.price_versions]])")
@@ -355,8 +360,11 @@ def _price_versions(spec: Mapping[str, Any], where: str, now_ms: int) -> tuple[P
         if start_ms > now_ms + PRICE_VERSION_HORIZON_DAYS * DAY_MS:
             raise ConfigError(f"{at}.effective_from is more than {PRICE_VERSION_HORIZON_DAYS} days ahead")
         base = _prices(_table(table.get("price", {}), f"{at}.price"), at)
-        versions.append(PriceVersion(start_ms, _schedule(base, _table(table.get("pricing", rules), f"{at}.pricing"),
-                                                         f"{at}.pricing")))  # fmt: skip
+        versions.append(
+            PriceVersion(
+                start_ms, _schedule(base, _table(table.get("pricing", rules), f"{at}.pricing"), f"{at}.pricing")
+            )
+        )
     return tuple(versions)
 
 

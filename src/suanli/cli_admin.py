@@ -96,10 +96,13 @@ def key_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def key_list(args: argparse.Namespace, settings: Settings) -> int:
     keys = read_db(settings, lambda c: list_keys(c, find_account(c, args.account).id))
-    rows = [[k.id, k.prefix + "…", k.name, ",".join(k.models or ["*"]), "revoked" if k.revoked_at_ms else "active"]
-            for k in keys]  # fmt: skip
-    return emit(args, {"data": [ops.key_dict(k) for k in keys]},
-                table(["ID", "PREFIX", "NAME", "MODELS", "STATE"], rows))  # fmt: skip
+    rows = [
+        [k.id, k.prefix + "…", k.name, ",".join(k.models or ["*"]), "revoked" if k.revoked_at_ms else "active"]
+        for k in keys
+    ]
+    return emit(
+        args, {"data": [ops.key_dict(k) for k in keys]}, table(["ID", "PREFIX", "NAME", "MODELS", "STATE"], rows)
+    )
 
 
 def key_revoke(args: argparse.Namespace, settings: Settings) -> int:
@@ -144,10 +147,20 @@ def balance(args: argparse.Namespace, settings: Settings) -> int:
 
 def usage(args: argparse.Namespace, settings: Settings) -> int:
     events = read_db(settings, lambda c: ops.usage_view(c, args.account, args.limit))
-    rows = [[datetime.fromtimestamp(e.created_at_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S"), e.request_id,
-             e.model, e.operator, e.input_tokens + e.cached_input_tokens + e.cache_write_tokens, e.cached_input_tokens,
-             e.output_tokens + e.reasoning_tokens, ("~" if e.estimated else "") + nano_to_cny(e.cost_nano),
-             e.outcome] for e in events]  # fmt: skip
+    rows = [
+        [
+            datetime.fromtimestamp(e.created_at_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            e.request_id,
+            e.model,
+            e.operator,
+            e.input_tokens + e.cached_input_tokens + e.cache_write_tokens,
+            e.cached_input_tokens,
+            e.output_tokens + e.reasoning_tokens,
+            ("~" if e.estimated else "") + nano_to_cny(e.cost_nano),
+            e.outcome,
+        ]
+        for e in events
+    ]
     headers = ["TIME (UTC)", "REQUEST", "MODEL", "OPERATOR", "IN", "CACHED", "OUT", "COST ¥", "OUTCOME"]
     total = sum(e.cost_nano for e in events)
     text = table(headers, rows) + f"\n{len(events)} requests, ¥{nano_to_cny(total)} (~ = estimated)"
@@ -171,9 +184,21 @@ def _admin_get(args: argparse.Namespace, settings: Settings, path: str) -> Any:
 
 def operators(args: argparse.Namespace, settings: Settings) -> int:
     data = _admin_get(args, settings, "/admin/v1/operators")
-    rows = [[o["operator"], o["model"], o["state"], f"{o['window_error_rate_percent']}%", _ms(o["latency_p50_ms"]),
-             _ms(o["latency_p95_ms"]), _ms(o["ttft_p50_ms"]), f"{o['in_flight']}/{o['capacity']}", o["reason"]]
-            for op in data["data"] for o in op["offers"]]  # fmt: skip
+    rows = [
+        [
+            o["operator"],
+            o["model"],
+            o["state"],
+            f"{o['window_error_rate_percent']}%",
+            _ms(o["latency_p50_ms"]),
+            _ms(o["latency_p95_ms"]),
+            _ms(o["ttft_p50_ms"]),
+            f"{o['in_flight']}/{o['capacity']}",
+            o["reason"],
+        ]
+        for op in data["data"]
+        for o in op["offers"]
+    ]
     headers = ["OPERATOR", "MODEL", "STATE", "ERRORS", "P50", "P95", "TTFT P50", "IN FLIGHT", "WHY"]
     return emit(args, data, table(headers, rows))
 
@@ -227,8 +252,14 @@ def _account_commands(commands: Any, common: Common) -> None:
     account = group(commands, "account", "create and list accounts")
     p = leaf(account, "create", "create an account", account_create, common, "name")
     p.add_argument("--tier", required=True, choices=TIERS)
-    p = leaf(account, "routing", "set an account's default routing preferences (routing.md)", account_routing, common,
-             "account")  # fmt: skip
+    p = leaf(
+        account,
+        "routing",
+        "set an account's default routing preferences (routing.md)",
+        account_routing,
+        common,
+        "account",
+    )
     p.add_argument("provider", nargs="?", metavar="PROVIDER_JSON", help='e.g. \'{"order": ["mobile"]}\'')
     p.add_argument("--clear", action="store_true", help="remove the account's preferences")
     leaf(account, "list", "list accounts", account_list, common)

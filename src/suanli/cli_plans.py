@@ -44,10 +44,21 @@ def _when(ms: int | None) -> str:
 def product_list(args: argparse.Namespace, settings: Settings) -> int:
     products, _ = _shelf(settings)
     shown = [p for p in products.values() if args.all or not p.retired]
-    rows = [[p.id, p.kind, p.title, nano_to_cny(p.price_nano), ",".join(sorted(p.tiers)), ",".join(sorted(p.models)),
-             f"{p.tokens:,} tokens, {p.valid_days} days" if p.kind == "pack"
-             else "; ".join(f"{a.amount} {a.unit}/{a.window}" for a in p.allowances),
-             "retired" if p.retired else ""] for p in shown]  # fmt: skip
+    rows = [
+        [
+            p.id,
+            p.kind,
+            p.title,
+            nano_to_cny(p.price_nano),
+            ",".join(sorted(p.tiers)),
+            ",".join(sorted(p.models)),
+            f"{p.tokens:,} tokens, {p.valid_days} days"
+            if p.kind == "pack"
+            else "; ".join(f"{a.amount} {a.unit}/{a.window}" for a in p.allowances),
+            "retired" if p.retired else "",
+        ]
+        for p in shown
+    ]
     headers = ["PRODUCT", "KIND", "TITLE", "PRICE ¥", "TIERS", "MODELS", "TERMS", ""]
     return emit(args, {"data": [p.public() for p in shown]}, table(headers, rows))
 
@@ -62,8 +73,12 @@ def pack_buy(args: argparse.Namespace, settings: Settings) -> int:
     pack, balance = run_job(settings, market.buy_pack_job(args.account, args.product, products, args.idempotency_key))
     view = read_db(settings, lambda conn: pack_dict(conn, pack, now_ms()))
     left = nano_to_cny(balance.available) if balance else "?"
-    return emit(args, {"pack": view}, f"bought {pack.id}: {pack.tokens:,} tokens of {pack.product_id} until "
-                                      f"{_when(pack.expires_at_ms)}; wallet ¥{left} available")  # fmt: skip
+    return emit(
+        args,
+        {"pack": view},
+        f"bought {pack.id}: {pack.tokens:,} tokens of {pack.product_id} until "
+        f"{_when(pack.expires_at_ms)}; wallet ¥{left} available",
+    )
 
 
 def subscribe(args: argparse.Namespace, settings: Settings) -> int:
@@ -83,27 +98,39 @@ def unsubscribe(args: argparse.Namespace, settings: Settings) -> int:
 def plans(args: argparse.Namespace, settings: Settings) -> int:
     products, zone = _shelf(settings)
     view = read_db(settings, lambda conn: plans_view(conn, find_account(conn, args.account), products, now_ms(), zone))
-    lines = [f"{view['account']}: funding {' → '.join(view['funding']['order'])}"
-             + (" (a spent allowance falls through)" if view["funding"].get("fallthrough") else "")]  # fmt: skip
+    lines = [
+        f"{view['account']}: funding {' → '.join(view['funding']['order'])}"
+        + (" (a spent allowance falls through)" if view["funding"].get("fallthrough") else "")
+    ]
     sub = view["subscription"]
     if sub:
         lines.append(f"subscription {sub['product']} until {_when(sub['period_end_ms'])}")
-        lines += [f"  {a['window']:>5}: {a['remaining']}/{a['limit']} {a['unit']} left, resets "
-                  f"{_when(a['resets_at_ms'])}" for a in sub["allowances"]]  # fmt: skip
+        lines += [
+            f"  {a['window']:>5}: {a['remaining']}/{a['limit']} {a['unit']} left, resets {_when(a['resets_at_ms'])}"
+            for a in sub["allowances"]
+        ]
     if view["packs"]:
-        rows = [[p["id"], p["product"], f"{p['available']:,}", f"{p['tokens']:,}", _when(p["expires_at_ms"]),
-                 p["state"]] for p in view["packs"]]  # fmt: skip
+        rows = [
+            [p["id"], p["product"], f"{p['available']:,}", f"{p['tokens']:,}", _when(p["expires_at_ms"]), p["state"]]
+            for p in view["packs"]
+        ]
         lines.append(table(["PACK", "PRODUCT", "AVAILABLE", "OF", "EXPIRES", "STATE"], rows))
-    lines += [f"budget {b['id']} ({b['key'] or 'account'}): {b['remaining']} of {b['limit']} {b['unit']} left this "
-              f"{b['period']}" for b in view["budgets"]]  # fmt: skip
+    lines += [
+        f"budget {b['id']} ({b['key'] or 'account'}): {b['remaining']} of {b['limit']} {b['unit']} left this "
+        f"{b['period']}"
+        for b in view["budgets"]
+    ]
     return emit(args, view, "\n".join(lines))
 
 
 def tokens_transfer(args: argparse.Namespace, settings: Settings) -> int:
     job = market.transfer_tokens_job(args.pack, args.to, args.tokens, memo=args.memo, made_by="cli", owner_id=None)
     result = run_job(settings, job)
-    return emit(args, result, f"moved {result['tokens']:,} tokens from {result['from_pack']} to {result['to_account']} "
-                              f"({result['to_pack']})")  # fmt: skip
+    return emit(
+        args,
+        result,
+        f"moved {result['tokens']:,} tokens from {result['from_pack']} to {result['to_account']} ({result['to_pack']})",
+    )
 
 
 def budget_set(args: argparse.Namespace, settings: Settings) -> int:
@@ -115,8 +142,11 @@ def budget_set(args: argparse.Namespace, settings: Settings) -> int:
     except MoneyFormatError as exc:
         raise BadRequest(f"--cny: {exc}") from None
     budget = run_job(settings, market.set_budget_job(args.account, args.key, args.period, unit, amount))
-    return emit(args, {"id": budget.id, "period": budget.period, "unit": budget.unit, "key": budget.key_id},
-                f"budget {budget.id}: {args.cny or args.tokens} {unit} a {budget.period}")  # fmt: skip
+    return emit(
+        args,
+        {"id": budget.id, "period": budget.period, "unit": budget.unit, "key": budget.key_id},
+        f"budget {budget.id}: {args.cny or args.tokens} {unit} a {budget.period}",
+    )
 
 
 def budget_remove(args: argparse.Namespace, settings: Settings) -> int:
@@ -166,14 +196,22 @@ def _shop_commands(commands: Any, common: Common) -> None:
     pack = group(commands, "pack", "token packs")
     p = leaf(pack, "buy", "buy a pack for an account, from its wallet", pack_buy, common, "account", "product")
     p.add_argument("--idempotency-key", help="a retried purchase with the same key buys once")
-    leaf(commands, "subscribe", "subscribe an account to a plan (or upgrade it mid-month)", subscribe, common,
-         "account", "product")  # fmt: skip
+    leaf(
+        commands,
+        "subscribe",
+        "subscribe an account to a plan (or upgrade it mid-month)",
+        subscribe,
+        common,
+        "account",
+        "product",
+    )
     leaf(commands, "unsubscribe", "end an account's subscription now", unsubscribe, common, "account")
 
 
 def _holding_commands(commands: Any, common: Common) -> None:
-    leaf(commands, "plans", "what an account holds: packs, allowances, budgets, funding order", plans, common,
-         "account")  # fmt: skip
+    leaf(
+        commands, "plans", "what an account holds: packs, allowances, budgets, funding order", plans, common, "account"
+    )
     tokens = group(commands, "tokens", "share pack tokens")
     p = leaf(tokens, "transfer", "move tokens of a pack to another account", tokens_transfer, common, "pack", "to")
     p.add_argument("tokens", type=int)
@@ -189,8 +227,14 @@ def _holding_commands(commands: Any, common: Common) -> None:
     p.add_argument("order", nargs="+", choices=FUNDING_SOURCES)
     p.add_argument("--fallthrough", action="store_true", help="a spent allowance falls through to the next source")
     contract = group(commands, "contract", "enterprise contracts")
-    p = leaf(contract, "set", "postpaid to a credit limit, with graduated volume tiers over the month", contract_set,
-             common, "account")  # fmt: skip
+    p = leaf(
+        contract,
+        "set",
+        "postpaid to a credit limit, with graduated volume tiers over the month",
+        contract_set,
+        common,
+        "account",
+    )
     p.add_argument("--credit-limit", required=True, help="CNY the account may owe")
     p.add_argument("--tier", action="append", help="ABOVE_CNY:PERCENT, repeated; e.g. 0:100 --tier 10000:90")
     leaf(commands, "trust", "let an account transfer tokens to another", trust, common, "account", "other")

@@ -43,12 +43,29 @@ def _offers(catalog: Catalog, model: str | None) -> list[Offer]:
 
 def prices(args: argparse.Namespace, settings: Settings) -> int:
     catalog, price_list, t_ms = _prices_at(args, settings)
-    entries = [{"offer": o.id, "operator": o.operator, "model": o.model, "tiers": sorted(o.tiers),
-                **price_list.entry(o, t_ms, 0)} for o in _offers(catalog, args.model)]  # fmt: skip
-    view = {"object": "list", **price_list.instant(t_ms, "at"), "timezone": catalog.calendar.timezone,
-            "data": entries}  # fmt: skip
-    rows = [[e["model"], e["offer"], e["current"]["window"], *_per_mtok(e["current"]["prices"]),
-             _short(e["current"]["until"]), _next(e["next"]), _rules(e["rules"])] for e in entries]  # fmt: skip
+    entries = [
+        {
+            "offer": o.id,
+            "operator": o.operator,
+            "model": o.model,
+            "tiers": sorted(o.tiers),
+            **price_list.entry(o, t_ms, 0),
+        }
+        for o in _offers(catalog, args.model)
+    ]
+    view = {"object": "list", **price_list.instant(t_ms, "at"), "timezone": catalog.calendar.timezone, "data": entries}
+    rows = [
+        [
+            e["model"],
+            e["offer"],
+            e["current"]["window"],
+            *_per_mtok(e["current"]["prices"]),
+            _short(e["current"]["until"]),
+            _next(e["next"]),
+            _rules(e["rules"]),
+        ]
+        for e in entries
+    ]
     headers = ["MODEL", "OFFER", "WINDOW", "IN ¥/M", "CACHED ¥/M", "OUT ¥/M", "UNTIL", "NEXT", "RULES"]
     text = f"prices at {view['at']} ({view['timezone']})\n" + table(headers, rows)
     return emit(args, view, text)
@@ -61,18 +78,40 @@ def quote(args: argparse.Namespace, settings: Settings) -> int:
     entries = []
     for offer in _offers(catalog, args.model):
         bounds = Bounds(args.input_tokens, min(args.output_tokens, offer.max_output_tokens))
-        entries.append({
-            "offer": offer.id, "operator": offer.operator, "model": offer.model,
-            "fits_context_window": bounds.input_max <= offer.context_window_tokens,
-            "output_tokens_max": bounds.output_max, **offer_quote(price_list, offer, t_ms, bounds),
-        })  # fmt: skip
-    view = {"object": "quote", "model": args.model, **price_list.instant(t_ms, "at"),
-            "timezone": catalog.calendar.timezone, "input_tokens_max": args.input_tokens, "data": entries}  # fmt: skip
-    rows = [[e["offer"], e["now"]["window"], e["now"]["max_cost"], _short(e["cheapest_today"]["at"]),
-             e["cheapest_today"]["window"], e["cheapest_today"]["max_cost"]] for e in entries]  # fmt: skip
+        entries.append(
+            {
+                "offer": offer.id,
+                "operator": offer.operator,
+                "model": offer.model,
+                "fits_context_window": bounds.input_max <= offer.context_window_tokens,
+                "output_tokens_max": bounds.output_max,
+                **offer_quote(price_list, offer, t_ms, bounds),
+            }
+        )
+    view = {
+        "object": "quote",
+        "model": args.model,
+        **price_list.instant(t_ms, "at"),
+        "timezone": catalog.calendar.timezone,
+        "input_tokens_max": args.input_tokens,
+        "data": entries,
+    }
+    rows = [
+        [
+            e["offer"],
+            e["now"]["window"],
+            e["now"]["max_cost"],
+            _short(e["cheapest_today"]["at"]),
+            e["cheapest_today"]["window"],
+            e["cheapest_today"]["max_cost"],
+        ]
+        for e in entries
+    ]
     headers = ["OFFER", "WINDOW NOW", "AT MOST ¥ NOW", "CHEAPEST AT", "WINDOW", "AT MOST ¥ THEN"]
-    text = (f"{args.model}: {args.input_tokens} input and up to {args.output_tokens} output tokens, "
-            f"at {view['at']} ({view['timezone']})\n" + table(headers, rows))  # fmt: skip
+    text = (
+        f"{args.model}: {args.input_tokens} input and up to {args.output_tokens} output tokens, "
+        f"at {view['at']} ({view['timezone']})\n" + table(headers, rows)
+    )
     return emit(args, view, text)
 
 
@@ -109,15 +148,25 @@ def price_set(args: argparse.Namespace, settings: Settings) -> int:
     if args.pricing is not None:
         spec["pricing"] = _json_arg(args.pricing, "--pricing")
     result = run_job(settings, set_price_job(_catalog(settings), args.offer, spec, args.set_by))
-    return emit(args, result, f"{args.offer}: new price from {args.effective_from} (a running gateway reads it "
-                              "within PACK_EXPIRY_SWEEP_S)")  # fmt: skip
+    return emit(
+        args,
+        result,
+        f"{args.offer}: new price from {args.effective_from} (a running gateway reads it within PACK_EXPIRY_SWEEP_S)",
+    )
 
 
 def price_history(args: argparse.Namespace, settings: Settings) -> int:
     versions = history_view(_catalog(settings), args.offer)
-    rows = [[_short(v["effective_from"]) + " UTC" if v["effective_from_ms"] else "(first)",
-             *(v["prices"]["cny_per_mtok"][c] for c in ("input", "cached_input", "output")),
-             v["windows"], v["long_context_tiers"], f"{v['batch_percent']}%"] for v in versions]  # fmt: skip
+    rows = [
+        [
+            _short(v["effective_from"]) + " UTC" if v["effective_from_ms"] else "(first)",
+            *(v["prices"]["cny_per_mtok"][c] for c in ("input", "cached_input", "output")),
+            v["windows"],
+            v["long_context_tiers"],
+            f"{v['batch_percent']}%",
+        ]
+        for v in versions
+    ]
     headers = ["FROM", "INPUT ¥/M", "CACHED ¥/M", "OUTPUT ¥/M", "WINDOWS", "LONG-CONTEXT TIERS", "BATCH"]
     return emit(args, {"offer": args.offer, "data": versions}, table(headers, rows))
 
@@ -131,8 +180,9 @@ def _json_arg(text: str, name: str) -> Any:
 
 def add_commands(commands: Any, common: Common) -> None:
     price = group(commands, "price", "set an offer's later price, or show its price history")
-    p = leaf(price, "set", "a new price for an offer, from a time at least PRICE_CHANGE_NOTICE_S ahead", price_set,
-             common)  # fmt: skip
+    p = leaf(
+        price, "set", "a new price for an offer, from a time at least PRICE_CHANGE_NOTICE_S ahead", price_set, common
+    )
     p.add_argument("offer", help="operator/model")
     p.add_argument("--effective-from", required=True, help="ISO 8601 with its zone, e.g. 2027-01-01T00:00:00+08:00")
     p.add_argument("--price", required=True, help='CNY per million tokens, e.g. \'{"input": "1.5", "output": "2.5"}\'')
@@ -144,8 +194,14 @@ def add_commands(commands: Any, common: Common) -> None:
     p = leaf(commands, "prices", "the price list: each offer's price now, until when, what comes next", prices, common)
     p.add_argument("--model", help="only this model")
     _where_and_when(p)
-    p = leaf(commands, "quote", "the most a request would cost on each offer, now and at its cheapest today", quote,
-             common, "model")  # fmt: skip
+    p = leaf(
+        commands,
+        "quote",
+        "the most a request would cost on each offer, now and at its cheapest today",
+        quote,
+        common,
+        "model",
+    )
     p.add_argument("--input-tokens", type=int, required=True, help="input tokens of the request")
     p.add_argument("--output-tokens", type=int, required=True, help="at most this many output tokens (max_tokens)")
     _where_and_when(p)

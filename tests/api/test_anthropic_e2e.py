@@ -62,8 +62,13 @@ def test_streamed_message_has_anthropic_events_and_is_charged(gateway: Gateway, 
 
 def test_multi_turn_with_tool_history(gateway: Gateway, unique: str) -> None:
     key = gateway.account(unique, topup_cny="1")
-    tools = [{"name": "get_price", "description": "Price of a model", "input_schema": {
-        "type": "object", "properties": {"model": {"type": "string"}}, "required": ["model"]}}]  # fmt: skip
+    tools = [
+        {
+            "name": "get_price",
+            "description": "Price of a model",
+            "input_schema": {"type": "object", "properties": {"model": {"type": "string"}}, "required": ["model"]},
+        }
+    ]
     history = [
         {"role": "user", "content": "What does glm-5 cost?"},
         {
@@ -128,8 +133,13 @@ def test_errors_come_back_in_anthropic_shape(gateway: Gateway, unique: str) -> N
 
 def test_tool_use_round_trip(gateway: Gateway, unique: str) -> None:
     key = gateway.account(unique, topup_cny="1")
-    tools = [{"name": "get_price", "description": "Price of a model",
-              "input_schema": {"type": "object", "properties": {"model": {"type": "string"}}}}]  # fmt: skip
+    tools = [
+        {
+            "name": "get_price",
+            "description": "Price of a model",
+            "input_schema": {"type": "object", "properties": {"model": {"type": "string"}}},
+        }
+    ]
     question = {"role": "user", "content": "What does glm-5 cost?"}
     with client(gateway, key) as c:
         first = c.messages.create(model="glm-5", max_tokens=50, messages=[question], tools=tools)  # type: ignore[list-item, arg-type]

@@ -102,8 +102,13 @@ def test_a_native_stream_is_relayed_and_settled_before_message_stop(gateway: Gat
 
 def test_a_native_tool_use_round_trip(gateway: Gateway, unique: str) -> None:
     key = gateway.account(unique)
-    tools = [{"name": "get_price", "description": "Price of a model",
-              "input_schema": {"type": "object", "properties": {"model": {"type": "string"}}}}]  # fmt: skip
+    tools = [
+        {
+            "name": "get_price",
+            "description": "Price of a model",
+            "input_schema": {"type": "object", "properties": {"model": {"type": "string"}}},
+        }
+    ]
     question = {"role": "user", "content": "What does glm-5 cost? Use the tool."}
     with client(gateway, key) as c:
         first = c.messages.create(model="coder", max_tokens=60, messages=[question], tools=tools)  # type: ignore[list-item, arg-type]
@@ -132,9 +137,11 @@ def test_provider_preferences_send_an_anthropic_client_to_the_translated_operato
     key = gateway.account(unique)
     with client(gateway, key) as c:
         raw = c.messages.with_raw_response.create(
-            model="coder", max_tokens=30, messages=QUESTION,  # type: ignore[arg-type]
+            model="coder",
+            max_tokens=30,
+            messages=QUESTION,  # type: ignore[arg-type]
             extra_body={"provider": {"order": ["alpha"]}},
-        )  # fmt: skip
+        )
     assert raw.headers["x-suanli-operator"] == "alpha" and raw.parse().content[0].type == "text"
 
 

@@ -127,8 +127,9 @@ def test_key_expiry_is_enforced(gateway: Gateway, unique: str) -> None:
 def test_model_not_allowed_for_key(gateway: Gateway, unique: str) -> None:
     gateway.account(unique)
     created = gateway.admin("POST", f"/admin/v1/accounts/{unique}/keys", json={"models": ["glm-5"]}).json()
-    assert_error(post(gateway, created["key"], body={"model": "deepseek-v3.2", "messages": MESSAGES}), 403,
-                 "model_not_allowed")  # fmt: skip
+    assert_error(
+        post(gateway, created["key"], body={"model": "deepseek-v3.2", "messages": MESSAGES}), 403, "model_not_allowed"
+    )
 
 
 def test_model_not_offered_to_tier(gateway: Gateway, funded: tuple[str, str]) -> None:

@@ -46,9 +46,12 @@ def test_non_streaming_call_is_charged_from_upstream_usage(gateway: Gateway, uni
 def test_streaming_call_relays_chunks_and_reports_cost(gateway: Gateway, unique: str) -> None:
     key = gateway.account(unique, topup_cny="1")
     stream = client(gateway, key).chat.completions.create(
-        model="glm-5", messages=MESSAGES, max_tokens=30, stream=True,  # type: ignore[arg-type]
+        model="glm-5",
+        messages=MESSAGES,
+        max_tokens=30,
+        stream=True,  # type: ignore[arg-type]
         stream_options={"include_usage": True},
-    )  # fmt: skip
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     final = chunks[-1]
@@ -62,9 +65,14 @@ def test_streaming_call_relays_chunks_and_reports_cost(gateway: Gateway, unique:
 
 def test_stream_without_include_usage_hides_usage_but_still_charges(gateway: Gateway, unique: str) -> None:
     key = gateway.account(unique, topup_cny="1")
-    chunks = list(client(gateway, key).chat.completions.create(
-        model="deepseek-v3.2", messages=MESSAGES, max_tokens=10, stream=True,  # type: ignore[arg-type]
-    ))  # fmt: skip
+    chunks = list(
+        client(gateway, key).chat.completions.create(
+            model="deepseek-v3.2",
+            messages=MESSAGES,
+            max_tokens=10,
+            stream=True,  # type: ignore[arg-type]
+        )
+    )
     assert all(c.usage is None for c in chunks) and all(c.choices for c in chunks)
     usage = gateway.admin("GET", f"/admin/v1/accounts/{unique}/usage").json()["data"]
     assert usage[0]["cost_nano"] > 0 and usage[0]["estimated"] is False
@@ -100,32 +108,48 @@ def test_ledger_reconciles_with_usage_events(gateway: Gateway, unique: str) -> N
 
 def test_cost_is_a_decimal_string(gateway: Gateway, unique: str) -> None:
     key = gateway.account(unique)
-    body = httpx.post(f"{gateway.url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                      json={"model": "glm-5", "messages": MESSAGES, "max_tokens": 5}).json()  # fmt: skip
+    body = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "glm-5", "messages": MESSAGES, "max_tokens": 5},
+    ).json()
     assert isinstance(body["usage"]["cost"], str) and Decimal(body["usage"]["cost"]) > 0
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_upstream_credentials_never_reach_the_client(gateway: Gateway, unique: str, stream: bool) -> None:
     key = gateway.account(unique)
-    response = httpx.post(f"{gateway.url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                          json={"model": "deepseek-v3.2", "messages": MESSAGES, "stream": stream})  # fmt: skip
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "deepseek-v3.2", "messages": MESSAGES, "stream": stream},
+    )
     assert "sk-upstream-alpha-secret" not in response.text
     assert "sk-upstream-alpha-secret" not in str(response.headers)
 
 
 def test_openai_tool_calls_round_trip(gateway: Gateway, unique: str) -> None:
     key = gateway.account(unique, topup_cny="1")
-    tools = [{"type": "function", "function": {"name": "get_price", "parameters": {
-        "type": "object", "properties": {"model": {"type": "string"}}}}}]  # fmt: skip
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_price",
+                "parameters": {"type": "object", "properties": {"model": {"type": "string"}}},
+            },
+        }
+    ]
     question = {"role": "user", "content": "What does glm-5 cost?"}
     c = client(gateway, key)
     first = c.chat.completions.create(model="deepseek-v3.2", messages=[question], tools=tools)  # type: ignore[list-item, arg-type]
     assert first.choices[0].finish_reason == "tool_calls"
     [call] = first.choices[0].message.tool_calls or []
     assert call.function.name == "get_price"  # type: ignore[union-attr]
-    history = [question, first.choices[0].message.model_dump(exclude_none=True),
-               {"role": "tool", "tool_call_id": call.id, "content": "4 CNY per million tokens"}]  # fmt: skip
+    history = [
+        question,
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "4 CNY per million tokens"},
+    ]
     chunks = list(c.chat.completions.create(model="deepseek-v3.2", messages=history, tools=tools, stream=True))  # type: ignore[arg-type]
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     c.close()

@@ -46,6 +46,9 @@ def test_embedding_bad_input_and_wrong_kind(gateway: Gateway, unique: str) -> No
     assert empty.status_code == 400 and empty.json()["error"]["param"] == "input"
     chat_model = httpx.post(f"{gateway.url}/v1/embeddings", json={"model": "glm-5", "input": "x"}, headers=headers)
     assert chat_model.status_code == 400 and chat_model.json()["error"]["code"] == "wrong_model_kind"
-    as_chat = httpx.post(f"{gateway.url}/v1/chat/completions", headers=headers,
-                         json={"model": "embed", "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+    as_chat = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        headers=headers,
+        json={"model": "embed", "messages": [{"role": "user", "content": "x"}]},
+    )
     assert as_chat.status_code == 400 and as_chat.json()["error"]["code"] == "wrong_model_kind"

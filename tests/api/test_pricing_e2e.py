@@ -105,8 +105,9 @@ def pricing(gateway: Gateway, key: str, **params: str) -> Any:
 
 
 def quote(gateway: Gateway, key: str, **body: Any) -> Any:
-    return client(gateway, key).post("/quote", cast_to=object, body={"model": "deepseek-v3.2", "messages": MESSAGES,
-                                                                       **body})  # fmt: skip
+    return client(gateway, key).post(
+        "/quote", cast_to=object, body={"model": "deepseek-v3.2", "messages": MESSAGES, **body}
+    )
 
 
 def offers_of(view: Any, model: str) -> dict[str, Any]:
@@ -127,20 +128,48 @@ def test_the_price_list_shows_the_window_until_when_the_next_price_and_the_rules
     assert current["prices"]["cny_per_mtok"]["input"] == "2" and current["prices"]["nano_per_token"]["output"] == 3000
     following = alpha["next"]
     assert (following["at"], following["window"], following["window_percent"]) == (
-        "2026-06-10T12:00:00+08:00", "off-peak", 50,
-    )  # fmt: skip
-    assert following["prices"]["cny_per_mtok"] == {"input": "1", "cached_input": "0.1", "output": "1.5",
-                                                   "reasoning": "1.5", "cache_write": "1"}  # fmt: skip
+        "2026-06-10T12:00:00+08:00",
+        "off-peak",
+        50,
+    )
+    assert following["prices"]["cny_per_mtok"] == {
+        "input": "1",
+        "cached_input": "0.1",
+        "output": "1.5",
+        "reasoning": "1.5",
+        "cache_write": "1",
+    }
     rules = alpha["rules"]
     assert len(rules["windows"]) == 4 and rules["default_window_name"] == "peak"
-    assert rules["load_surcharge"] == {"above_percent": 80, "max_percent": 20, "utilisation_permille": 0,
-                                       "current_permille": 0}  # fmt: skip
+    assert rules["load_surcharge"] == {
+        "above_percent": 80,
+        "max_percent": 20,
+        "utilisation_permille": 0,
+        "current_permille": 0,
+    }
     glm = offers_of(view, "glm-5")["beta/glm-5"]
     assert glm["next"] is None and glm["rules"]["batch_percent"] == 50
-    assert glm["rules"]["long_context"] == [{"above_input_tokens": 32000, "prices": {
-        "cny_per_mtok": {"input": "6", "cached_input": "1.5", "output": "24", "reasoning": "24", "cache_write": "6"},
-        "nano_per_token": {"input": 6000, "cached_input": 1500, "output": 24000, "reasoning": 24000,
-                           "cache_write": 6000}}}]  # fmt: skip
+    assert glm["rules"]["long_context"] == [
+        {
+            "above_input_tokens": 32000,
+            "prices": {
+                "cny_per_mtok": {
+                    "input": "6",
+                    "cached_input": "1.5",
+                    "output": "24",
+                    "reasoning": "24",
+                    "cache_write": "6",
+                },
+                "nano_per_token": {
+                    "input": 6000,
+                    "cached_input": 1500,
+                    "output": 24000,
+                    "reasoning": 24000,
+                    "cache_write": 6000,
+                },
+            },
+        }
+    ]
 
 
 def test_a_holiday_is_off_peak_all_day(priced: Gateway, unique: str) -> None:
@@ -187,8 +216,11 @@ def test_a_quote_is_the_reservation_a_real_call_makes(priced: Gateway, unique: s
     key = priced.account(unique, topup_cny="1")
     answered = quote(priced, key, model="glm-5", max_tokens=40)
     raw = client(priced, key).chat.completions.with_raw_response.create(
-        model="glm-5", messages=MESSAGES, max_tokens=40, stream=True,  # type: ignore[arg-type]
-    )  # fmt: skip
+        model="glm-5",
+        messages=MESSAGES,
+        max_tokens=40,
+        stream=True,  # type: ignore[arg-type]
+    )
     for _ in raw.parse():
         pass
     assert raw.headers["x-suanli-reserved"] == answered["data"][0]["now"]["max_cost"]

@@ -34,14 +34,17 @@ def test_rebates_add_up_to_the_months_discount_however_the_month_is_split(before
 
 def test_a_contract_account_spends_on_credit_up_to_its_limit(gateway: Gateway, unique: str) -> None:
     key = gateway.account(unique, topup_cny=None)
-    contract = gateway.admin("PUT", f"/admin/v1/accounts/{unique}/contract",
-                             json={"credit_limit": "0.001", "tiers": [{"above": "0", "percent": 100},
-                                                                      {"above": "0.0002", "percent": 50}]})  # fmt: skip
+    contract = gateway.admin(
+        "PUT",
+        f"/admin/v1/accounts/{unique}/contract",
+        json={"credit_limit": "0.001", "tiers": [{"above": "0", "percent": 100}, {"above": "0.0002", "percent": 50}]},
+    )
     assert contract.status_code == 200, contract.text
     headers = {"Authorization": f"Bearer {key}"}
     body = {"model": "deepseek-v3.2", "messages": [{"role": "user", "content": "On credit."}], "max_tokens": 20}
-    statuses = [httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=headers).status_code
-                for _ in range(30)]  # fmt: skip
+    statuses = [
+        httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=headers).status_code for _ in range(30)
+    ]
     assert statuses[0] == 200 and 402 in statuses  # it owes up to the limit, then is refused
     view = httpx.get(f"{gateway.url}/v1/plans", headers=headers).json()["contract"]
     owed, volume = cny_to_nano(view["owed"]), cny_to_nano(view["month_volume"])
@@ -51,8 +54,11 @@ def test_a_contract_account_spends_on_credit_up_to_its_limit(gateway: Gateway, u
     rebates = sum(leg["rebate_nano"] for e in events for leg in e["funding"] if leg["source"] == "contract")
     assert owed == volume - rebates > 0 and rebates > 0  # above ¥0.0002 the tier halves the price
     assert owed == cny_to_nano(view["month_charged"])
-    refused = gateway.admin("PUT", f"/admin/v1/accounts/{unique}/contract",
-                            json={"credit_limit": "0", "tiers": [{"above": "0", "percent": 100}]})  # fmt: skip
+    refused = gateway.admin(
+        "PUT",
+        f"/admin/v1/accounts/{unique}/contract",
+        json={"credit_limit": "0", "tiers": [{"above": "0", "percent": 100}]},
+    )
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "credit_limit_below_debt"
     conn = inspect(gateway.database)
     try:
@@ -63,9 +69,15 @@ def test_a_contract_account_spends_on_credit_up_to_its_limit(gateway: Gateway, u
 
 def test_contracts_are_for_enterprise_accounts(gateway: Gateway, unique: str) -> None:
     gateway.account(unique, "household")
-    refused = gateway.admin("PUT", f"/admin/v1/accounts/{unique}/contract",
-                            json={"credit_limit": "10", "tiers": [{"above": "0", "percent": 100}]})  # fmt: skip
+    refused = gateway.admin(
+        "PUT",
+        f"/admin/v1/accounts/{unique}/contract",
+        json={"credit_limit": "10", "tiers": [{"above": "0", "percent": 100}]},
+    )
     assert refused.status_code == 403
-    bad = gateway.admin("PUT", f"/admin/v1/accounts/{unique}/contract",
-                        json={"credit_limit": "10", "tiers": [{"above": "5", "percent": 100}]})  # fmt: skip
+    bad = gateway.admin(
+        "PUT",
+        f"/admin/v1/accounts/{unique}/contract",
+        json={"credit_limit": "10", "tiers": [{"above": "5", "percent": 100}]},
+    )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "tiers"

@@ -33,16 +33,36 @@ DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 MODELS = frozenset({"chat", "other"})
 SPECS = {
-    "light": {"kind": "pack", "price": "1", "tokens": 1000, "models": ["chat"], "valid_days": 30,
-              "weights": {"input": "1", "cached_input": "0.1", "output": "2"}},
-    "heavy": {"kind": "pack", "price": "1", "tokens": 1000, "models": ["chat", "other"], "valid_days": 30,
-              "weights": {"input": "0.5", "output": "3"}},
+    "light": {
+        "kind": "pack",
+        "price": "1",
+        "tokens": 1000,
+        "models": ["chat"],
+        "valid_days": 30,
+        "weights": {"input": "1", "cached_input": "0.1", "output": "2"},
+    },
+    "heavy": {
+        "kind": "pack",
+        "price": "1",
+        "tokens": 1000,
+        "models": ["chat", "other"],
+        "valid_days": 30,
+        "weights": {"input": "0.5", "output": "3"},
+    },
     "elsewhere": {"kind": "pack", "price": "1", "tokens": 1000, "models": ["other"], "valid_days": 30},
-    "lite": {"kind": "subscription", "price": "49", "models": ["chat"],
-             "allowances": [{"window": "5h", "requests": 80}, {"window": "week", "requests": 100}]},
-    "weekly": {"kind": "subscription", "price": "9", "models": ["chat"],
-               "allowances": [{"window": "week", "requests": 3}]},
-}  # fmt: skip
+    "lite": {
+        "kind": "subscription",
+        "price": "49",
+        "models": ["chat"],
+        "allowances": [{"window": "5h", "requests": 80}, {"window": "week", "requests": 100}],
+    },
+    "weekly": {
+        "kind": "subscription",
+        "price": "9",
+        "models": ["chat"],
+        "allowances": [{"window": "week", "requests": 3}],
+    },
+}
 PRODUCTS: dict[str, Product] = {
     pid: parse_product(pid, spec, models=MODELS, tiers=TIERS) for pid, spec in SPECS.items()
 }
@@ -74,11 +94,14 @@ class Shop:
 
     def pack(self, product: str, tokens: int, expires_at_ms: int) -> econ.Pack:
         def job(conn: Conn) -> econ.Pack:
-            pack = econ.create_pack(conn, self.account, product, tokens=tokens, expires_at_ms=expires_at_ms,
-                                    origin="test")  # fmt: skip
+            pack = econ.create_pack(
+                conn, self.account, product, tokens=tokens, expires_at_ms=expires_at_ms, origin="test"
+            )
             asset = names.pack_asset(product)
-            apply_entry(conn, [Transfer(f"{pack.id}.issue", Kind.POSTED, names.issue(product), names.pack(pack.id),
-                                        asset, tokens)])  # fmt: skip
+            apply_entry(
+                conn,
+                [Transfer(f"{pack.id}.issue", Kind.POSTED, names.issue(product), names.pack(pack.id), asset, tokens)],
+            )
             return pack
 
         return run_in_transaction(self.conn, job)
@@ -91,9 +114,17 @@ class Shop:
         self, now: int, input_max: int = 100, output_max: int = 100, model: str = "chat", **kw: object
     ) -> Funding:
         self.requests += 1
-        req = FundingRequest(request_id=f"r{self.requests}", account_id=self.account, key_id="k", model=model,
-                             now_ms=now, quotes=[("op/chat", (input_max + output_max) * PRICE_NANO)],
-                             input_max=input_max, output_max=output_max, **kw)  # type: ignore[arg-type]  # fmt: skip
+        req = FundingRequest(
+            request_id=f"r{self.requests}",
+            account_id=self.account,
+            key_id="k",
+            model=model,
+            now_ms=now,
+            quotes=[("op/chat", (input_max + output_max) * PRICE_NANO)],
+            input_max=input_max,
+            output_max=output_max,
+            **kw,
+        )  # type: ignore[arg-type]
         return run_in_transaction(self.conn, lambda c: reserve_job(c, req, PRODUCTS, SHANGHAI))
 
     def settle(self, funding: Funding, usage: TokenUsage) -> int:
@@ -209,9 +240,14 @@ pack_specs = st.lists(
     no_wallet=st.booleans(),
 )
 def test_funding_draws_packs_in_order_never_exceeds_a_reservation_and_keeps_every_asset_whole(
-    *, packs: list[tuple[str, int, int]], wallet: int, input_max: int, output_max: int,
-    use: tuple[int, int, int], no_wallet: bool,
-) -> None:  # fmt: skip
+    *,
+    packs: list[tuple[str, int, int]],
+    wallet: int,
+    input_max: int,
+    output_max: int,
+    use: tuple[int, int, int],
+    no_wallet: bool,
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         conn = open_database(fresh_database(Path(tmp), "s.db"))
         try:
@@ -221,9 +257,14 @@ def test_funding_draws_packs_in_order_never_exceeds_a_reservation_and_keeps_ever
 
 
 def _check_one_request(
-    shop: Shop, packs: list[tuple[str, int, int]], wallet: int, *, bounds: tuple[int, int],
-    use: tuple[int, int, int], no_wallet: bool,
-) -> None:  # fmt: skip
+    shop: Shop,
+    packs: list[tuple[str, int, int]],
+    wallet: int,
+    *,
+    bounds: tuple[int, int],
+    use: tuple[int, int, int],
+    no_wallet: bool,
+) -> None:
     made = [shop.pack(product, tokens, T0 + days * DAY_MS) for product, tokens, days in packs]
     shop.topup(wallet)
     before = {p.id: shop.available(names.pack(p.id)) for p in made}
@@ -237,8 +278,10 @@ def _check_one_request(
         verify(shop.conn)
         return
     legs = [leg for leg in funding.legs if leg.source == "pack"]
-    eligible = sorted((p for p in made if "chat" in PRODUCTS[p.product_id].models and before[p.id] > 0),
-                      key=lambda p: (p.expires_at_ms, p.id))  # fmt: skip
+    eligible = sorted(
+        (p for p in made if "chat" in PRODUCTS[p.product_id].models and before[p.id] > 0),
+        key=lambda p: (p.expires_at_ms, p.id),
+    )
     assert [leg.reservation.debit_account for leg in legs] == [names.pack(p.id) for p in eligible[: len(legs)]]
     for leg, pack in zip(legs[:-1], eligible, strict=False):  # every pack but the last one used is emptied first
         assert leg.reservation.amount == before[pack.id]
@@ -271,33 +314,44 @@ def _check_one_request(
 def test_a_mid_month_upgrade_charges_the_prorated_difference_and_raises_the_open_windows(shop: Shop) -> None:
     shop.subscribe("lite", T0)  # ¥49 a month: 2026-12-02 10:00 to 2027-01-02 10:00 (31 days)
     shop.settle(shop.reserve(T0 + 1), TokenUsage(input=1))
-    PRODUCTS["pro"] = parse_product("pro", {**SPECS["lite"], "price": "149",
-                                            "allowances": [{"window": "5h", "requests": 400},
-                                                           {"window": "week", "requests": 500}]},
-                                    models=MODELS, tiers=TIERS)  # fmt: skip
+    PRODUCTS["pro"] = parse_product(
+        "pro",
+        {
+            **SPECS["lite"],
+            "price": "149",
+            "allowances": [{"window": "5h", "requests": 400}, {"window": "week", "requests": 500}],
+        },
+        models=MODELS,
+        tiers=TIERS,
+    )
     try:
         run_in_transaction(shop.conn, lambda c: econ.list_product(c, PRODUCTS["pro"], {}, "test"))
         halfway = T0 + 31 * DAY_MS // 2
         shop.topup(100 * 10**9)
-        upgraded = run_in_transaction(shop.conn, market.subscribe_job(shop.account, "pro", PRODUCTS, SHANGHAI,
-                                                                      at_ms=halfway))  # fmt: skip
+        upgraded = run_in_transaction(
+            shop.conn, market.subscribe_job(shop.account, "pro", PRODUCTS, SHANGHAI, at_ms=halfway)
+        )
         assert upgraded["charged"] == "50"  # half of the ¥100 difference, the month being half gone
         assert shop.available(ledger_names.wallet(shop.account)) == 50 * 10**9
         week = shop.reserve(halfway + 1).limits
         assert {(limit.name, limit.limit) for limit in week} == {("5h", 400), ("week", 500)}
         assert {(limit.name, limit.remaining) for limit in week} == {("5h", 399), ("week", 499)}
         with pytest.raises(BadRequest) as refused:  # back down mid-month: not until the month ends
-            run_in_transaction(shop.conn, market.subscribe_job(shop.account, "lite", PRODUCTS, SHANGHAI,
-                                                               at_ms=halfway + 2))  # fmt: skip
+            run_in_transaction(
+                shop.conn, market.subscribe_job(shop.account, "lite", PRODUCTS, SHANGHAI, at_ms=halfway + 2)
+            )
         assert refused.value.code == "downgrade_mid_cycle"
     finally:
         del PRODUCTS["pro"]
 
 
 def test_a_token_allowance_reserves_the_bound_and_keeps_what_was_used(shop: Shop) -> None:
-    PRODUCTS["tokens"] = parse_product("tokens", {"kind": "subscription", "price": "1", "models": ["chat"],
-                                                  "allowances": [{"window": "5h", "tokens": 1000}]},
-                                       models=MODELS, tiers=TIERS)  # fmt: skip
+    PRODUCTS["tokens"] = parse_product(
+        "tokens",
+        {"kind": "subscription", "price": "1", "models": ["chat"], "allowances": [{"window": "5h", "tokens": 1000}]},
+        models=MODELS,
+        tiers=TIERS,
+    )
     try:
         run_in_transaction(shop.conn, lambda c: econ.list_product(c, PRODUCTS["tokens"], {}, "test"))
         shop.subscribe("tokens", T0)
@@ -328,8 +382,16 @@ def test_a_subscription_renews_from_the_wallet_when_its_month_ends_or_lapses(sho
 
 def test_a_wallet_short_of_the_dearest_quote_reserves_the_first_and_drops_the_dearer(shop: Shop) -> None:
     shop.topup(1_500)
-    req = FundingRequest(request_id="r-two", account_id=shop.account, key_id="k", model="chat", now_ms=T0,
-                         quotes=[("cheap", 1_000), ("dear", 2_000)], input_max=50, output_max=50)  # fmt: skip
+    req = FundingRequest(
+        request_id="r-two",
+        account_id=shop.account,
+        key_id="k",
+        model="chat",
+        now_ms=T0,
+        quotes=[("cheap", 1_000), ("dear", 2_000)],
+        input_max=50,
+        output_max=50,
+    )
     funding = run_in_transaction(shop.conn, lambda c: reserve_job(c, req, PRODUCTS, SHANGHAI))
     assert funding.wallet is not None and funding.wallet.amount == 1_000 and funding.covered_offers == ("cheap",)
     assert shop.available(ledger_names.wallet(shop.account)) == 500

@@ -31,8 +31,9 @@ async def _storm(gateway: Gateway, key: str, model: str, max_tokens: int) -> lis
 
 def test_an_allowance_of_50_serves_exactly_50_of_300_concurrent_calls(gateway: Gateway, unique: str) -> None:
     key = gateway.account(unique, topup_cny="1")
-    httpx.post(f"{gateway.url}/v1/subscription", json={"product": "plan-50"},
-               headers={"Authorization": f"Bearer {key}"}).raise_for_status()  # fmt: skip
+    httpx.post(
+        f"{gateway.url}/v1/subscription", json={"product": "plan-50"}, headers={"Authorization": f"Bearer {key}"}
+    ).raise_for_status()
     outcomes = asyncio.run(_storm(gateway, key, "multi", 20))
     assert outcomes.count("ok") == 50 and outcomes.count(429) == CALLS - 50, set(outcomes)
     events = gateway.admin("GET", f"/admin/v1/accounts/{unique}/usage", params={"limit": 1000}).json()["data"]
@@ -46,8 +47,9 @@ def test_a_budget_for_about_50_calls_is_never_overshot(gateway: Gateway, unique:
     key = gateway.account(unique, topup_cny="10")
     # One call reserves about 30 prompt tokens at ¥1/M and 40 output tokens at ¥2/M on the cheaper "multi"
     # offer, and about twice that on the dearer one: a ¥0.01 daily budget covers a few dozen.
-    budget = gateway.admin("POST", f"/admin/v1/accounts/{unique}/budgets",
-                           json={"period": "day", "unit": "cny", "amount": "0.01"})  # fmt: skip
+    budget = gateway.admin(
+        "POST", f"/admin/v1/accounts/{unique}/budgets", json={"period": "day", "unit": "cny", "amount": "0.01"}
+    )
     assert budget.status_code == 201, budget.text
     outcomes = asyncio.run(_storm(gateway, key, "multi", 40))
     served, refused = outcomes.count("ok"), outcomes.count(429)

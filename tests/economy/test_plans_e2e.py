@@ -19,8 +19,9 @@ QUESTION = [{"role": "user", "content": "Say something about tokens."}]
 def call(
     gateway: Gateway, key: str, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
 ) -> httpx.Response:
-    return httpx.request(method, f"{gateway.url}{path}", headers={"Authorization": f"Bearer {key}", **(headers or {})},
-                         **kwargs)  # fmt: skip
+    return httpx.request(
+        method, f"{gateway.url}{path}", headers={"Authorization": f"Bearer {key}", **(headers or {})}, **kwargs
+    )
 
 
 def plans(gateway: Gateway, key: str) -> dict[str, Any]:
@@ -39,8 +40,11 @@ def events(gateway: Gateway, account: str) -> list[dict[str, Any]]:
 
 def chat(gateway: Gateway, key: str, model: str = "deepseek-v3.2", max_tokens: int = 20) -> Any:
     with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0) as client:
-        return client.chat.completions.with_raw_response.create(model=model, messages=QUESTION,  # type: ignore[arg-type]
-                                                                  max_tokens=max_tokens)  # fmt: skip
+        return client.chat.completions.with_raw_response.create(
+            model=model,
+            messages=QUESTION,  # type: ignore[arg-type]
+            max_tokens=max_tokens,
+        )
 
 
 def test_products_are_listed_for_the_callers_tier(gateway: Gateway, unique: str) -> None:
@@ -117,8 +121,9 @@ def test_coding_plan_81st_prompt_gets_429_with_its_reset_time(gateway: Gateway, 
 def test_a_spent_allowance_falls_through_when_the_account_opted_in(gateway: Gateway, unique: str) -> None:
     key = gateway.account(unique, topup_cny="10")
     call(gateway, key, "POST", "/v1/subscription", json={"product": "plan-50"}).raise_for_status()
-    gateway.admin("PUT", f"/admin/v1/accounts/{unique}/funding",
-                  json={"order": ["subscription", "wallet"], "fallthrough": True}).raise_for_status()  # fmt: skip
+    gateway.admin(
+        "PUT", f"/admin/v1/accounts/{unique}/funding", json={"order": ["subscription", "wallet"], "fallthrough": True}
+    ).raise_for_status()
     for _ in range(50):
         chat(gateway, key, model="multi")
     before = wallet(gateway, unique)

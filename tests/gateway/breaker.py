@@ -30,11 +30,17 @@ def make_offers(*operator_models: tuple[str, str]) -> tuple[Offer, ...]:
         "operators": {op: {"base_url": f"https://{op}.example/v1"} for op, _ in operator_models},
         "models": {model: {} for _, model in operator_models},
         "offers": [
-            {"operator": op, "model": model, "context_window": 8192, "max_output_tokens": 1024,
-             "price": {"input": "1", "output": "2"}, "capacity": CAPACITY}
+            {
+                "operator": op,
+                "model": model,
+                "context_window": 8192,
+                "max_output_tokens": 1024,
+                "price": {"input": "1", "output": "2"},
+                "capacity": CAPACITY,
+            }
             for op, model in operator_models
         ],
-    }  # fmt: skip
+    }
     return parse_catalog(data, environ={}).offers
 
 

@@ -19,9 +19,12 @@ async def _call(client: openai.AsyncOpenAI, stream: bool) -> int | str:
     try:
         if stream:
             chunks = await client.chat.completions.create(
-                model="deepseek-v3.2", messages=MESSAGES, max_tokens=MAX_TOKENS, stream=True,  # type: ignore[arg-type]
+                model="deepseek-v3.2",
+                messages=MESSAGES,
+                max_tokens=MAX_TOKENS,
+                stream=True,  # type: ignore[arg-type]
                 stream_options={"include_usage": True},
-            )  # fmt: skip
+            )
             async for _ in chunks:
                 pass
         else:

@@ -39,8 +39,12 @@ def test_reservations_in_flight_are_resolved_after_kill_9(simulator: Simulator, 
 
         def call() -> None:
             with contextlib.suppress(httpx.TransportError):  # the gateway dies under it, as intended
-                httpx.post(f"{gateway.url}/v1/chat/completions", json=body, timeout=WAIT_S,
-                           headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+                httpx.post(
+                    f"{gateway.url}/v1/chat/completions",
+                    json=body,
+                    timeout=WAIT_S,
+                    headers={"Authorization": f"Bearer {key}"},
+                )
 
         threads = [threading.Thread(target=call) for _ in range(IN_FLIGHT)]
         for thread in threads:

@@ -74,9 +74,11 @@ async def storm(gateway: Gateway, key: str) -> list[str]:
         async def worker() -> None:
             for n in queue:
                 raw = await client.chat.completions.with_raw_response.create(
-                    model="resilient", messages=[{"role": "user", "content": f"request {n}"}], max_tokens=8,
+                    model="resilient",
+                    messages=[{"role": "user", "content": f"request {n}"}],
+                    max_tokens=8,
                     stream=n % 4 == 0,
-                )  # fmt: skip
+                )
                 if n % 4 == 0:
                     async for _ in raw.parse():  # type: ignore[union-attr]
                         pass

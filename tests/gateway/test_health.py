@@ -122,9 +122,10 @@ def test_the_window_keeps_a_bounded_number_of_outcomes(health: OfferHealth) -> N
 
 
 @given(
-    st.lists(st.tuples(st.booleans(), st.sampled_from([0.0, EPS_S, 1.0, HEALTH_WINDOW_S])),
-             max_size=BREAKER_MIN_CALLS - 1)
-)  # fmt: skip
+    st.lists(
+        st.tuples(st.booleans(), st.sampled_from([0.0, EPS_S, 1.0, HEALTH_WINDOW_S])), max_size=BREAKER_MIN_CALLS - 1
+    )
+)
 def test_too_few_calls_without_a_long_run_of_failures_never_open_it(calls: list[tuple[bool, float]]) -> None:
     run = longest = 0
     for ok, _ in calls:
@@ -426,21 +427,44 @@ def test_throughput_is_a_moving_average_of_finished_calls(health: OfferHealth) -
 # --- snapshot --------------------------------------------------------------------------------------------
 
 SNAPSHOT_KEYS = {
-    "offer", "operator", "model", "state", "reason", "window_calls", "window_error_rate_percent",
-    "latency_p50_ms", "latency_p95_ms", "tokens_per_s", "in_flight", "capacity", "retry_after_s",
-    "calls_total", "failures_total",
-}  # fmt: skip
+    "offer",
+    "operator",
+    "model",
+    "state",
+    "reason",
+    "window_calls",
+    "window_error_rate_percent",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "tokens_per_s",
+    "in_flight",
+    "capacity",
+    "retry_after_s",
+    "calls_total",
+    "failures_total",
+}
 
 
 def test_snapshot_of_a_fresh_offer(health: OfferHealth) -> None:
     snapshot = health.snapshot()
     assert set(snapshot) >= SNAPSHOT_KEYS  # admins may be shown more; never less
     assert {key: snapshot[key] for key in SNAPSHOT_KEYS} == {
-        "offer": "alpha/m", "operator": "alpha", "model": "m", "state": CLOSED, "reason": "",
-        "window_calls": 0, "window_error_rate_percent": 0.0, "latency_p50_ms": None, "latency_p95_ms": None,
-        "tokens_per_s": None, "in_flight": 0, "capacity": CAPACITY, "retry_after_s": 0.0,
-        "calls_total": 0, "failures_total": 0,
-    }  # fmt: skip
+        "offer": "alpha/m",
+        "operator": "alpha",
+        "model": "m",
+        "state": CLOSED,
+        "reason": "",
+        "window_calls": 0,
+        "window_error_rate_percent": 0.0,
+        "latency_p50_ms": None,
+        "latency_p95_ms": None,
+        "tokens_per_s": None,
+        "in_flight": 0,
+        "capacity": CAPACITY,
+        "retry_after_s": 0.0,
+        "calls_total": 0,
+        "failures_total": 0,
+    }
 
 
 def test_snapshot_counts_and_error_rate(health: OfferHealth) -> None:

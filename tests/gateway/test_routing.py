@@ -38,9 +38,12 @@ def offer(
 ) -> dict[str, Any]:
     """One `[[offers]]` table as `parse_catalog` reads it; prices in CNY per million tokens."""
     spec: dict[str, Any] = {
-        "operator": operator, "model": model, "context_window": 8192, "max_output_tokens": 1024,
+        "operator": operator,
+        "model": model,
+        "context_window": 8192,
+        "max_output_tokens": 1024,
         "price": {"input": input_price, "output": output_price},
-    }  # fmt: skip
+    }
     spec.update(extra)
     return spec
 
@@ -71,8 +74,9 @@ def route(
     state_of: StateOf | None = None,
 ) -> list[Offer]:
     prefs = parse_preferences(body or {}, model)
-    return plan_route(catalog, model=model, tier=tier, key_models=key_models, prefs=prefs,
-                      state_of=state_of or states())  # fmt: skip
+    return plan_route(
+        catalog, model=model, tier=tier, key_models=key_models, prefs=prefs, state_of=state_of or states()
+    )
 
 
 def operators(plan: list[Offer]) -> list[str]:
@@ -89,8 +93,11 @@ def provider(**fields: Any) -> dict[str, Any]:
 
 # Three operators whose order by price (input + output) differs from their order by input price alone:
 # c = 2 + 1 = 3, b = 1 + 4 = 5, a = 3 + 3 = 6 CNY per million tokens.
-THREE = build(offer("a", input_price="3", output_price="3"), offer("b", input_price="1", output_price="4"),
-              offer("c", input_price="2", output_price="1"))  # fmt: skip
+THREE = build(
+    offer("a", input_price="3", output_price="3"),
+    offer("b", input_price="1", output_price="4"),
+    offer("c", input_price="2", output_price="1"),
+)
 
 
 # --- the default order -----------------------------------------------------------------------------------
@@ -211,9 +218,20 @@ def test_sort_throughput_breaks_ties_by_price() -> None:
 
 @pytest.mark.parametrize(
     ("value", "nano"),
-    [(2, 2000), (0, 0), (2.0, 2000), (0.2, 200), (1.5, 1500), (0.001, 1), ("2", 2000), ("0.2", 200),
-     (" 2.500 ", 2500), ("0.001", 1), (10**6, 10**9)],
-)  # fmt: skip
+    [
+        (2, 2000),
+        (0, 0),
+        (2.0, 2000),
+        (0.2, 200),
+        (1.5, 1500),
+        (0.001, 1),
+        ("2", 2000),
+        ("0.2", 200),
+        (" 2.500 ", 2500),
+        ("0.001", 1),
+        (10**6, 10**9),
+    ],
+)
 def test_max_price_is_read_in_cny_per_million_tokens(value: object, nano: int) -> None:
     prefs = parse_preferences(provider(max_price={"prompt": value, "completion": value}), MODEL)
     assert (prefs.max_prompt_nano, prefs.max_completion_nano) == (nano, nano)
@@ -260,8 +278,11 @@ def test_max_completion_price_also_bounds_reasoning() -> None:
 
 
 def test_max_price_applies_both_bounds() -> None:
-    catalog = build(offer("a", input_price="1", output_price="9"), offer("b", input_price="9", output_price="1"),
-                    offer("c", input_price="2", output_price="2"))  # fmt: skip
+    catalog = build(
+        offer("a", input_price="1", output_price="9"),
+        offer("b", input_price="9", output_price="1"),
+        offer("c", input_price="2", output_price="2"),
+    )
     assert operators(route(catalog, provider(max_price={"prompt": 2, "completion": 2}))) == ["c"]
 
 
@@ -269,8 +290,12 @@ def test_max_price_applies_both_bounds() -> None:
 
 
 def test_fallback_models_come_after_every_offer_of_the_model() -> None:
-    catalog = build(offer("a", input_price="5"), offer("b", input_price="4"),
-                    offer("a", model="g", input_price="0"), offer("c", model="h", input_price="0"))  # fmt: skip
+    catalog = build(
+        offer("a", input_price="5"),
+        offer("b", input_price="4"),
+        offer("a", model="g", input_price="0"),
+        offer("c", model="h", input_price="0"),
+    )
     assert ids(route(catalog, {"models": ["h", "g"]})) == ["b/m", "a/m", "c/h", "a/g"]
 
 
@@ -359,9 +384,14 @@ def test_a_model_not_sold_to_the_tier_is_forbidden() -> None:
 
 @pytest.mark.parametrize(
     "prefs",
-    [{"only": ["nobody"]}, {"only": []}, {"ignore": ["a", "b", "c"]}, {"only": ["a"], "ignore": ["a"]},
-     {"order": ["nobody"], "allow_fallbacks": False}],
-)  # fmt: skip
+    [
+        {"only": ["nobody"]},
+        {"only": []},
+        {"ignore": ["a", "b", "c"]},
+        {"only": ["a"], "ignore": ["a"]},
+        {"order": ["nobody"], "allow_fallbacks": False},
+    ],
+)
 def test_excluding_every_operator_is_a_bad_request(prefs: dict[str, Any]) -> None:
     error = refusal(THREE, {"provider": prefs})
     assert isinstance(error, BadRequest)
@@ -369,8 +399,11 @@ def test_excluding_every_operator_is_a_bad_request(prefs: dict[str, Any]) -> Non
 
 
 def test_nothing_within_max_price_names_the_cheapest_operator() -> None:
-    catalog = build(offer("a", input_price="3", output_price="3"), offer("b", input_price="2.5", output_price="3"),
-                    offer("c", input_price="1", output_price="9"))  # fmt: skip
+    catalog = build(
+        offer("a", input_price="3", output_price="3"),
+        offer("b", input_price="2.5", output_price="3"),
+        offer("c", input_price="1", output_price="9"),
+    )
     error = refusal(catalog, provider(max_price={"prompt": 0.5}))
     assert isinstance(error, BadRequest)
     assert (error.status, error.code, error.param) == (400, "no_offer_within_max_price", "provider.max_price")
@@ -448,14 +481,26 @@ def test_null_provider_and_fields_mean_the_defaults() -> None:
 
 def test_preferences_are_read_whole() -> None:
     body = {
-        "provider": {"order": ["b", "a"], "only": ["a", "b"], "ignore": ["c"], "sort": "latency",
-                     "allow_fallbacks": False, "max_price": {"prompt": 2, "completion": "3.5"}},
+        "provider": {
+            "order": ["b", "a"],
+            "only": ["a", "b"],
+            "ignore": ["c"],
+            "sort": "latency",
+            "allow_fallbacks": False,
+            "max_price": {"prompt": 2, "completion": "3.5"},
+        },
         "models": ["g"],
-    }  # fmt: skip
+    }
     assert parse_preferences(body, MODEL) == RoutePreferences(
-        order=("b", "a"), only=frozenset({"a", "b"}), ignore=frozenset({"c"}), sort="latency",
-        allow_fallbacks=False, max_prompt_nano=2000, max_completion_nano=3500, fallback_models=("g",),
-    )  # fmt: skip
+        order=("b", "a"),
+        only=frozenset({"a", "b"}),
+        ignore=frozenset({"c"}),
+        sort="latency",
+        allow_fallbacks=False,
+        max_prompt_nano=2000,
+        max_completion_nano=3500,
+        fallback_models=("g",),
+    )
 
 
 # --- properties of the default plan ----------------------------------------------------------------------

@@ -19,8 +19,9 @@ WARM_UP_ROUNDS = 12  # enough for the gateway's moving averages to forget earlie
 
 def call(gateway: Gateway, key: str, **body: Any) -> httpx.Response:
     payload = {"messages": MESSAGES, "max_tokens": 8, **body}
-    return httpx.post(f"{gateway.url}/v1/chat/completions", json=payload, timeout=30,
-                      headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    return httpx.post(
+        f"{gateway.url}/v1/chat/completions", json=payload, timeout=30, headers={"Authorization": f"Bearer {key}"}
+    )
 
 
 def served_by(response: httpx.Response) -> str:

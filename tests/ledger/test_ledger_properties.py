@@ -133,8 +133,10 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(wallet=st.sampled_from(sorted(WALLETS)), first=amounts, second=amounts)
     def linked_entry_is_all_or_nothing(self, wallet: str, first: int, second: int) -> None:
-        entry = [Transfer(self._id(), Kind.POSTED, wallet, SALES, ASSET, first),
-                 Transfer(self._id(), Kind.POSTED, wallet, SALES, ASSET, second)]  # fmt: skip
+        entry = [
+            Transfer(self._id(), Kind.POSTED, wallet, SALES, ASSET, first),
+            Transfer(self._id(), Kind.POSTED, wallet, SALES, ASSET, second),
+        ]
         rejection = self._apply(entry)
         if first + second > self._available(wallet):
             assert rejection is Rejection.EXCEEDS_FLOOR  # and neither transfer applied

@@ -75,8 +75,9 @@ def test_ms_to_local_and_back_is_exact(t_ms: int) -> None:
 
 
 def test_parse_reads_strings_and_toml_dates() -> None:
-    calendar = parse_calendar({"timezone": "Asia/Shanghai", "holidays": ["2025-10-01", date(2025, 10, 2)],
-                               "workdays": ["2025-10-11"]})  # fmt: skip
+    calendar = parse_calendar(
+        {"timezone": "Asia/Shanghai", "holidays": ["2025-10-01", date(2025, 10, 2)], "workdays": ["2025-10-11"]}
+    )
     assert calendar.holidays == {date(2025, 10, 1), date(2025, 10, 2)}
     assert calendar.workdays == {date(2025, 10, 11)}
     assert parse_calendar({}) == Calendar()

@@ -173,8 +173,9 @@ def test_the_load_surcharge_comes_from_the_offers_calls_in_flight() -> None:
 
 def test_quote_plan_locks_every_offer_at_the_instant_given() -> None:
     health = HealthRegistry(BOOK.offers)
-    request = chat_request_from({"model": "deepseek-v3.2", "messages": [{"role": "user", "content": "hi"}],
-                                 "max_tokens": 50})  # fmt: skip
+    request = chat_request_from(
+        {"model": "deepseek-v3.2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
+    )
     plan = [OFFERS["deepseek-v3.2"], OFFERS["plain"]]
     quotes = quote_plan(
         PriceClock(BOOK), health, plan, request, prompt_tokens=18, t_ms=ms("2026-06-13T11:00:00+08:00")
@@ -215,11 +216,20 @@ def test_the_price_list_entry_shows_now_until_next_and_the_rules() -> None:
     assert (entry["next"]["window"], entry["next"]["window_percent"]) == ("off-peak", 50)
     rules = entry["rules"]
     assert rules["next_version_from"] == "2026-07-01T00:00:00+08:00" and rules["effective_from"] is None
-    assert rules["windows"][0] == {"name": "off-peak", "days": ["weekday"], "from": "00:00", "to": "09:00",
-                                   "percent": 50}  # fmt: skip
+    assert rules["windows"][0] == {
+        "name": "off-peak",
+        "days": ["weekday"],
+        "from": "00:00",
+        "to": "09:00",
+        "percent": 50,
+    }
     assert rules["windows"][-1]["to"] == "24:00"
-    assert rules["load_surcharge"] == {"above_percent": 80, "max_percent": 20, "utilisation_permille": 850,
-                                       "current_permille": 50}  # fmt: skip
+    assert rules["load_surcharge"] == {
+        "above_percent": 80,
+        "max_percent": 20,
+        "utilisation_permille": 850,
+        "current_permille": 50,
+    }
     glm = prices.entry(OFFERS["glm-5"], ms("2026-06-10T10:00:00+08:00"), 0)
     assert glm["next"] is None and glm["current"]["until"] is None and glm["rules"]["batch_percent"] == 50
     assert glm["rules"]["long_context"][0]["prices"]["cny_per_mtok"]["output"] == "24"
@@ -244,20 +254,31 @@ def test_an_instant_beyond_the_horizon_or_before_1970_is_refused(text: str) -> N
 @pytest.mark.parametrize(
     ("pricing", "message"),
     [
-        ("[offers.pricing]\nwindows = [{ name = 'x', days = ['weekday'], from = '10:00', to = '09:00', percent = 50 }]",
-         "offer zp/plain.pricing.windows[0]: to 09:00 is not after from 10:00"),
+        (
+            "[offers.pricing]\n"
+            "windows = [{ name = 'x', days = ['weekday'], from = '10:00', to = '09:00', percent = 50 }]",
+            "offer zp/plain.pricing.windows[0]: to 09:00 is not after from 10:00",
+        ),
         ("[offers.pricing]\nbatch_percent = 0", "offer zp/plain.pricing"),
         ("[offers.pricing]\nsurge = 2", "offer zp/plain.pricing: unknown key 'surge'"),
-        ("[[offers.price_versions]]\neffective_from = 2026-07-01T00:00:00\nprice = { input = '1', output = '1' }",
-         "offer zp/plain.price_versions[0].effective_from: "),
-        ("[[offers.price_versions]]\neffective_from = '1969-12-31T00:00:00Z'\nprice = { input = '1', output = '1' }",
-         "later than the version before it"),
-        ("[[offers.price_versions]]\neffective_from = 2026-07-01T00:00:00Z\nprice = { input = '1' }",
-         "offer zp/plain.price_versions[0]: price.output is required"),
-        ("[[offers.price_versions]]\neffective_from = 9999-12-31T23:59:59Z\nprice = { input = '1', output = '1' }",
-         f"effective_from is more than {PRICE_VERSION_HORIZON_DAYS} days ahead"),
+        (
+            "[[offers.price_versions]]\neffective_from = 2026-07-01T00:00:00\nprice = { input = '1', output = '1' }",
+            "offer zp/plain.price_versions[0].effective_from: ",
+        ),
+        (
+            "[[offers.price_versions]]\neffective_from = '1969-12-31T00:00:00Z'\nprice = { input = '1', output = '1' }",
+            "later than the version before it",
+        ),
+        (
+            "[[offers.price_versions]]\neffective_from = 2026-07-01T00:00:00Z\nprice = { input = '1' }",
+            "offer zp/plain.price_versions[0]: price.output is required",
+        ),
+        (
+            "[[offers.price_versions]]\neffective_from = 9999-12-31T23:59:59Z\nprice = { input = '1', output = '1' }",
+            f"effective_from is more than {PRICE_VERSION_HORIZON_DAYS} days ahead",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_bad_pricing_table_names_the_offer(pricing: str, message: str) -> None:
     text = CATALOG.replace(
         'price = { input = "1", output = "2" }\n', f'price = {{ input = "1", output = "2" }}\n{pricing}\n'
@@ -285,10 +306,17 @@ def _windows(draw: st.DrawFn) -> tuple[TimeWindow, ...]:
     for _ in range(draw(st.integers(0, 3))):
         start = draw(st.integers(0, 23))
         end = min(24, start + draw(st.integers(1, 6)))
-        window = TimeWindow(draw(st.sampled_from(["night", "day"])), frozenset(draw(_day_types)), time(start),
-                            time(end % 24), draw(st.integers(1, 1000)))  # fmt: skip
-        if all(not (w.day_types & window.day_types) or w.end_ms <= window.start_ms or window.end_ms <= w.start_ms
-               for w in chosen):  # fmt: skip
+        window = TimeWindow(
+            draw(st.sampled_from(["night", "day"])),
+            frozenset(draw(_day_types)),
+            time(start),
+            time(end % 24),
+            draw(st.integers(1, 1000)),
+        )
+        if all(
+            not (w.day_types & window.day_types) or w.end_ms <= window.start_ms or window.end_ms <= w.start_ms
+            for w in chosen
+        ):
             chosen.append(window)
     return tuple(chosen)
 
@@ -319,8 +347,12 @@ def test_a_quote_is_never_exceeded(
     assert settled.cost_nano + settled.uncharged_nano == cost_nano(settled.prices, usage)
     # Usage within the quote's bounds is always covered in full: nothing is absorbed by the platform.
     fresh, out = min(usage.input, input_max), min(usage.output, output_max)
-    within = TokenUsage(input=fresh, cached_input=min(usage.cached_input, input_max - fresh), output=out,
-                        reasoning=min(usage.reasoning, output_max - out))  # fmt: skip
+    within = TokenUsage(
+        input=fresh,
+        cached_input=min(usage.cached_input, input_max - fresh),
+        output=out,
+        reasoning=min(usage.reasoning, output_max - out),
+    )
     assert charge(q, within).uncharged_nano == 0
 
 
@@ -358,9 +390,15 @@ def test_routing_prefers_the_offer_cheapest_now_not_at_its_base_price() -> None:
 
     def route(at: str) -> list[str]:
         t = ms(at)
-        plan = plan_route(catalog, model="m", tier="enterprise", key_models=None, prefs=RoutePreferences(),
-                          state_of=lambda offer: OfferState(),
-                          price_of=lambda offer: clock.prices(offer, t))  # fmt: skip
+        plan = plan_route(
+            catalog,
+            model="m",
+            tier="enterprise",
+            key_models=None,
+            prefs=RoutePreferences(),
+            state_of=lambda offer: OfferState(),
+            price_of=lambda offer: clock.prices(offer, t),
+        )
         return [offer.operator for offer in plan]
 
     assert route("2026-06-10T10:00:00+08:00") == ["flat", "tidal"]  # peak: ¥3+¥4 against ¥2+¥3

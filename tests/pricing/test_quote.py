@@ -34,18 +34,22 @@ def test_usage_within_the_bounds_is_charged_in_full(p: Prices, usage: TokenUsage
 
 @given(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6))
 def test_openai_usage_classes_are_disjoint(prompt: int, cached: int, completion: int, reasoning: int) -> None:
-    usage = usage_from_openai({
-        "prompt_tokens": prompt, "completion_tokens": completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-        "completion_tokens_details": {"reasoning_tokens": reasoning},
-    })  # fmt: skip
+    usage = usage_from_openai(
+        {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "prompt_tokens_details": {"cached_tokens": cached},
+            "completion_tokens_details": {"reasoning_tokens": reasoning},
+        }
+    )
     assert usage.total == prompt + completion
     assert usage.cached_input == min(cached, prompt) and usage.reasoning == min(reasoning, completion)
 
 
 def test_deepseek_cache_hit_field_is_read() -> None:
-    usage = usage_from_openai({"prompt_tokens": 100, "completion_tokens": 5, "prompt_cache_hit_tokens": 64,
-                               "prompt_cache_miss_tokens": 36})  # fmt: skip
+    usage = usage_from_openai(
+        {"prompt_tokens": 100, "completion_tokens": 5, "prompt_cache_hit_tokens": 64, "prompt_cache_miss_tokens": 36}
+    )
     assert (usage.input, usage.cached_input, usage.output) == (36, 64, 5)
 
 
@@ -58,7 +62,13 @@ def test_exact_cost_of_a_known_call() -> None:
 @given(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6))
 def test_anthropic_usage_classes_are_counted_once(fresh: int, read: int, written: int, output: int) -> None:
     # Anthropic's input_tokens already excludes the cache reads and writes: the three are added, never nested.
-    usage = usage_from_anthropic({"input_tokens": fresh, "cache_read_input_tokens": read,
-                                  "cache_creation_input_tokens": written, "output_tokens": output})  # fmt: skip
+    usage = usage_from_anthropic(
+        {
+            "input_tokens": fresh,
+            "cache_read_input_tokens": read,
+            "cache_creation_input_tokens": written,
+            "output_tokens": output,
+        }
+    )
     assert usage == TokenUsage(input=fresh, cached_input=read, output=output, cache_write=written)
     assert usage.total == fresh + read + written + output

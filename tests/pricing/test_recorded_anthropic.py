@@ -79,33 +79,63 @@ CATALOG: dict[str, Any] = {
 OFFERS = {offer.id: offer for offer in parse_catalog(CATALOG, {}).offers}
 
 ANTHROPIC_CACHE_WRITE = {
-    "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+    "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-5",
     "content": [{"type": "text", "text": "The catalog lists three operators."}],
-    "stop_reason": "end_turn", "stop_sequence": None,
-    "usage": {"input_tokens": 21, "cache_creation_input_tokens": 3_072, "cache_read_input_tokens": 0,
-              "cache_creation": {"ephemeral_5m_input_tokens": 3_072, "ephemeral_1h_input_tokens": 0},
-              "output_tokens": 393, "service_tier": "standard"},
-}  # fmt: skip
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {
+        "input_tokens": 21,
+        "cache_creation_input_tokens": 3_072,
+        "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 3_072, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": 393,
+        "service_tier": "standard",
+    },
+}
 ANTHROPIC_CACHE_READ = {
     **ANTHROPIC_CACHE_WRITE,
     "id": "msg_01Aq9w938a90dw8q",
-    "usage": {"input_tokens": 35, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 3_072,
-              "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
-              "output_tokens": 120, "service_tier": "standard"},
-}  # fmt: skip
+    "usage": {
+        "input_tokens": 35,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 3_072,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": 120,
+        "service_tier": "standard",
+    },
+}
 DEEPSEEK_ANTHROPIC = {
-    "id": "8f1c6a0e-5d2b-4e0a-9c61-2b7f0b1d3e55", "type": "message", "role": "assistant", "model": "deepseek-chat",
-    "content": [{"type": "text", "text": "你好！"}], "stop_reason": "end_turn", "stop_sequence": None,
+    "id": "8f1c6a0e-5d2b-4e0a-9c61-2b7f0b1d3e55",
+    "type": "message",
+    "role": "assistant",
+    "model": "deepseek-chat",
+    "content": [{"type": "text", "text": "你好！"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
     "usage": {"input_tokens": 176, "cache_read_input_tokens": 1_024, "output_tokens": 300},
-}  # fmt: skip
+}
 ZHIPU_ANTHROPIC = {
-    "id": "20261129091512a3b4c5d6e7f84b2c", "type": "message", "role": "assistant", "model": "glm-5",
-    "content": [{"type": "thinking", "thinking": "The user greets.", "signature": ""},
-                {"type": "text", "text": "Hello!"}],
-    "stop_reason": "end_turn", "stop_sequence": None,
-    "usage": {"input_tokens": 1_200, "output_tokens": 540, "cache_read_input_tokens": 2_048,
-              "server_tool_use": {"web_search_requests": 0}, "service_tier": "standard"},
-}  # fmt: skip
+    "id": "20261129091512a3b4c5d6e7f84b2c",
+    "type": "message",
+    "role": "assistant",
+    "model": "glm-5",
+    "content": [
+        {"type": "thinking", "thinking": "The user greets.", "signature": ""},
+        {"type": "text", "text": "Hello!"},
+    ],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {
+        "input_tokens": 1_200,
+        "output_tokens": 540,
+        "cache_read_input_tokens": 2_048,
+        "server_tool_use": {"web_search_requests": 0},
+        "service_tier": "standard",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -179,8 +209,13 @@ def sse(kind: str, data: Mapping[str, Any]) -> bytes:
 
 
 def recorded_stream(delta_usage: Mapping[str, Any]) -> list[bytes]:
-    start_usage = {"input_tokens": 35, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 3_072,
-                   "output_tokens": 1, "service_tier": "standard"}  # fmt: skip
+    start_usage = {
+        "input_tokens": 35,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 3_072,
+        "output_tokens": 1,
+        "service_tier": "standard",
+    }
     message = {**ANTHROPIC_CACHE_READ, "content": [], "stop_reason": None, "usage": start_usage}
     return [
         sse("message_start", {"message": message}),

@@ -373,19 +373,29 @@ def test_deepseek_hit_reported_in_both_fields_is_counted_once() -> None:
     ids=["null-details", "empty-details", "null-cached", "zero-cached"],
 )
 def test_deepseek_hit_field_is_read_when_the_details_say_nothing(details: dict[str, Any] | None) -> None:
-    usage = usage_from_openai({
-        "prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500, "prompt_tokens_details": details,
-        "prompt_cache_hit_tokens": 1024, "prompt_cache_miss_tokens": 176,
-    })  # fmt: skip
+    usage = usage_from_openai(
+        {
+            "prompt_tokens": 1200,
+            "completion_tokens": 300,
+            "total_tokens": 1500,
+            "prompt_tokens_details": details,
+            "prompt_cache_hit_tokens": 1024,
+            "prompt_cache_miss_tokens": 176,
+        }
+    )
     assert usage == TokenUsage(input=176, cached_input=1024, output=300)
 
 
 def test_more_cached_than_prompted_is_clamped_to_the_prompt() -> None:
-    usage = usage_from_openai({
-        "prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110,
-        "prompt_tokens_details": {"cached_tokens": 150},
-        "completion_tokens_details": {"reasoning_tokens": 25},
-    })  # fmt: skip
+    usage = usage_from_openai(
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "total_tokens": 110,
+            "prompt_tokens_details": {"cached_tokens": 150},
+            "completion_tokens_details": {"reasoning_tokens": 25},
+        }
+    )
     assert usage == TokenUsage(input=0, cached_input=100, output=0, reasoning=10)
     assert usage.total == 100 + 10
     assert cost_nano(OFFERS["openai/o4-mini"].prices, usage) == 100 * 2000 + 10 * 40000
@@ -466,11 +476,16 @@ def test_cost_is_monotone_in_each_count(p: Prices, usage: TokenUsage, token_clas
 
 @given(counts, counts, counts, counts)
 def test_deepseek_shaped_usage_counts_every_token_once(prompt: int, hit: int, completion: int, thought: int) -> None:
-    usage = usage_from_openai({
-        "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": hit},
-        "completion_tokens_details": {"reasoning_tokens": thought},
-        "prompt_cache_hit_tokens": hit, "prompt_cache_miss_tokens": max(prompt - hit, 0),
-    })  # fmt: skip
+    usage = usage_from_openai(
+        {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": hit},
+            "completion_tokens_details": {"reasoning_tokens": thought},
+            "prompt_cache_hit_tokens": hit,
+            "prompt_cache_miss_tokens": max(prompt - hit, 0),
+        }
+    )
     assert usage.total == prompt + completion
     assert usage.cached_input == min(hit, prompt) and usage.reasoning == min(thought, completion)

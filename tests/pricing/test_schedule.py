@@ -351,8 +351,15 @@ def test_price_book_answers_the_latest_version_and_never_rewrites_the_past(
         ({"windows": [window("w", ["weekday"], "9:00", "12:00", 50)]}, "test.windows[0].from: '9:00'"),
         ({"windows": [window("w", ["weekday"], "09:00", "12:60", 50)]}, "test.windows[0].to: '12:60'"),
         ({"windows": [{**window("w", ["weekday"], "09:00", "12:00", 50), "until": "1"}]}, "unknown key 'until'"),
-        ({"windows": [window("a", ["weekday", "holiday"], "00:00", "10:00", 50),
-                      window("b", ["holiday"], "09:00", "12:00", 50)]}, "test: windows: 'b' overlaps 'a' on holidays"),
+        (
+            {
+                "windows": [
+                    window("a", ["weekday", "holiday"], "00:00", "10:00", 50),
+                    window("b", ["holiday"], "09:00", "12:00", 50),
+                ]
+            },
+            "test: windows: 'b' overlaps 'a' on holidays",
+        ),
         ({"long_context": [tier(10, input=4.0)]}, "test.long_context[0].input: write the price as a string"),
         ({"long_context": [{"above_input_tokens": 10, "input": "4"}]}, "test.long_context[0].output is required"),
         ({"long_context": [tier(10, input="0.0001")]}, "test.long_context[0].input: price '0.0001'"),
@@ -365,7 +372,7 @@ def test_price_book_answers_the_latest_version_and_never_rewrites_the_past(
         ({"surcharge": {}}, "test: unknown key 'surcharge'"),
         ({"windows": {"name": "w"}}, "`test.windows` must be a list"),
     ],
-)  # fmt: skip
+)
 def test_parse_errors_name_the_field(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_schedule(BASE, spec, "test")

@@ -1,5 +1,3 @@
-# The fixtures keep one recorded request or chunk per line, as on the wire; longer lines are clearer.
-# ruff: noqa: E501
 """Anthropic Messages requests translated to OpenAI chat requests, and the bad ones refused by name."""
 
 from __future__ import annotations
@@ -351,7 +349,11 @@ BAD_REQUESTS: list[tuple[dict[str, Any], str, str]] = [
     (request(messages="Hi"), "invalid_field", "messages"),
     (request(messages=["Hi"]), "invalid_field", "messages[0]"),
     (request(messages=[{"role": "tool", "content": "x"}]), "invalid_field", "messages[0].role"),
-    (request(messages=[{"role": "system", "content": [{"type": "image"}]}]), "invalid_field", "messages[0].content[0].type"),
+    (
+        request(messages=[{"role": "system", "content": [{"type": "image"}]}]),
+        "invalid_field",
+        "messages[0].content[0].type",
+    ),
     (request(messages=[{"content": "x"}]), "missing_field", "messages[0].role"),
     (request(messages=[{"role": "user"}]), "missing_field", "messages[0].content"),
     (request(messages=[{"role": "user", "content": 3}]), "invalid_field", "messages[0].content"),
@@ -375,9 +377,21 @@ BAD_REQUESTS: list[tuple[dict[str, Any], str, str]] = [
         "invalid_field",
         "messages[0].content[0].content[0].type",
     ),
-    (request(messages=[user({"type": "tool_result", "content": "x"})]), "missing_field", "messages[0].content[0].tool_use_id"),
-    (request(messages=[assistant({"type": "tool_use", "id": "t", "name": "ls"})]), "missing_field", "messages[0].content[0].input"),
-    (request(messages=[assistant({"type": "tool_use", "id": "t", "name": "ls", "input": "x"})]), "invalid_field", "messages[0].content[0].input"),
+    (
+        request(messages=[user({"type": "tool_result", "content": "x"})]),
+        "missing_field",
+        "messages[0].content[0].tool_use_id",
+    ),
+    (
+        request(messages=[assistant({"type": "tool_use", "id": "t", "name": "ls"})]),
+        "missing_field",
+        "messages[0].content[0].input",
+    ),
+    (
+        request(messages=[assistant({"type": "tool_use", "id": "t", "name": "ls", "input": "x"})]),
+        "invalid_field",
+        "messages[0].content[0].input",
+    ),
     (request(system=[{"type": "image"}]), "invalid_field", "system[0].type"),
     (request(system=5), "invalid_field", "system"),
     (request(tools=[{"name": "ls"}]), "missing_field", "tools[0].input_schema"),
@@ -389,7 +403,7 @@ BAD_REQUESTS: list[tuple[dict[str, Any], str, str]] = [
     (request(temperature="hot"), "invalid_field", "temperature"),
     (request(stream="yes"), "invalid_field", "stream"),
     (request(metadata={"user_id": 42}), "invalid_field", "metadata.user_id"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("body", "code", "param"), BAD_REQUESTS, ids=[param for _, _, param in BAD_REQUESTS])

@@ -37,49 +37,438 @@ WEATHER_TOOL: dict[str, Any] = {
 
 DEEPSEEK_CHAT_ID = "0a7f3c52-94e1-4b6d-8c2a-1f5e9d3b7a60"
 DEEPSEEK_CHAT_CHUNKS: list[dict[str, Any]] = [
-    {"id": DEEPSEEK_CHAT_ID, "object": "chat.completion.chunk", "created": 1745400000, "model": "deepseek-chat", "system_fingerprint": "fp_8802369eaa_prod0425fp8", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]},
-    {"id": DEEPSEEK_CHAT_ID, "object": "chat.completion.chunk", "created": 1745400000, "model": "deepseek-chat", "system_fingerprint": "fp_8802369eaa_prod0425fp8", "choices": [{"index": 0, "delta": {"content": "Hello"}, "logprobs": None, "finish_reason": None}]},
-    {"id": DEEPSEEK_CHAT_ID, "object": "chat.completion.chunk", "created": 1745400000, "model": "deepseek-chat", "system_fingerprint": "fp_8802369eaa_prod0425fp8", "choices": [{"index": 0, "delta": {"content": "!"}, "logprobs": None, "finish_reason": None}]},
-    {"id": DEEPSEEK_CHAT_ID, "object": "chat.completion.chunk", "created": 1745400000, "model": "deepseek-chat", "system_fingerprint": "fp_8802369eaa_prod0425fp8", "choices": [{"index": 0, "delta": {"content": " How"}, "logprobs": None, "finish_reason": None}]},
-    {"id": DEEPSEEK_CHAT_ID, "object": "chat.completion.chunk", "created": 1745400000, "model": "deepseek-chat", "system_fingerprint": "fp_8802369eaa_prod0425fp8", "choices": [{"index": 0, "delta": {"content": " can"}, "logprobs": None, "finish_reason": None}]},
-    {"id": DEEPSEEK_CHAT_ID, "object": "chat.completion.chunk", "created": 1745400000, "model": "deepseek-chat", "system_fingerprint": "fp_8802369eaa_prod0425fp8", "choices": [{"index": 0, "delta": {"content": " I"}, "logprobs": None, "finish_reason": None}]},
-    {"id": DEEPSEEK_CHAT_ID, "object": "chat.completion.chunk", "created": 1745400000, "model": "deepseek-chat", "system_fingerprint": "fp_8802369eaa_prod0425fp8", "choices": [{"index": 0, "delta": {"content": " help"}, "logprobs": None, "finish_reason": None}]},
-    {"id": DEEPSEEK_CHAT_ID, "object": "chat.completion.chunk", "created": 1745400000, "model": "deepseek-chat", "system_fingerprint": "fp_8802369eaa_prod0425fp8", "choices": [{"index": 0, "delta": {"content": "?"}, "logprobs": None, "finish_reason": None}]},
-    {"id": DEEPSEEK_CHAT_ID, "object": "chat.completion.chunk", "created": 1745400000, "model": "deepseek-chat", "system_fingerprint": "fp_8802369eaa_prod0425fp8", "choices": [{"index": 0, "delta": {"content": ""}, "logprobs": None, "finish_reason": "stop"}], "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18, "prompt_tokens_details": {"cached_tokens": 0}, "prompt_cache_hit_tokens": 0, "prompt_cache_miss_tokens": 11}},
-]  # fmt: skip
+    {
+        "id": DEEPSEEK_CHAT_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400000,
+        "model": "deepseek-chat",
+        "system_fingerprint": "fp_8802369eaa_prod0425fp8",
+        "choices": [
+            {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+        ],
+    },
+    {
+        "id": DEEPSEEK_CHAT_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400000,
+        "model": "deepseek-chat",
+        "system_fingerprint": "fp_8802369eaa_prod0425fp8",
+        "choices": [{"index": 0, "delta": {"content": "Hello"}, "logprobs": None, "finish_reason": None}],
+    },
+    {
+        "id": DEEPSEEK_CHAT_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400000,
+        "model": "deepseek-chat",
+        "system_fingerprint": "fp_8802369eaa_prod0425fp8",
+        "choices": [{"index": 0, "delta": {"content": "!"}, "logprobs": None, "finish_reason": None}],
+    },
+    {
+        "id": DEEPSEEK_CHAT_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400000,
+        "model": "deepseek-chat",
+        "system_fingerprint": "fp_8802369eaa_prod0425fp8",
+        "choices": [{"index": 0, "delta": {"content": " How"}, "logprobs": None, "finish_reason": None}],
+    },
+    {
+        "id": DEEPSEEK_CHAT_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400000,
+        "model": "deepseek-chat",
+        "system_fingerprint": "fp_8802369eaa_prod0425fp8",
+        "choices": [{"index": 0, "delta": {"content": " can"}, "logprobs": None, "finish_reason": None}],
+    },
+    {
+        "id": DEEPSEEK_CHAT_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400000,
+        "model": "deepseek-chat",
+        "system_fingerprint": "fp_8802369eaa_prod0425fp8",
+        "choices": [{"index": 0, "delta": {"content": " I"}, "logprobs": None, "finish_reason": None}],
+    },
+    {
+        "id": DEEPSEEK_CHAT_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400000,
+        "model": "deepseek-chat",
+        "system_fingerprint": "fp_8802369eaa_prod0425fp8",
+        "choices": [{"index": 0, "delta": {"content": " help"}, "logprobs": None, "finish_reason": None}],
+    },
+    {
+        "id": DEEPSEEK_CHAT_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400000,
+        "model": "deepseek-chat",
+        "system_fingerprint": "fp_8802369eaa_prod0425fp8",
+        "choices": [{"index": 0, "delta": {"content": "?"}, "logprobs": None, "finish_reason": None}],
+    },
+    {
+        "id": DEEPSEEK_CHAT_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400000,
+        "model": "deepseek-chat",
+        "system_fingerprint": "fp_8802369eaa_prod0425fp8",
+        "choices": [{"index": 0, "delta": {"content": ""}, "logprobs": None, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": 11,
+            "completion_tokens": 7,
+            "total_tokens": 18,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "prompt_cache_hit_tokens": 0,
+            "prompt_cache_miss_tokens": 11,
+        },
+    },
+]
 
 DEEPSEEK_REASONER_ID = "d41b8e27-6c3f-4a95-b0e8-7f2a1c9d5e34"
 DEEPSEEK_REASONER_CHUNKS: list[dict[str, Any]] = [
-    {"id": DEEPSEEK_REASONER_ID, "object": "chat.completion.chunk", "created": 1745400100, "model": "deepseek-reasoner", "system_fingerprint": "fp_5417b77867_prod0425fp8", "choices": [{"index": 0, "delta": {"role": "assistant", "content": None, "reasoning_content": ""}, "logprobs": None, "finish_reason": None}]},
-    {"id": DEEPSEEK_REASONER_ID, "object": "chat.completion.chunk", "created": 1745400100, "model": "deepseek-reasoner", "system_fingerprint": "fp_5417b77867_prod0425fp8", "choices": [{"index": 0, "delta": {"content": None, "reasoning_content": "Okay"}, "logprobs": None, "finish_reason": None}]},
-    {"id": DEEPSEEK_REASONER_ID, "object": "chat.completion.chunk", "created": 1745400100, "model": "deepseek-reasoner", "system_fingerprint": "fp_5417b77867_prod0425fp8", "choices": [{"index": 0, "delta": {"content": None, "reasoning_content": ", the user asks"}, "logprobs": None, "finish_reason": None}]},
-    {"id": DEEPSEEK_REASONER_ID, "object": "chat.completion.chunk", "created": 1745400100, "model": "deepseek-reasoner", "system_fingerprint": "fp_5417b77867_prod0425fp8", "choices": [{"index": 0, "delta": {"content": None, "reasoning_content": " for 9.11 vs 9.8."}, "logprobs": None, "finish_reason": None}]},
-    {"id": DEEPSEEK_REASONER_ID, "object": "chat.completion.chunk", "created": 1745400100, "model": "deepseek-reasoner", "system_fingerprint": "fp_5417b77867_prod0425fp8", "choices": [{"index": 0, "delta": {"content": "9.8", "reasoning_content": None}, "logprobs": None, "finish_reason": None}]},
-    {"id": DEEPSEEK_REASONER_ID, "object": "chat.completion.chunk", "created": 1745400100, "model": "deepseek-reasoner", "system_fingerprint": "fp_5417b77867_prod0425fp8", "choices": [{"index": 0, "delta": {"content": " is greater.", "reasoning_content": None}, "logprobs": None, "finish_reason": None}]},
-    {"id": DEEPSEEK_REASONER_ID, "object": "chat.completion.chunk", "created": 1745400100, "model": "deepseek-reasoner", "system_fingerprint": "fp_5417b77867_prod0425fp8", "choices": [{"index": 0, "delta": {"content": "", "reasoning_content": None}, "logprobs": None, "finish_reason": "stop"}], "usage": {"prompt_tokens": 17, "completion_tokens": 24, "total_tokens": 41, "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 18}, "prompt_cache_hit_tokens": 0, "prompt_cache_miss_tokens": 17}},
-]  # fmt: skip
+    {
+        "id": DEEPSEEK_REASONER_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400100,
+        "model": "deepseek-reasoner",
+        "system_fingerprint": "fp_5417b77867_prod0425fp8",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"role": "assistant", "content": None, "reasoning_content": ""},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+    },
+    {
+        "id": DEEPSEEK_REASONER_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400100,
+        "model": "deepseek-reasoner",
+        "system_fingerprint": "fp_5417b77867_prod0425fp8",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"content": None, "reasoning_content": "Okay"},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+    },
+    {
+        "id": DEEPSEEK_REASONER_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400100,
+        "model": "deepseek-reasoner",
+        "system_fingerprint": "fp_5417b77867_prod0425fp8",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"content": None, "reasoning_content": ", the user asks"},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+    },
+    {
+        "id": DEEPSEEK_REASONER_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400100,
+        "model": "deepseek-reasoner",
+        "system_fingerprint": "fp_5417b77867_prod0425fp8",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"content": None, "reasoning_content": " for 9.11 vs 9.8."},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+    },
+    {
+        "id": DEEPSEEK_REASONER_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400100,
+        "model": "deepseek-reasoner",
+        "system_fingerprint": "fp_5417b77867_prod0425fp8",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"content": "9.8", "reasoning_content": None},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+    },
+    {
+        "id": DEEPSEEK_REASONER_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400100,
+        "model": "deepseek-reasoner",
+        "system_fingerprint": "fp_5417b77867_prod0425fp8",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"content": " is greater.", "reasoning_content": None},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+    },
+    {
+        "id": DEEPSEEK_REASONER_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400100,
+        "model": "deepseek-reasoner",
+        "system_fingerprint": "fp_5417b77867_prod0425fp8",
+        "choices": [
+            {"index": 0, "delta": {"content": "", "reasoning_content": None}, "logprobs": None, "finish_reason": "stop"}
+        ],
+        "usage": {
+            "prompt_tokens": 17,
+            "completion_tokens": 24,
+            "total_tokens": 41,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 18},
+            "prompt_cache_hit_tokens": 0,
+            "prompt_cache_miss_tokens": 17,
+        },
+    },
+]
 
 OPENAI_TOOLS_ID = "chatcmpl-BR3uWqX7ZgYkL2mN8pQ4vT6sD1fH"
 OPENAI_TOOL_CHUNKS: list[dict[str, Any]] = [
-    {"id": OPENAI_TOOLS_ID, "object": "chat.completion.chunk", "created": 1745400200, "model": "gpt-4o-2024-08-06", "service_tier": "default", "system_fingerprint": "fp_f5bdcc3276", "choices": [{"index": 0, "delta": {"role": "assistant", "content": None, "tool_calls": [{"index": 0, "id": "call_3GjWmR9xN2kLpQ8vT1sY5bHd", "type": "function", "function": {"name": "get_weather", "arguments": ""}}], "refusal": None}, "logprobs": None, "finish_reason": None}], "usage": None},
-    {"id": OPENAI_TOOLS_ID, "object": "chat.completion.chunk", "created": 1745400200, "model": "gpt-4o-2024-08-06", "service_tier": "default", "system_fingerprint": "fp_f5bdcc3276", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]}, "logprobs": None, "finish_reason": None}], "usage": None},
-    {"id": OPENAI_TOOLS_ID, "object": "chat.completion.chunk", "created": 1745400200, "model": "gpt-4o-2024-08-06", "service_tier": "default", "system_fingerprint": "fp_f5bdcc3276", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": 'ty": "Pa'}}]}, "logprobs": None, "finish_reason": None}], "usage": None},
-    {"id": OPENAI_TOOLS_ID, "object": "chat.completion.chunk", "created": 1745400200, "model": "gpt-4o-2024-08-06", "service_tier": "default", "system_fingerprint": "fp_f5bdcc3276", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": 'ris"}'}}]}, "logprobs": None, "finish_reason": None}], "usage": None},
-    {"id": OPENAI_TOOLS_ID, "object": "chat.completion.chunk", "created": 1745400200, "model": "gpt-4o-2024-08-06", "service_tier": "default", "system_fingerprint": "fp_f5bdcc3276", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 1, "id": "call_8TqZcV4nB7mXwE2rK6yU0aLs", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}, "logprobs": None, "finish_reason": None}], "usage": None},
-    {"id": OPENAI_TOOLS_ID, "object": "chat.completion.chunk", "created": 1745400200, "model": "gpt-4o-2024-08-06", "service_tier": "default", "system_fingerprint": "fp_f5bdcc3276", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 1, "function": {"arguments": '{"ci'}}]}, "logprobs": None, "finish_reason": None}], "usage": None},
-    {"id": OPENAI_TOOLS_ID, "object": "chat.completion.chunk", "created": 1745400200, "model": "gpt-4o-2024-08-06", "service_tier": "default", "system_fingerprint": "fp_f5bdcc3276", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 1, "function": {"arguments": 'ty": "To'}}]}, "logprobs": None, "finish_reason": None}], "usage": None},
-    {"id": OPENAI_TOOLS_ID, "object": "chat.completion.chunk", "created": 1745400200, "model": "gpt-4o-2024-08-06", "service_tier": "default", "system_fingerprint": "fp_f5bdcc3276", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 1, "function": {"arguments": 'kyo"}'}}]}, "logprobs": None, "finish_reason": None}], "usage": None},
-    {"id": OPENAI_TOOLS_ID, "object": "chat.completion.chunk", "created": 1745400200, "model": "gpt-4o-2024-08-06", "service_tier": "default", "system_fingerprint": "fp_f5bdcc3276", "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}], "usage": None},
-    {"id": OPENAI_TOOLS_ID, "object": "chat.completion.chunk", "created": 1745400200, "model": "gpt-4o-2024-08-06", "service_tier": "default", "system_fingerprint": "fp_f5bdcc3276", "choices": [], "usage": {"prompt_tokens": 81, "completion_tokens": 46, "total_tokens": 127, "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}},
-]  # fmt: skip
+    {
+        "id": OPENAI_TOOLS_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400200,
+        "model": "gpt-4o-2024-08-06",
+        "service_tier": "default",
+        "system_fingerprint": "fp_f5bdcc3276",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "call_3GjWmR9xN2kLpQ8vT1sY5bHd",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": ""},
+                        }
+                    ],
+                    "refusal": None,
+                },
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+        "usage": None,
+    },
+    {
+        "id": OPENAI_TOOLS_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400200,
+        "model": "gpt-4o-2024-08-06",
+        "service_tier": "default",
+        "system_fingerprint": "fp_f5bdcc3276",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+        "usage": None,
+    },
+    {
+        "id": OPENAI_TOOLS_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400200,
+        "model": "gpt-4o-2024-08-06",
+        "service_tier": "default",
+        "system_fingerprint": "fp_f5bdcc3276",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"tool_calls": [{"index": 0, "function": {"arguments": 'ty": "Pa'}}]},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+        "usage": None,
+    },
+    {
+        "id": OPENAI_TOOLS_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400200,
+        "model": "gpt-4o-2024-08-06",
+        "service_tier": "default",
+        "system_fingerprint": "fp_f5bdcc3276",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"tool_calls": [{"index": 0, "function": {"arguments": 'ris"}'}}]},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+        "usage": None,
+    },
+    {
+        "id": OPENAI_TOOLS_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400200,
+        "model": "gpt-4o-2024-08-06",
+        "service_tier": "default",
+        "system_fingerprint": "fp_f5bdcc3276",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {
+                    "tool_calls": [
+                        {
+                            "index": 1,
+                            "id": "call_8TqZcV4nB7mXwE2rK6yU0aLs",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": ""},
+                        }
+                    ]
+                },
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+        "usage": None,
+    },
+    {
+        "id": OPENAI_TOOLS_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400200,
+        "model": "gpt-4o-2024-08-06",
+        "service_tier": "default",
+        "system_fingerprint": "fp_f5bdcc3276",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"tool_calls": [{"index": 1, "function": {"arguments": '{"ci'}}]},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+        "usage": None,
+    },
+    {
+        "id": OPENAI_TOOLS_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400200,
+        "model": "gpt-4o-2024-08-06",
+        "service_tier": "default",
+        "system_fingerprint": "fp_f5bdcc3276",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"tool_calls": [{"index": 1, "function": {"arguments": 'ty": "To'}}]},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+        "usage": None,
+    },
+    {
+        "id": OPENAI_TOOLS_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400200,
+        "model": "gpt-4o-2024-08-06",
+        "service_tier": "default",
+        "system_fingerprint": "fp_f5bdcc3276",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"tool_calls": [{"index": 1, "function": {"arguments": 'kyo"}'}}]},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+        "usage": None,
+    },
+    {
+        "id": OPENAI_TOOLS_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400200,
+        "model": "gpt-4o-2024-08-06",
+        "service_tier": "default",
+        "system_fingerprint": "fp_f5bdcc3276",
+        "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}],
+        "usage": None,
+    },
+    {
+        "id": OPENAI_TOOLS_ID,
+        "object": "chat.completion.chunk",
+        "created": 1745400200,
+        "model": "gpt-4o-2024-08-06",
+        "service_tier": "default",
+        "system_fingerprint": "fp_f5bdcc3276",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": 81,
+            "completion_tokens": 46,
+            "total_tokens": 127,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        },
+    },
+]
 
 # Zhipu repeats the role in every delta and sends a tool call whole, in one chunk.
 ZHIPU_ID = "20250423154512a3f9c0d8e14b4b72"
 ZHIPU_CHUNKS: list[dict[str, Any]] = [
-    {"id": ZHIPU_ID, "created": 1745394312, "model": "glm-4.5", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Let me check."}}]},
-    {"id": ZHIPU_ID, "created": 1745394312, "model": "glm-4.5", "choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [{"id": "call_-8f2e9a1b7c4d", "index": 0, "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "北京"}'}}]}}]},
-    {"id": ZHIPU_ID, "created": 1745394312, "model": "glm-4.5", "choices": [{"index": 0, "finish_reason": "tool_calls", "delta": {"role": "assistant", "content": ""}}], "usage": {"prompt_tokens": 140, "completion_tokens": 23, "total_tokens": 163, "prompt_tokens_details": {"cached_tokens": 128}}},
-]  # fmt: skip
+    {
+        "id": ZHIPU_ID,
+        "created": 1745394312,
+        "model": "glm-4.5",
+        "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Let me check."}}],
+    },
+    {
+        "id": ZHIPU_ID,
+        "created": 1745394312,
+        "model": "glm-4.5",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "id": "call_-8f2e9a1b7c4d",
+                            "index": 0,
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city": "北京"}'},
+                        }
+                    ],
+                },
+            }
+        ],
+    },
+    {
+        "id": ZHIPU_ID,
+        "created": 1745394312,
+        "model": "glm-4.5",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "delta": {"role": "assistant", "content": ""}}],
+        "usage": {
+            "prompt_tokens": 140,
+            "completion_tokens": 23,
+            "total_tokens": 163,
+            "prompt_tokens_details": {"cached_tokens": 128},
+        },
+    },
+]
 
 
 def usage_of(chunks: Iterable[Mapping[str, Any]]) -> TokenUsage:

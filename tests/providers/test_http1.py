@@ -96,8 +96,10 @@ def test_the_pool_never_opens_more_than_its_limit() -> None:
 def test_chunked_answers_and_error_statuses_pass_through() -> None:
     async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\nRetry-After: 2\r\n\r\n"
-                     b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")  # fmt: skip
+        writer.write(
+            b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\nRetry-After: 2\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        )
         await writer.drain()
 
     async def scenario() -> None:
@@ -197,8 +199,15 @@ def test_an_anthropic_endpoint_gets_anthropic_credentials_at_its_own_base_url() 
 
     async def scenario() -> None:
         server, port = await serve(handler)
-        both = Operator("test", f"http://127.0.0.1:{port}/v1", "openai", "sk-secret", "", Timeouts(),
-                        anthropic_base_url=f"http://127.0.0.1:{port}/anthropic")  # fmt: skip
+        both = Operator(
+            "test",
+            f"http://127.0.0.1:{port}/v1",
+            "openai",
+            "sk-secret",
+            "",
+            Timeouts(),
+            anthropic_base_url=f"http://127.0.0.1:{port}/anthropic",
+        )
         for protocol in ("anthropic", "openai"):
             upstream = Http1Upstream(both, protocol=protocol)
             response = await upstream.send("/v1/messages" if protocol == "anthropic" else "/chat/completions", b"{}")

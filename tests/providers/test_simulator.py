@@ -205,8 +205,15 @@ def test_repeated_long_prompt_reports_cached_tokens(sim: Sim) -> None:
 
 def test_repeated_long_prompt_answered_with_a_tool_call_reports_cached_tokens(sim: Sim) -> None:
     messages: Any = _long_prompt("tools")
-    tools: Any = [{"type": "function", "function": {"name": "lookup", "parameters": {
-        "type": "object", "properties": {"query": {"type": "string"}}}}}]  # fmt: skip
+    tools: Any = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
+            },
+        }
+    ]
     with sim.client("alpha") as client:
         first = client.chat.completions.create(model=MODEL, messages=messages, tools=tools)
         second = client.chat.completions.create(model=MODEL, messages=messages, tools=tools)
@@ -312,8 +319,13 @@ async def _read_with_gateway_client(base_url: str, body: bytes) -> bytes:
 
 
 def _catalog(base_url: str) -> dict[str, Any]:
-    offer = {"operator": "alpha", "model": "m", "context_window": 10, "max_output_tokens": 10,
-             "price": {"input": "1", "output": "1"}}  # fmt: skip
+    offer = {
+        "operator": "alpha",
+        "model": "m",
+        "context_window": 10,
+        "max_output_tokens": 10,
+        "price": {"input": "1", "output": "1"},
+    }
     return {"operators": {"alpha": {"base_url": f"{base_url}/alpha/v1"}}, "models": {"m": {}}, "offers": [offer]}
 
 

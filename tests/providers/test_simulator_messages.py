@@ -148,8 +148,14 @@ def test_stream_events_follow_anthropic_order(sim: Sim) -> None:
         raw = response.read()
     events = _sse_events(raw.decode())
     kinds = [event.type for event in events]
-    assert kinds == ["message_start", "content_block_start", *["content_block_delta"] * 5,
-                     "content_block_stop", "message_delta", "message_stop"]  # fmt: skip
+    assert kinds == [
+        "message_start",
+        "content_block_start",
+        *["content_block_delta"] * 5,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
     assert (
         raw.index(b"event: content_block_start") < raw.index(b"event: ping") < raw.index(b"event: content_block_delta")
     )
@@ -201,10 +207,14 @@ def test_tools_get_a_tool_use_answer_and_a_tool_result_gets_text(sim: Sim) -> No
             streamed = stream.get_final_message()
         [block] = call.content
         assert isinstance(block, ToolUseBlock)
-        result: MessageParam = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block.id,
-                                                              "content": "A book of accounts."}]}  # fmt: skip
-        used: MessageParam = {"role": "assistant", "content": [{"type": "tool_use", "id": block.id,
-                                                               "name": block.name, "input": block.input}]}  # fmt: skip
+        result: MessageParam = {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": block.id, "content": "A book of accounts."}],
+        }
+        used: MessageParam = {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}],
+        }
         turns = [*ask, used, result]
         answer = client.messages.create(model=MODEL, max_tokens=100, messages=turns, tools=[LOOKUP])
     assert (call.stop_reason, block.name, block.input) == ("tool_use", "lookup", {"query": "What is a ledger?"})
@@ -236,8 +246,13 @@ def test_server_tools_are_never_called(sim: Sim) -> None:
     web_search: Any = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
     with sim.client() as client:
         alone = client.messages.create(model=MODEL, max_tokens=100, messages=HELLO, tools=[web_search])
-        both = client.messages.create(model=MODEL, max_tokens=100, messages=HELLO, tools=[web_search, LOOKUP],
-                                      tool_choice={"type": "tool", "name": "web_search"})  # fmt: skip
+        both = client.messages.create(
+            model=MODEL,
+            max_tokens=100,
+            messages=HELLO,
+            tools=[web_search, LOOKUP],
+            tool_choice={"type": "tool", "name": "web_search"},
+        )
     assert alone.stop_reason == "end_turn" and _text(alone)
     [block] = both.content
     assert isinstance(block, ToolUseBlock) and block.name == "lookup"
@@ -309,8 +324,11 @@ def test_input_classes_add_up_and_never_go_negative() -> None:
 
 
 def test_anthropic_version_header_is_required(sim: Sim) -> None:
-    response = sim.http.post("/v1/messages", content=orjson.dumps({"model": MODEL, "max_tokens": 5, "messages": HELLO}),
-                             headers={"anthropic-version": ""})  # fmt: skip
+    response = sim.http.post(
+        "/v1/messages",
+        content=orjson.dumps({"model": MODEL, "max_tokens": 5, "messages": HELLO}),
+        headers={"anthropic-version": ""},
+    )
     assert response.status_code == 400
     assert response.json()["error"] == {
         "type": "invalid_request_error",

@@ -172,10 +172,14 @@ async def operators(request: Request) -> Response:
     platform = require_admin(request)
     offers = platform.health.snapshot()
     data = [
-        {"operator": name, "region": op.region, "base_url": op.base_url,
-         "offers": [o for o in offers if o["operator"] == name]}
+        {
+            "operator": name,
+            "region": op.region,
+            "base_url": op.base_url,
+            "offers": [o for o in offers if o["operator"] == name],
+        }
         for name, op in platform.catalog.operators.items()
-    ]  # fmt: skip
+    ]
     return json_response({"data": data})
 
 

@@ -77,10 +77,17 @@ async def list_models(request: Request) -> Response:
         offers = [o for o in platform.catalog.offers_for(name) if caller.account.tier in o.tiers]
         if not offers or (caller.key.models is not None and name not in caller.key.models):
             continue
-        data.append({
-            "id": name, "object": "model", "created": MODEL_CREATED_S, "owned_by": "suanli",
-            "description": model.description, "kind": model.kind, "operators": sorted({o.operator for o in offers}),
-        })  # fmt: skip
+        data.append(
+            {
+                "id": name,
+                "object": "model",
+                "created": MODEL_CREATED_S,
+                "owned_by": "suanli",
+                "description": model.description,
+                "kind": model.kind,
+                "operators": sorted({o.operator for o in offers}),
+            }
+        )
     return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
 
 

@@ -67,8 +67,9 @@ async def my_buy_pack(request: Request) -> Response:
     platform = request.app.state.platform
     caller = authenticate(request)
     body = await json_body(request)
-    result = await _buy_pack(platform, caller.account.id, string_field(body, "product"),
-                             request.headers.get("idempotency-key"))  # fmt: skip
+    result = await _buy_pack(
+        platform, caller.account.id, string_field(body, "product"), request.headers.get("idempotency-key")
+    )
     platform.changed(f"account:{caller.account.id}")
     return json_response(result, 201)
 
@@ -93,9 +94,14 @@ async def my_transfer(request: Request) -> Response:
     platform = request.app.state.platform
     caller = authenticate(request)
     body = await json_body(request)
-    job = market.transfer_tokens_job(string_field(body, "pack"), string_field(body, "to"), body.get("tokens"),
-                                     memo=string_field(body, "memo", ""), made_by=f"key {caller.key.id}",
-                                     owner_id=caller.account.id)  # fmt: skip
+    job = market.transfer_tokens_job(
+        string_field(body, "pack"),
+        string_field(body, "to"),
+        body.get("tokens"),
+        memo=string_field(body, "memo", ""),
+        made_by=f"key {caller.key.id}",
+        owner_id=caller.account.id,
+    )
     result = await write(platform, job)
     _forget(platform, result["to_account"])
     return json_response(result, 201)
@@ -123,8 +129,9 @@ async def admin_list_product(request: Request) -> Response:
         return econ.list_product(conn, product, spec, listed_by)
 
     if not await write(platform, job):
-        raise BadRequest(f"A product '{product_id}' is listed already; its terms never change.",
-                         code="already_exists", param="id")  # fmt: skip
+        raise BadRequest(
+            f"A product '{product_id}' is listed already; its terms never change.", code="already_exists", param="id"
+        )
     platform.changed("products")
     return json_response(platform.products[product_id].public(), 201)
 
@@ -164,8 +171,9 @@ async def admin_subscribe(request: Request) -> Response:
     platform = require_admin(request)
     body = await json_body(request)
     account = request.path_params["account"]
-    result = await write(platform, market.subscribe_job(account, string_field(body, "product"), platform.products,
-                                                        platform.zone))  # fmt: skip
+    result = await write(
+        platform, market.subscribe_job(account, string_field(body, "product"), platform.products, platform.zone)
+    )
     _forget(platform, account)
     return json_response(result, 201)
 
@@ -245,15 +253,22 @@ async def admin_set_contract(request: Request) -> Response:
 async def admin_trust(request: Request) -> Response:
     platform = require_admin(request)
     body = await json_body(request)
-    return json_response(await write(platform, market.trust_job(request.path_params["account"],
-                                                                 string_field(body, "account"))), 201)  # fmt: skip
+    return json_response(
+        await write(platform, market.trust_job(request.path_params["account"], string_field(body, "account"))), 201
+    )
 
 
 async def admin_transfer(request: Request) -> Response:
     platform = require_admin(request)
     body = await json_body(request)
-    job = market.transfer_tokens_job(string_field(body, "pack"), string_field(body, "to"), body.get("tokens"),
-                                     memo=string_field(body, "memo", ""), made_by="admin", owner_id=None)  # fmt: skip
+    job = market.transfer_tokens_job(
+        string_field(body, "pack"),
+        string_field(body, "to"),
+        body.get("tokens"),
+        memo=string_field(body, "memo", ""),
+        made_by="admin",
+        owner_id=None,
+    )
     result = await write(platform, job)
     _forget(platform, result["to_account"])
     return json_response(result, 201)

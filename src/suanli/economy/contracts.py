@@ -50,8 +50,10 @@ class Contract:
     tiers: tuple[Tier, ...]
 
     def public(self) -> dict[str, Any]:
-        return {"credit_limit": nano_to_cny(self.credit_limit_nano),
-                "tiers": [{"above": nano_to_cny(t.above_nano), "percent": t.percent} for t in self.tiers]}  # fmt: skip
+        return {
+            "credit_limit": nano_to_cny(self.credit_limit_nano),
+            "tiers": [{"above": nano_to_cny(t.above_nano), "percent": t.percent} for t in self.tiers],
+        }
 
 
 def volume_account(account_id: str, month_start_ms: int) -> str:
@@ -138,8 +140,11 @@ def rebate(conn: Conn, event: UsageEvent, *, paid_nano: int, contract: Contract,
     entry = [Transfer(f"{event.request_id}.volume", Kind.POSTED, VOLUME_SOURCE, account, VOLUME_ASSET, paid_nano)]
     if given_back:
         wallet = ledger_names.wallet(event.account_id)
-        entry.append(Transfer(f"{event.request_id}.rebate", Kind.POSTED, DISCOUNTS, wallet, ASSET_CNY, given_back,
-                              memo="volume tier"))  # fmt: skip
+        entry.append(
+            Transfer(
+                f"{event.request_id}.rebate", Kind.POSTED, DISCOUNTS, wallet, ASSET_CNY, given_back, memo="volume tier"
+            )
+        )
     apply_entry(conn, entry, event.request_id)
     legs = orjson.loads(event.funding) if event.funding else []
     legs.append({"source": "contract", "list_nano": paid_nano, "rebate_nano": given_back, "month_before_nano": before})

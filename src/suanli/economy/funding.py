@@ -206,8 +206,7 @@ def _reserve_budgets(conn: Conn, req: FundingRequest, funding: Funding, dearest:
         account, asset = names.budget(budget.id, start), names.BUDGET_ASSETS[budget.unit]
         econ.grant(conn, account, asset, budget.amount)
         amount = dearest if budget.unit == "cny" else req.input_max + req.output_max
-        transfer = _pending(f"{req.request_id}.budget.{budget.id}", account, asset, amount,
-                            req.memo)  # fmt: skip
+        transfer = _pending(f"{req.request_id}.budget.{budget.id}", account, asset, amount, req.memo)
         balance = read_balance(conn, account)
         remaining = balance.available if balance else 0
         limit = Limit(f"budget:{budget.period}", budget.unit, budget.amount, remaining, end)
@@ -216,8 +215,9 @@ def _reserve_budgets(conn: Conn, req: FundingRequest, funding: Funding, dearest:
             raise RateLimited(
                 f"The {scope}'s {budget.period}ly budget is spent until {_iso(end)}: this request may use "
                 f"{_amount(budget.unit, amount)} and {_amount(budget.unit, remaining)} is left. Nothing was charged.",
-                code="budget_exhausted", headers=_reset_headers(limit, req.now_ms),
-            )  # fmt: skip
+                code="budget_exhausted",
+                headers=_reset_headers(limit, req.now_ms),
+            )
         funding.legs.append(Leg("budget", transfer, unit=budget.unit))
         funding.limits.append(Limit(limit.name, limit.unit, limit.limit, remaining - amount, end))
 
@@ -249,8 +249,9 @@ def _reserve_allowances(
         account, end = _window(conn, sub, allowance, req.now_ms, zone)
         asset = names.allowance_asset(allowance.unit)
         amount = 1 if allowance.unit == "requests" else req.input_max + req.output_max
-        transfer = _pending(f"{req.request_id}.allow.{allowance.window}.{allowance.unit}", account,
-                            asset, amount, req.memo)  # fmt: skip
+        transfer = _pending(
+            f"{req.request_id}.allow.{allowance.window}.{allowance.unit}", account, asset, amount, req.memo
+        )
         balance = read_balance(conn, account)
         remaining = balance.available if balance else 0
         granted = balance.credits_posted if balance else allowance.amount
@@ -264,7 +265,7 @@ def _reserve_allowances(
                 f"The {product.title} allowance of {granted} {allowance.unit} per {_window_name(allowance.window)} "
                 f"is spent; it resets at {_iso(end)}. Nothing was charged.",
                 headers=_reset_headers(limit, req.now_ms),
-            )  # fmt: skip
+            )
         legs.append(Leg("allowance", transfer, unit=allowance.unit))
         limits.append(Limit(allowance.window, allowance.unit, granted, remaining - amount, end))
     conn.execute("RELEASE allowances")
@@ -287,8 +288,9 @@ def _window(conn: Conn, sub: econ.Subscription, allowance: Allowance, now_ms: in
         start, end = windows.week(now_ms, zone)
     else:
         start, end = sub.period_start_ms, sub.period_end_ms
-    account = econ.open_window(conn, sub.id, allowance.window, allowance.unit, start_ms=start, end_ms=end,
-                               amount=allowance.amount)  # fmt: skip
+    account = econ.open_window(
+        conn, sub.id, allowance.window, allowance.unit, start_ms=start, end_ms=end, amount=allowance.amount
+    )
     return account, end
 
 
@@ -309,8 +311,7 @@ def _reserve_packs(
             continue
         amount = min(available, _share(most, share))
         asset = names.pack_asset(product.id)
-        transfer = _pending(f"{req.request_id}.pack.{pack.id}", names.pack(pack.id), asset,
-                            amount, req.memo)  # fmt: skip
+        transfer = _pending(f"{req.request_id}.pack.{pack.id}", names.pack(pack.id), asset, amount, req.memo)
         if not _reserve(conn, transfer, req.request_id):
             continue
         funding.legs.append(Leg("pack", transfer, weights=product.weights, max_draw=most))
@@ -407,8 +408,15 @@ class Settled:
 def _resolve(request_id: str, leg: Leg, used: int, index: int) -> Transfer:
     pending = leg.reservation
     kind = Kind.POST if used > 0 else Kind.VOID
-    return Transfer(f"{request_id}.{index}.{kind.value}", kind, pending.debit_account, pending.credit_account,
-                    pending.asset, used, pending_id=pending.id)  # fmt: skip
+    return Transfer(
+        f"{request_id}.{index}.{kind.value}",
+        kind,
+        pending.debit_account,
+        pending.credit_account,
+        pending.asset,
+        used,
+        pending_id=pending.id,
+    )
 
 
 def _floor_share(amount: int, share: Fraction) -> int:

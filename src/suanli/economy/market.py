@@ -43,14 +43,21 @@ BUDGET_UNITS = ("cny", "tokens")
 def _product(products: Mapping[str, Product], product_id: str, kind: str, account: Account) -> Product:
     product = products.get(product_id)
     if product is None or product.kind != kind:
-        raise NotFound(f"No {kind} product '{product_id}'; `GET /v1/products` lists them.", code="product_not_found",
-                       param="product")  # fmt: skip
+        raise NotFound(
+            f"No {kind} product '{product_id}'; `GET /v1/products` lists them.",
+            code="product_not_found",
+            param="product",
+        )
     if product.retired:
-        raise BadRequest(f"The product '{product_id}' is retired and no longer sold.", code="product_retired",
-                         param="product")  # fmt: skip
+        raise BadRequest(
+            f"The product '{product_id}' is retired and no longer sold.", code="product_retired", param="product"
+        )
     if account.tier not in product.tiers:
-        raise Forbidden(f"The product '{product_id}' is not sold to {account.tier} accounts.",
-                        code="product_not_offered_to_tier", param="product")  # fmt: skip
+        raise Forbidden(
+            f"The product '{product_id}' is not sold to {account.tier} accounts.",
+            code="product_not_offered_to_tier",
+            param="product",
+        )
     return product
 
 
@@ -60,9 +67,11 @@ def _pay(conn: Conn, account_id: str, transfer_id: str, amount: int, what: str) 
     transfer = Transfer(transfer_id, Kind.POSTED, wallet, names.PLANS, ASSET_CNY, amount, memo=what)
     if not apply_if_covered(conn, [transfer]):  # refused: nothing written, so a renewal can lapse instead
         balance = read_balance(conn, wallet)
-        raise PaymentRequired(f"{what} costs ¥{nano_to_cny(amount)} and the account has "
-                              f"¥{nano_to_cny(balance.available if balance else 0)} available. Nothing was "
-                              "charged.")  # fmt: skip
+        raise PaymentRequired(
+            f"{what} costs ¥{nano_to_cny(amount)} and the account has "
+            f"¥{nano_to_cny(balance.available if balance else 0)} available. Nothing was "
+            "charged."
+        )
 
 
 def buy_pack_job(
@@ -79,24 +88,49 @@ def buy_pack_job(
         pack_id = None
         if idempotency_key is not None:
             pack_id = "pack_" + hashlib.sha256(f"{account.id}\n{idempotency_key}".encode()).hexdigest()[:16]
-            bought = conn.execute("SELECT product_id FROM packs WHERE id = ?", (pack_id,)).fetchone()
-            if bought is not None:
-                if bought[0] != product_id:
-                    raise Conflict("That Idempotency-Key already bought another product.", code="idempotency_conflict",
-                                   param="Idempotency-Key")  # fmt: skip
+            if _bought_before(conn, pack_id, product_id):
                 return econ.find_pack(conn, pack_id), read_balance(conn, ledger_names.wallet(account.id))
         product = _product(products, product_id, "pack", account)
-        now = now_ms()
-        pack = econ.create_pack(conn, account.id, product.id, tokens=product.tokens, pack_id=pack_id,
-                                expires_at_ms=now + product.valid_days * econ.DAY_MS, origin="purchase")  # fmt: skip
+        pack = econ.create_pack(
+            conn,
+            account.id,
+            product.id,
+            tokens=product.tokens,
+            pack_id=pack_id,
+            expires_at_ms=now_ms() + product.valid_days * econ.DAY_MS,
+            origin="purchase",
+        )
         _pay(conn, account.id, f"{pack.id}.buy", product.price_nano, f"The pack {product.id}")
-        asset = names.pack_asset(product.id)
-        open_account(conn, names.issue(product.id), asset, None)
-        apply_entry(conn, [Transfer(f"{pack.id}.issue", Kind.POSTED, names.issue(product.id), names.pack(pack.id),
-                                    asset, product.tokens, memo="purchase")])  # fmt: skip
+        _issue(conn, pack, product)
         return pack, read_balance(conn, ledger_names.wallet(account.id))
 
     return job
+
+
+def _bought_before(conn: Conn, pack_id: str, product_id: str) -> bool:
+    """Whether the purchase of this idempotency key's pack was made; a conflict if it bought another product."""
+    bought = conn.execute("SELECT product_id FROM packs WHERE id = ?", (pack_id,)).fetchone()
+    if bought is not None and bought[0] != product_id:
+        raise Conflict(
+            "That Idempotency-Key already bought another product.", code="idempotency_conflict", param="Idempotency-Key"
+        )
+    return bought is not None
+
+
+def _issue(conn: Conn, pack: econ.Pack, product: Product) -> None:
+    """Credit a bought pack with its product's tokens, issued by the product."""
+    asset = names.pack_asset(product.id)
+    open_account(conn, names.issue(product.id), asset, None)
+    issue = Transfer(
+        f"{pack.id}.issue",
+        Kind.POSTED,
+        names.issue(product.id),
+        names.pack(pack.id),
+        asset,
+        product.tokens,
+        memo="purchase",
+    )
+    apply_entry(conn, [issue])
 
 
 def subscribe_job(
@@ -119,8 +153,12 @@ def subscribe_job(
             sub = econ.Subscription("sub_" + secrets.token_hex(8), account.id, product.id, now, start, end, now, None)
             _pay(conn, account.id, f"{sub.id}.fee.{start}", product.price_nano, f"The plan {product.id}")
             econ.insert_subscription(conn, sub)
-            return {"subscription": sub.id, "product": product.id, "charged": nano_to_cny(product.price_nano),
-                    "period_end_ms": end}  # fmt: skip
+            return {
+                "subscription": sub.id,
+                "product": product.id,
+                "charged": nano_to_cny(product.price_nano),
+                "period_end_ms": end,
+            }
         return _upgrade(conn, account, current, products[current.product_id], product, now=now)
 
     return job
@@ -132,9 +170,12 @@ def _upgrade(
     if new.id == old.id:
         raise Conflict(f"The account already subscribes to {new.id}.", code="already_subscribed", param="product")
     if new.price_nano < old.price_nano:
-        raise BadRequest(f"{new.id} costs less than {old.id}: a downgrade takes effect when the cycle ends "
-                         f"(cancel, then subscribe after {_iso_day(sub.period_end_ms)}).",
-                         code="downgrade_mid_cycle", param="product")  # fmt: skip
+        raise BadRequest(
+            f"{new.id} costs less than {old.id}: a downgrade takes effect when the cycle ends "
+            f"(cancel, then subscribe after {_iso_day(sub.period_end_ms)}).",
+            code="downgrade_mid_cycle",
+            param="product",
+        )
     remaining = Fraction(sub.period_end_ms - now, sub.period_end_ms - sub.period_start_ms)
     charge = -(-(new.price_nano - old.price_nano) * remaining.numerator // remaining.denominator)
     if charge:
@@ -145,10 +186,18 @@ def _upgrade(
         if target > amount:  # the open window gets the new plan's allowance at once
             account_id = names.allowance(sub.id, window, unit, start)
             econ.top_up_window(conn, account_id, names.allowance_asset(unit), target - amount, f".up.{new.id}")
-            conn.execute("UPDATE allowance_windows SET amount = ? WHERE subscription_id = ? AND window_name = ? AND "
-                         "unit = ? AND start_ms = ?", (target, sub.id, window, unit, start))  # fmt: skip
-    return {"subscription": sub.id, "product": new.id, "upgraded_from": old.id, "charged": nano_to_cny(charge),
-            "period_end_ms": sub.period_end_ms}  # fmt: skip
+            conn.execute(
+                "UPDATE allowance_windows SET amount = ? WHERE subscription_id = ? AND window_name = ? AND "
+                "unit = ? AND start_ms = ?",
+                (target, sub.id, window, unit, start),
+            )
+    return {
+        "subscription": sub.id,
+        "product": new.id,
+        "upgraded_from": old.id,
+        "charged": nano_to_cny(charge),
+        "period_end_ms": sub.period_end_ms,
+    }
 
 
 def _iso_day(ms: int) -> str:
@@ -207,6 +256,21 @@ def renew_due_job(
     return job
 
 
+def _move_tokens(conn: Conn, pack: econ.Pack, move: Transfer) -> None:
+    """Post the move out of ``pack``; a 400 ``insufficient_tokens`` if the pack has fewer available."""
+    try:
+        apply_entry(conn, [move])
+    except LedgerRejected as exc:
+        if exc.rejection is not Rejection.EXCEEDS_FLOOR:
+            raise
+        available, _ = econ.pack_remaining(conn, pack)
+        raise BadRequest(
+            f"The pack has {available} tokens available, fewer than {move.amount}.",
+            code="insufficient_tokens",
+            param="tokens",
+        ) from None
+
+
 def transfer_tokens_job(
     pack_id: str, to_ref: str, tokens: object, *, memo: str, made_by: str, owner_id: str | None
 ) -> Callable[[Conn], dict[str, Any]]:
@@ -225,22 +289,33 @@ def transfer_tokens_job(
         if pack.expires_at_ms <= now_ms() or pack.forfeited_at_ms is not None:
             raise BadRequest(f"The pack '{pack_id}' has expired.", code="pack_expired", param="pack")
         asset = names.pack_asset(pack.product_id)
-        new_pack = econ.create_pack(conn, receiver.id, pack.product_id, tokens=count, expires_at_ms=pack.expires_at_ms,
-                                    origin=f"transfer from {pack.id}")  # fmt: skip
-        move = Transfer(f"{new_pack.id}.from.{pack.id}", Kind.POSTED, names.pack(pack.id), names.pack(new_pack.id),
-                        asset, count, memo=memo or f"by {made_by}")  # fmt: skip
-        try:
-            apply_entry(conn, [move])
-        except LedgerRejected as exc:
-            if exc.rejection is not Rejection.EXCEEDS_FLOOR:
-                raise
-            available, _ = econ.pack_remaining(conn, pack)
-            raise BadRequest(f"The pack has {available} tokens available, fewer than {count}.",
-                             code="insufficient_tokens", param="tokens") from None  # fmt: skip
-        transfer_id = econ.record_token_transfer(conn, pack.id, new_pack.id, tokens=count, memo=memo,
-                                                 made_by=made_by)  # fmt: skip
-        return {"transfer": transfer_id, "from_pack": pack.id, "to_pack": new_pack.id, "to_account": receiver.name,
-                "tokens": count, "expires_at_ms": pack.expires_at_ms}  # fmt: skip
+        new_pack = econ.create_pack(
+            conn,
+            receiver.id,
+            pack.product_id,
+            tokens=count,
+            expires_at_ms=pack.expires_at_ms,
+            origin=f"transfer from {pack.id}",
+        )
+        move = Transfer(
+            f"{new_pack.id}.from.{pack.id}",
+            Kind.POSTED,
+            names.pack(pack.id),
+            names.pack(new_pack.id),
+            asset,
+            count,
+            memo=memo or f"by {made_by}",
+        )
+        _move_tokens(conn, pack, move)
+        transfer_id = econ.record_token_transfer(conn, pack.id, new_pack.id, tokens=count, memo=memo, made_by=made_by)
+        return {
+            "transfer": transfer_id,
+            "from_pack": pack.id,
+            "to_pack": new_pack.id,
+            "to_account": receiver.name,
+            "tokens": count,
+            "expires_at_ms": pack.expires_at_ms,
+        }
 
     return job
 
@@ -289,8 +364,15 @@ def expire_packs_job(at_ms: int | None = None) -> Callable[[Conn], list[dict[str
             if available > 0:
                 asset = names.pack_asset(pack.product_id)
                 open_account(conn, names.forfeit(pack.product_id), asset, None)
-                forfeit = Transfer(f"{pack.id}.forfeit.{now}", Kind.POSTED, names.pack(pack.id),
-                                   names.forfeit(pack.product_id), asset, available, memo="expired")  # fmt: skip
+                forfeit = Transfer(
+                    f"{pack.id}.forfeit.{now}",
+                    Kind.POSTED,
+                    names.pack(pack.id),
+                    names.forfeit(pack.product_id),
+                    asset,
+                    available,
+                    memo="expired",
+                )
                 apply_entry(conn, [forfeit])
                 forfeited.append({"pack": pack.id, "account_id": pack.account_id, "tokens": available})
             if reserved == 0:
@@ -365,8 +447,11 @@ def set_contract_job(
         except LedgerRejected:
             balance = read_balance(conn, ledger_names.wallet(account.id))
             owed = -(balance.available if balance else 0)
-            raise BadRequest(f"The account owes ¥{nano_to_cny(owed)}, more than that credit limit.",
-                             code="credit_limit_below_debt", param="credit_limit") from None  # fmt: skip
+            raise BadRequest(
+                f"The account owes ¥{nano_to_cny(owed)}, more than that credit limit.",
+                code="credit_limit_below_debt",
+                param="credit_limit",
+            ) from None
         contract = Contract(account.id, credit_limit_nano, tiers)
         save_contract(conn, contract)
         econ.mark_has_plans(conn, account.id)

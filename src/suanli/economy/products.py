@@ -96,12 +96,20 @@ class Product:
     def public(self) -> dict[str, Any]:
         """The product as the API and CLI show it."""
         shown: dict[str, Any] = {
-            "id": self.id, "kind": self.kind, "title": self.title, "price": nano_to_cny(self.price_nano),
-            "tiers": sorted(self.tiers), "models": sorted(self.models), "retired": self.retired,
-        }  # fmt: skip
+            "id": self.id,
+            "kind": self.kind,
+            "title": self.title,
+            "price": nano_to_cny(self.price_nano),
+            "tiers": sorted(self.tiers),
+            "models": sorted(self.models),
+            "retired": self.retired,
+        }
         if self.kind == "pack":
-            shown.update(tokens=self.tokens, valid_days=self.valid_days,
-                         weights={c: _weight_text(getattr(self.weights, c)) for c in TOKEN_CLASSES})  # fmt: skip
+            shown.update(
+                tokens=self.tokens,
+                valid_days=self.valid_days,
+                weights={c: _weight_text(getattr(self.weights, c)) for c in TOKEN_CLASSES},
+            )
         else:
             shown["allowances"] = [{"window": a.window, a.unit: a.amount} for a in self.allowances]
         return shown
@@ -132,12 +140,21 @@ def parse_product(
     product_tiers = _string_set(spec.get("tiers", list(tiers)), f"{where}: tiers", "tiers")
     if not product_tiers <= set(tiers):
         raise BadRequest(f"{where}: tiers must be among {', '.join(tiers)}.", param="tiers")
-    common = {"id": product_id, "kind": kind, "title": title, "price_nano": _price(spec.get("price"), where),
-              "tiers": product_tiers, "models": product_models}  # fmt: skip
+    common = {
+        "id": product_id,
+        "kind": kind,
+        "title": title,
+        "price_nano": _price(spec.get("price"), where),
+        "tiers": product_tiers,
+        "models": product_models,
+    }
     if kind == "pack":
-        return Product(**common, tokens=_int(spec, "tokens", where, 1, PACK_TOKENS_MAX),
-                       valid_days=_int(spec, "valid_days", where, 1, PACK_DAYS_MAX),
-                       weights=_weights(spec.get("weights", {}), where))  # fmt: skip
+        return Product(
+            **common,
+            tokens=_int(spec, "tokens", where, 1, PACK_TOKENS_MAX),
+            valid_days=_int(spec, "valid_days", where, 1, PACK_DAYS_MAX),
+            weights=_weights(spec.get("weights", {}), where),
+        )
     return Product(**common, allowances=_allowances(spec.get("allowances"), where))
 
 
@@ -182,8 +199,10 @@ def _weights(spec: Any, where: str) -> Weights:
         except ArithmeticError:  # not a number, or one too large to scale ("1e999999")
             scaled = None
         if scaled is None or scaled != scaled.to_integral_value() or not 0 <= scaled <= 100 * WEIGHT_SCALE:
-            raise BadRequest(f'{where}: weights.{name} must be a decimal string from "0" to "100", at most three '
-                             "decimal places.", param="weights")  # fmt: skip
+            raise BadRequest(
+                f'{where}: weights.{name} must be a decimal string from "0" to "100", at most three decimal places.',
+                param="weights",
+            )
         values[name] = int(scaled)
     values.setdefault("cached_input", values.get("input", WEIGHT_SCALE))
     values.setdefault("cache_write", values.get("input", WEIGHT_SCALE))
@@ -199,8 +218,10 @@ def _allowances(spec: Any, where: str) -> tuple[Allowance, ...]:
         window = entry.get("window") if isinstance(entry, Mapping) else None
         units = [u for u in UNITS if isinstance(entry, Mapping) and u in entry]
         if window not in WINDOWS or len(units) != 1:
-            raise BadRequest(f"{where}: each allowance is {{ window = one of {', '.join(WINDOWS)}, requests = N }} "
-                             "or tokens = N.", param="allowances")  # fmt: skip
+            raise BadRequest(
+                f"{where}: each allowance is {{ window = one of {', '.join(WINDOWS)}, requests = N }} or tokens = N.",
+                param="allowances",
+            )
         amount = entry[units[0]]
         if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= TOKENS_AMOUNT_MAX:
             raise BadRequest(

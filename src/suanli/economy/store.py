@@ -184,9 +184,19 @@ def current_subscription(conn: Conn, account_id: str) -> Subscription | None:
 
 
 def insert_subscription(conn: Conn, sub: Subscription) -> None:
-    conn.execute(f"INSERT INTO subscriptions ({_SUB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                 (sub.id, sub.account_id, sub.product_id, sub.anchor_ms, sub.period_start_ms, sub.period_end_ms,
-                  sub.created_at_ms, sub.ended_at_ms))  # fmt: skip
+    conn.execute(
+        f"INSERT INTO subscriptions ({_SUB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            sub.id,
+            sub.account_id,
+            sub.product_id,
+            sub.anchor_ms,
+            sub.period_start_ms,
+            sub.period_end_ms,
+            sub.created_at_ms,
+            sub.ended_at_ms,
+        ),
+    )
     mark_has_plans(conn, sub.account_id)
 
 
@@ -203,8 +213,9 @@ def end_subscription(conn: Conn, sub_id: str, at_ms: int) -> None:
 
 
 def set_period(conn: Conn, sub_id: str, start_ms: int, end_ms: int) -> None:
-    conn.execute("UPDATE subscriptions SET period_start_ms = ?, period_end_ms = ? WHERE id = ?",
-                 (start_ms, end_ms, sub_id))  # fmt: skip
+    conn.execute(
+        "UPDATE subscriptions SET period_start_ms = ?, period_end_ms = ? WHERE id = ?", (start_ms, end_ms, sub_id)
+    )
 
 
 def last_window(conn: Conn, sub_id: str, window: str, unit: str) -> tuple[int, int, int] | None:

@@ -22,9 +22,15 @@ def pack_dict(conn: Conn, pack: econ.Pack, now: int) -> dict[str, Any]:
     available, reserved = econ.pack_remaining(conn, pack)
     state = "forfeited" if pack.forfeited_at_ms is not None else ("expired" if pack.expires_at_ms <= now else "active")
     return {
-        "id": pack.id, "product": pack.product_id, "tokens": pack.tokens, "available": available,
-        "reserved": reserved, "expires_at_ms": pack.expires_at_ms, "state": state, "origin": pack.origin,
-    }  # fmt: skip
+        "id": pack.id,
+        "product": pack.product_id,
+        "tokens": pack.tokens,
+        "available": available,
+        "reserved": reserved,
+        "expires_at_ms": pack.expires_at_ms,
+        "state": state,
+        "origin": pack.origin,
+    }
 
 
 def plans_view(
@@ -48,10 +54,13 @@ def _contract(conn: Conn, account: Account, now: int, zone: ZoneInfo) -> dict[st
     wallet = read_balance(conn, ledger_names.wallet(account.id))
     available = wallet.available if wallet else 0
     volume = month_volume(conn, account.id, now, zone)
-    return {**contract.public(), "owed": nano_to_cny(max(0, -available)),
-            "credit_available": nano_to_cny(available + contract.credit_limit_nano),
-            "month_volume": nano_to_cny(volume),
-            "month_charged": nano_to_cny(graduated(contract.tiers, volume))}  # fmt: skip
+    return {
+        **contract.public(),
+        "owed": nano_to_cny(max(0, -available)),
+        "credit_available": nano_to_cny(available + contract.credit_limit_nano),
+        "month_volume": nano_to_cny(volume),
+        "month_charged": nano_to_cny(graduated(contract.tiers, volume)),
+    }
 
 
 def _subscription(
@@ -64,12 +73,26 @@ def _subscription(
     allowances = []
     for allowance in product.allowances:
         start, end, used = _window_now(conn, sub, allowance.window, allowance.unit, now=now, zone=zone)
-        allowances.append({"window": allowance.window, "unit": allowance.unit, "limit": allowance.amount,
-                           "used": used, "remaining": max(0, allowance.amount - used),
-                           "window_start_ms": start, "resets_at_ms": end})  # fmt: skip
-    return {"id": sub.id, "product": product.id, "title": product.title, "models": sorted(product.models),
-            "period_start_ms": sub.period_start_ms, "period_end_ms": sub.period_end_ms,
-            "allowances": allowances}  # fmt: skip
+        allowances.append(
+            {
+                "window": allowance.window,
+                "unit": allowance.unit,
+                "limit": allowance.amount,
+                "used": used,
+                "remaining": max(0, allowance.amount - used),
+                "window_start_ms": start,
+                "resets_at_ms": end,
+            }
+        )
+    return {
+        "id": sub.id,
+        "product": product.id,
+        "title": product.title,
+        "models": sorted(product.models),
+        "period_start_ms": sub.period_start_ms,
+        "period_end_ms": sub.period_end_ms,
+        "allowances": allowances,
+    }
 
 
 def _window_now(
@@ -99,6 +122,13 @@ def _budget(conn: Conn, budget: econ.Budget, now: int, zone: ZoneInfo) -> dict[s
     def shown(amount: int) -> str | int:
         return nano_to_cny(amount) if budget.unit == "cny" else amount
 
-    return {"id": budget.id, "key": budget.key_id, "period": budget.period, "unit": budget.unit,
-            "limit": shown(budget.amount), "used": shown(used), "remaining": shown(max(0, budget.amount - used)),
-            "resets_at_ms": end}  # fmt: skip
+    return {
+        "id": budget.id,
+        "key": budget.key_id,
+        "period": budget.period,
+        "unit": budget.unit,
+        "limit": shown(budget.amount),
+        "used": shown(used),
+        "remaining": shown(max(0, budget.amount - used)),
+        "resets_at_ms": end,
+    }

@@ -100,8 +100,14 @@ def topup_job(account: str, amount_nano: int, topup_id: str | None = None) -> Ca
         transfer_id = _topup_transfer_id(conn, owner.id, topup_id, amount_nano)
         open_account(conn, ledger_names.TOPUP_SOURCE, ASSET_CNY, None)
         open_account(conn, wallet, ASSET_CNY, ledger_names.WALLET_FLOOR_NANO)
-        apply_entry(conn, [Transfer(transfer_id, Kind.POSTED, ledger_names.TOPUP_SOURCE, wallet,
-                                    ASSET_CNY, amount_nano, memo="top-up")])  # fmt: skip
+        apply_entry(
+            conn,
+            [
+                Transfer(
+                    transfer_id, Kind.POSTED, ledger_names.TOPUP_SOURCE, wallet, ASSET_CNY, amount_nano, memo="top-up"
+                )
+            ],
+        )
         return owner, _balance(conn, owner)
 
     return job
@@ -221,26 +227,48 @@ def balance_dict(balance: Balance) -> dict[str, Any]:
 
 def key_dict(key: ApiKey) -> dict[str, Any]:
     return {
-        "id": key.id, "account_id": key.account_id, "prefix": key.prefix, "name": key.name,
-        "models": list(key.models) if key.models is not None else None, "created_at_ms": key.created_at_ms,
-        "expires_at_ms": key.expires_at_ms, "revoked_at_ms": key.revoked_at_ms,
-    }  # fmt: skip
+        "id": key.id,
+        "account_id": key.account_id,
+        "prefix": key.prefix,
+        "name": key.name,
+        "models": list(key.models) if key.models is not None else None,
+        "created_at_ms": key.created_at_ms,
+        "expires_at_ms": key.expires_at_ms,
+        "revoked_at_ms": key.revoked_at_ms,
+    }
 
 
 def usage_dict(event: UsageEvent) -> dict[str, Any]:
     return {
-        "request_id": event.request_id, "created_at_ms": event.created_at_ms, "key_id": event.key_id,
-        "model": event.model, "operator": event.operator, "offer": event.offer_id, "stream": event.stream,
-        "input_tokens": event.input_tokens, "cached_input_tokens": event.cached_input_tokens,
-        "cache_write_tokens": event.cache_write_tokens, "output_tokens": event.output_tokens,
+        "request_id": event.request_id,
+        "created_at_ms": event.created_at_ms,
+        "key_id": event.key_id,
+        "model": event.model,
+        "operator": event.operator,
+        "offer": event.offer_id,
+        "stream": event.stream,
+        "input_tokens": event.input_tokens,
+        "cached_input_tokens": event.cached_input_tokens,
+        "cache_write_tokens": event.cache_write_tokens,
+        "output_tokens": event.output_tokens,
         "reasoning_tokens": event.reasoning_tokens,
-        "estimated": event.estimated, "cost": nano_to_cny(event.cost_nano), "cost_nano": event.cost_nano,
-        "reserved_nano": event.reserved_nano, "uncharged_nano": event.uncharged_nano,
-        "outcome": event.outcome, "http_status": event.http_status, "error_code": event.error_code,
-        "latency_ms": event.latency_ms, "ttft_ms": event.ttft_ms,
+        "estimated": event.estimated,
+        "cost": nano_to_cny(event.cost_nano),
+        "cost_nano": event.cost_nano,
+        "reserved_nano": event.reserved_nano,
+        "uncharged_nano": event.uncharged_nano,
+        "outcome": event.outcome,
+        "http_status": event.http_status,
+        "error_code": event.error_code,
+        "latency_ms": event.latency_ms,
+        "ttft_ms": event.ttft_ms,
         "funding": orjson.loads(event.funding) if event.funding else None,
         "price_window": event.price_window or None,
-        "prices_nano": {"input": event.price_input_nano, "cached_input": event.price_cached_input_nano,
-                        "cache_write": event.price_cache_write_nano, "output": event.price_output_nano,
-                        "reasoning": event.price_reasoning_nano},
-    }  # fmt: skip
+        "prices_nano": {
+            "input": event.price_input_nano,
+            "cached_input": event.price_cached_input_nano,
+            "cache_write": event.price_cache_write_nano,
+            "output": event.price_output_nano,
+            "reasoning": event.price_reasoning_nano,
+        },
+    }

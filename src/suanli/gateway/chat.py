@@ -44,8 +44,11 @@ class ChatAnswer:
     close: Callable[[], None] | None = None  # a stream's release, for the response's ``finally``
 
 
-MODEL_KIND_ENDPOINTS = {"chat": "/v1/chat/completions or /v1/messages", "embedding": "/v1/embeddings",
-                        "image": "/v1/images/generations"}  # fmt: skip
+MODEL_KIND_ENDPOINTS = {
+    "chat": "/v1/chat/completions or /v1/messages",
+    "embedding": "/v1/embeddings",
+    "image": "/v1/images/generations",
+}
 ANSWER_LIST_FIELD = {
     "chat": "choices",
     "embedding": "data",
@@ -162,8 +165,9 @@ def _check_kind(platform: Platform, request: ChatRequest) -> None:
     model = platform.catalog.models.get(request.model)
     if model is not None and model.kind != request.kind:
         endpoint = MODEL_KIND_ENDPOINTS[model.kind]
-        raise BadRequest(f"'{request.model}' is an {model.kind} model; call {endpoint}.", code="wrong_model_kind",
-                         param="model")  # fmt: skip
+        raise BadRequest(
+            f"'{request.model}' is an {model.kind} model; call {endpoint}.", code="wrong_model_kind", param="model"
+        )
 
 
 def with_account_routing(body: dict[str, Any], caller: Caller) -> dict[str, Any]:
@@ -205,11 +209,14 @@ async def _complete(platform: Platform, call: Call, response: UpstreamResponse, 
     native = dialect.native(call)
     field = native.answer_field if native else ANSWER_LIST_FIELD[call.request.kind]
     if not isinstance(data, dict) or not isinstance(data.get(field), list):
-        raise UpstreamError(f"Operator {call.offer.operator} sent an answer that is not a {call.request.kind} answer.",
-                            code="upstream_bad_response")  # fmt: skip
+        raise UpstreamError(
+            f"Operator {call.offer.operator} sent an answer that is not a {call.request.kind} answer.",
+            code="upstream_bad_response",
+        )
     usage, estimated = native.usage(call, data) if native else _usage_of(call, data)
-    settlement = await settle(platform, call, usage, estimated=estimated,
-                              outcome="ok_estimated" if estimated else "ok", http_status=200)  # fmt: skip
+    settlement = await settle(
+        platform, call, usage, estimated=estimated, outcome="ok_estimated" if estimated else "ok", http_status=200
+    )
     body = (native.answer if native else dialect.answer)(call, data, usage, settlement, estimated)
     headers = _headers(call)
     headers["x-suanli-cost"] = nano_to_cny(settlement.cost_nano)
@@ -265,8 +272,7 @@ async def _release(platform: Platform, call: Call, exc: BaseException) -> None:
         status, code = exc.status, exc.code
     else:
         outcome, status, code = "internal_error", 500, type(exc).__name__
-    job = settle(platform, call, TokenUsage(), estimated=False, outcome=outcome, http_status=status,
-                 error_code=code)  # fmt: skip
+    job = settle(platform, call, TokenUsage(), estimated=False, outcome=outcome, http_status=status, error_code=code)
     if isinstance(exc, asyncio.CancelledError):
         platform.spawn(job)
     else:

@@ -130,9 +130,15 @@ async def _attempt(
 
 
 def _record(
-    call: Call, health: OfferHealth, offer: Offer, started_ns: int, outcome: Outcome,
-    *, status: int, finished: bool = True,
-) -> None:  # fmt: skip
+    call: Call,
+    health: OfferHealth,
+    offer: Offer,
+    started_ns: int,
+    outcome: Outcome,
+    *,
+    status: int,
+    finished: bool = True,
+) -> None:
     latency_ms = (time.perf_counter_ns() - started_ns) / 1e6
     health.record(Outcome(outcome.ok, outcome.reason, latency_ms, outcome.retry_after_s))
     if finished:
@@ -188,8 +194,10 @@ def _rejection(operator: Operator, status: int, raw: bytes) -> str:
 def _exhausted(call: Call, failures: list[SuanliError]) -> SuanliError:
     if not failures:
         names = ", ".join(sorted({o.operator for o in call.plan}))
-        return ServiceUnavailable(f"No operator of '{call.request.model}' is healthy right now ({names}); "
-                                  "retry shortly.", code="no_healthy_offer")  # fmt: skip
+        return ServiceUnavailable(
+            f"No operator of '{call.request.model}' is healthy right now ({names}); retry shortly.",
+            code="no_healthy_offer",
+        )
     if len(failures) == 1:
         return failures[0]
     summary = "; ".join(f"{a.operator}: {a.outcome}" for a in call.attempts)

@@ -212,18 +212,24 @@ class OfferHealth:
         self._advance(now)
         calls, failed = self._window_counts(now)
         return {
-            "offer": self.offer.id, "operator": self.offer.operator, "model": self.offer.model,
-            "state": self.state, "reason": self.reason,
-            "window_calls": calls, "window_error_rate_percent": round(100 * failed / calls, 1) if calls else 0.0,
+            "offer": self.offer.id,
+            "operator": self.offer.operator,
+            "model": self.offer.model,
+            "state": self.state,
+            "reason": self.reason,
+            "window_calls": calls,
+            "window_error_rate_percent": round(100 * failed / calls, 1) if calls else 0.0,
             "latency_p50_ms": _percentile(self._latencies_ms, 50),
             "latency_p95_ms": _percentile(self._latencies_ms, 95),
             "ttft_p50_ms": _percentile(self._ttfts_ms, 50),
             "ttft_p95_ms": _percentile(self._ttfts_ms, 95),
             "tokens_per_s": None if self._tokens_per_s_ewma is None else round(self._tokens_per_s_ewma, 1),
-            "in_flight": self.in_flight, "capacity": self.offer.capacity,
+            "in_flight": self.in_flight,
+            "capacity": self.offer.capacity,
             "retry_after_s": round(max(0.0, self._retry_after_until - now), 3),
-            "calls_total": self.calls_total, "failures_total": self.failures_total,
-        }  # fmt: skip
+            "calls_total": self.calls_total,
+            "failures_total": self.failures_total,
+        }
 
 
 class HealthRegistry:

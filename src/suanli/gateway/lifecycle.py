@@ -94,8 +94,7 @@ class Settlement:
 
 def _quotes(platform: Platform, plan: Sequence[Offer], request: ChatRequest, prompt_tokens: int) -> dict[str, Quote]:
     """Lock every planned offer's prices now (its price version, window and load) and bound the cost."""
-    return quote_plan(platform.price_clock, platform.health, plan, request, prompt_tokens=prompt_tokens,
-                      t_ms=now_ms())  # fmt: skip
+    return quote_plan(platform.price_clock, platform.health, plan, request, prompt_tokens=prompt_tokens, t_ms=now_ms())
 
 
 def _fitting(plan: Sequence[Offer], request: ChatRequest, prompt_tokens: int) -> list[Offer]:
@@ -103,16 +102,20 @@ def _fitting(plan: Sequence[Offer], request: ChatRequest, prompt_tokens: int) ->
     if image is not None:
         plan = [o for o in plan if o.tokens_per_image(image.size, image.quality) is not None]
         if not plan:
-            raise BadRequest(f"No operator of '{request.model}' makes {image.size} images at quality "
-                             f"{image.quality or 'auto'}.", code="unsupported_image_options", param="size")  # fmt: skip
+            raise BadRequest(
+                f"No operator of '{request.model}' makes {image.size} images at quality {image.quality or 'auto'}.",
+                code="unsupported_image_options",
+                param="size",
+            )
     fitting = [o for o in plan if input_bound(prompt_tokens, o.input_margin_percent) <= o.context_window_tokens]
     if not fitting:
         raise BadRequest(
             f"The prompt (messages and tool definitions) takes about {prompt_tokens} tokens; the largest context "
             "window on offer is "
             f"{max(o.context_window_tokens for o in plan)}.",
-            code="context_length_exceeded", param="messages",
-        )  # fmt: skip
+            code="context_length_exceeded",
+            param="messages",
+        )
     return fitting[:ROUTE_ATTEMPTS_MAX]
 
 
@@ -142,14 +145,20 @@ async def admit(
     account = caller.account
     settings = account.funding or {}
     spec = FundingRequest(
-        request_id=request_id, account_id=account.id, key_id=caller.key.id, model=request.model,
-        now_ms=now_ms(), quotes=[(o.id, quotes[o.id].reserved_nano) for o in candidates],
+        request_id=request_id,
+        account_id=account.id,
+        key_id=caller.key.id,
+        model=request.model,
+        now_ms=now_ms(),
+        quotes=[(o.id, quotes[o.id].reserved_nano) for o in candidates],
         input_max=max(q.input_tokens_max for q in quotes.values()),
         output_max=max(q.output_tokens_max for q in quotes.values()),
-        order=tuple(settings.get("order") or FUNDING_SOURCES), fallthrough=bool(settings.get("fallthrough")),
+        order=tuple(settings.get("order") or FUNDING_SOURCES),
+        fallthrough=bool(settings.get("fallthrough")),
         memo=orjson.dumps({"key": caller.key.id, "model": request.model, "account": account.id}).decode(),
-        plans=account.has_plans, cached=True,
-    )  # fmt: skip
+        plans=account.has_plans,
+        cached=True,
+    )
     job: Callable[[Conn], Funding] = partial(reserve_job, req=spec, products=platform.products, zone=platform.zone)
     if platform.settings.on_postgres:  # one statement, or a job in account order (store/deferred.py)
         wallet = ledger_names.wallet(account.id)
@@ -234,17 +243,34 @@ def usage_event(
     now_ns = time.perf_counter_ns()
     prices = result.prices  # the per-token prices charged: the locked tier the usage's input reached
     return UsageEvent(
-        request_id=call.request_id, account_id=call.caller.account.id, key_id=call.caller.key.id,
-        model=call.offer.model, operator=call.offer.operator, offer_id=call.offer.id,
-        upstream_model=call.offer.upstream_model, stream=call.request.stream,
-        input_tokens=usage.input, cached_input_tokens=usage.cached_input, output_tokens=usage.output,
-        reasoning_tokens=usage.reasoning, estimated=estimated,
-        price_input_nano=prices.input_nano, price_cached_input_nano=prices.cached_input_nano,
-        price_output_nano=prices.output_nano, price_reasoning_nano=prices.reasoning_nano,
-        reserved_nano=call.reserved_nano, cost_nano=result.list_nano,
-        uncharged_nano=0, outcome=outcome, http_status=http_status,
-        error_code=error_code, latency_ms=(now_ns - call.started_ns) // 1_000_000,
+        request_id=call.request_id,
+        account_id=call.caller.account.id,
+        key_id=call.caller.key.id,
+        model=call.offer.model,
+        operator=call.offer.operator,
+        offer_id=call.offer.id,
+        upstream_model=call.offer.upstream_model,
+        stream=call.request.stream,
+        input_tokens=usage.input,
+        cached_input_tokens=usage.cached_input,
+        output_tokens=usage.output,
+        reasoning_tokens=usage.reasoning,
+        estimated=estimated,
+        price_input_nano=prices.input_nano,
+        price_cached_input_nano=prices.cached_input_nano,
+        price_output_nano=prices.output_nano,
+        price_reasoning_nano=prices.reasoning_nano,
+        reserved_nano=call.reserved_nano,
+        cost_nano=result.list_nano,
+        uncharged_nano=0,
+        outcome=outcome,
+        http_status=http_status,
+        error_code=error_code,
+        latency_ms=(now_ns - call.started_ns) // 1_000_000,
         ttft_ms=None if call.first_byte_ns is None else (call.first_byte_ns - call.started_ns) // 1_000_000,
-        created_at_ms=now_ms(), attempts=len(call.attempts), cache_write_tokens=usage.cache_write,
-        price_cache_write_nano=prices.cache_write_nano, price_window=call.quote.locked.window_name,
-    )  # fmt: skip
+        created_at_ms=now_ms(),
+        attempts=len(call.attempts),
+        cache_write_tokens=usage.cache_write,
+        price_cache_write_nano=prices.cache_write_nano,
+        price_window=call.quote.locked.window_name,
+    )

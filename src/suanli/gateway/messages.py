@@ -76,8 +76,9 @@ def _answer(call: Call, data: dict[str, Any], usage: TokenUsage, settlement: Set
 
 
 def _relay(platform: Platform, call: Call, response: UpstreamResponse) -> StreamRelay:
-    translator = AnthropicStreamTranslator(call.request.model, "msg_" + call.request_id.removeprefix("req_"),
-                                           call.prompt_tokens)  # fmt: skip
+    translator = AnthropicStreamTranslator(
+        call.request.model, "msg_" + call.request_id.removeprefix("req_"), call.prompt_tokens
+    )
     return TranslatingRelay(platform, call, response, translator, lambda exc: anthropic_error(exc)[1])
 
 

@@ -71,14 +71,26 @@ class Metrics:
         self.registry = CollectorRegistry()
         by_call = ["operator", "model", "outcome"]
         self._requests = Counter("suanli_requests", "Requests settled", by_call, registry=self.registry)
-        self._tokens = Counter("suanli_tokens", "Tokens settled, by class", ["operator", "model", "token_class"],
-                               registry=self.registry)  # fmt: skip
-        self._cost = Counter("suanli_cost_nano_cny", "Charged to customers, nano-CNY", ["operator", "model"],
-                             registry=self.registry)  # fmt: skip
-        self._latency = Histogram("suanli_request_duration_seconds", "Request duration in the gateway", by_call,
-                                  buckets=LATENCY_BUCKETS_S, registry=self.registry)  # fmt: skip
-        self._ttft = Histogram("suanli_time_to_first_token_seconds", "Time to the operator's first byte",
-                               ["operator", "model"], buckets=LATENCY_BUCKETS_S, registry=self.registry)  # fmt: skip
+        self._tokens = Counter(
+            "suanli_tokens", "Tokens settled, by class", ["operator", "model", "token_class"], registry=self.registry
+        )
+        self._cost = Counter(
+            "suanli_cost_nano_cny", "Charged to customers, nano-CNY", ["operator", "model"], registry=self.registry
+        )
+        self._latency = Histogram(
+            "suanli_request_duration_seconds",
+            "Request duration in the gateway",
+            by_call,
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self._ttft = Histogram(
+            "suanli_time_to_first_token_seconds",
+            "Time to the operator's first byte",
+            ["operator", "model"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
         self._uncharged = Counter(
             "suanli_uncharged_nano_cny",
             "Usage no customer balance could pay, nano-CNY",
@@ -88,19 +100,29 @@ class Metrics:
         self._background_failures = Counter(
             "suanli_background_failures", "Failed runs of a background loop", ["loop"], registry=self.registry
         )
-        self._attempts = Counter("suanli_upstream_attempts", "Upstream calls, by outcome", ["operator", "outcome"],
-                                 registry=self.registry)  # fmt: skip
-        self._refused = Counter("suanli_refused_requests", "Requests refused before reaching an operator",
-                                ["status", "code"], registry=self.registry)  # fmt: skip
+        self._attempts = Counter(
+            "suanli_upstream_attempts", "Upstream calls, by outcome", ["operator", "outcome"], registry=self.registry
+        )
+        self._refused = Counter(
+            "suanli_refused_requests",
+            "Requests refused before reaching an operator",
+            ["status", "code"],
+            registry=self.registry,
+        )
         self._cache: dict[tuple[str, str, str], _Children] = {}
-        directory = (os.environ if environ is None else environ).get(MULTIPROCESS_DIR_ENV)
+        self._scraped = self._scraped_registry(health, (os.environ if environ is None else environ))
+
+    def _scraped_registry(self, health: HealthRegistry, environ: Mapping[str, str]) -> CollectorRegistry:
+        """What a scrape reads: this registry and the health, or, for one worker of several, every worker's
+        counters from their files and this one's health."""
+        directory = environ.get(MULTIPROCESS_DIR_ENV)
         if directory is None:
             self.registry.register(_HealthCollector(health))
-            self._scraped = self.registry
-        else:  # one worker of several: every worker's counters, from their files, and this one's health
-            self._scraped = CollectorRegistry()
-            MultiProcessCollector(self._scraped, path=directory)  # type: ignore[no-untyped-call]
-            self._scraped.register(_HealthCollector(health, worker=str(os.getpid())))
+            return self.registry
+        scraped = CollectorRegistry()
+        MultiProcessCollector(scraped, path=directory)  # type: ignore[no-untyped-call]
+        scraped.register(_HealthCollector(health, worker=str(os.getpid())))
+        return scraped
 
     def _children(self, operator: str, model: str, outcome: str) -> _Children:
         # labels() takes a lock and builds a key on every call; the set of label values is bounded by the
@@ -109,10 +131,12 @@ class Metrics:
         children = self._cache.get(key)
         if children is None:
             children = self._cache[key] = _Children(
-                self._requests.labels(operator, model, outcome), self._latency.labels(operator, model, outcome),
-                self._ttft.labels(operator, model), self._cost.labels(operator, model),
+                self._requests.labels(operator, model, outcome),
+                self._latency.labels(operator, model, outcome),
+                self._ttft.labels(operator, model),
+                self._cost.labels(operator, model),
                 tuple(self._tokens.labels(operator, model, c) for c in TOKEN_CLASSES),
-            )  # fmt: skip
+            )
         return children
 
     def observe(self, event: UsageEvent, attempts: Sequence[Attempt]) -> None:
@@ -125,8 +149,13 @@ class Metrics:
             children.cost.inc(event.cost_nano)
         if event.uncharged_nano:  # served, priced, and beyond what the customer's balance could pay
             self._uncharged.labels(event.operator, event.offer_id).inc(event.uncharged_nano)
-        counts = (event.input_tokens, event.cached_input_tokens, event.cache_write_tokens, event.output_tokens,
-                  event.reasoning_tokens)  # fmt: skip
+        counts = (
+            event.input_tokens,
+            event.cached_input_tokens,
+            event.cache_write_tokens,
+            event.output_tokens,
+            event.reasoning_tokens,
+        )
         for child, count in zip(children.tokens, counts, strict=True):
             if count:
                 child.inc(count)

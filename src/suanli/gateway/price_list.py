@@ -15,9 +15,9 @@ from suanli.gateway.auth import Caller
 from suanli.gateway.chat import with_account_routing
 from suanli.gateway.platform import Platform
 from suanli.gateway.quoting import input_bound, output_bound, price_list_of, utilisation_permille
-from suanli.gateway.requests import chat_request_from, parse_json_object
+from suanli.gateway.requests import ChatRequest, chat_request_from, parse_json_object
 from suanli.gateway.routing import OfferState, parse_preferences, plan_route
-from suanli.pricing.listing import Bounds, offer_quote, parse_instant
+from suanli.pricing.listing import Bounds, PriceList, offer_quote, parse_instant
 from suanli.store.db import now_ms
 
 QUOTE_FIELDS_NOT_FORWARDED = ("at",)  # the quote's own field; the rest is a chat request body
@@ -35,12 +35,14 @@ def pricing(platform: Platform, caller: Caller, at: str | None, model: str | Non
             continue
         if caller.key.models is not None and name not in caller.key.models:
             continue
-        entries = [{**_offer_view(o), **prices.entry(o, t_ms, utilisation_permille(platform.health, o))}
-                   for o in offers]  # fmt: skip
+        entries = [
+            {**_offer_view(o), **prices.entry(o, t_ms, utilisation_permille(platform.health, o))} for o in offers
+        ]
         data.append({"model": name, "kind": spec.kind, "offers": entries})
     if model is not None and not data:
-        raise NotFound(f"The model '{model}' does not exist, or this key may not use it.", code="model_not_found",
-                       param="model")  # fmt: skip
+        raise NotFound(
+            f"The model '{model}' does not exist, or this key may not use it.", code="model_not_found", param="model"
+        )
     return {"object": "list", **prices.instant(t_ms, "at"), "timezone": catalog.calendar.timezone, "data": data}
 
 
@@ -55,8 +57,11 @@ async def quote_request(platform: Platform, caller: Caller, raw_body: bytes) -> 
     request = chat_request_from({k: v for k, v in body.items() if k not in QUOTE_FIELDS_NOT_FORWARDED})
     model = platform.catalog.models.get(request.model)
     if model is not None and model.kind != "chat":
-        raise BadRequest(f"'{request.model}' is an {model.kind} model; quotes are for chat requests.",
-                         code="wrong_model_kind", param="model")  # fmt: skip
+        raise BadRequest(
+            f"'{request.model}' is an {model.kind} model; quotes are for chat requests.",
+            code="wrong_model_kind",
+            param="model",
+        )
     prefs = parse_preferences(with_account_routing(request.body, caller), request.model)
     plan = plan_route(
         platform.catalog,
@@ -70,21 +75,33 @@ async def quote_request(platform: Platform, caller: Caller, raw_body: bytes) -> 
     )
     prompt_tokens = await platform.counter.count(request.body, request.messages, len(raw_body))
     prices = price_list_of(platform.catalog)
-    data = []
-    for offer in plan:
-        input_max = input_bound(prompt_tokens, offer.input_margin_percent)
-        bounds = Bounds(input_max, output_bound(offer, request), utilisation_permille(platform.health, offer))
-        data.append({
-            **_offer_view(offer), "fits_context_window": input_max <= offer.context_window_tokens,
-            "input_tokens_max": input_max, "input_margin_percent": offer.input_margin_percent,
-            "context_window": offer.context_window_tokens, "output_tokens_max": bounds.output_max,
-            **offer_quote(prices, offer, t_ms, bounds),
-        })  # fmt: skip
+    data = [_offer_quote(platform, prices, offer, request, prompt_tokens=prompt_tokens, t_ms=t_ms) for offer in plan]
     return {
-        "object": "quote", "model": request.model, **prices.instant(t_ms, "at"),
-        "timezone": platform.catalog.calendar.timezone, "prompt_tokens": prompt_tokens,
-        "input_tokens_max": max((d["input_tokens_max"] for d in data), default=prompt_tokens), "data": data,
-    }  # fmt: skip
+        "object": "quote",
+        "model": request.model,
+        **prices.instant(t_ms, "at"),
+        "timezone": platform.catalog.calendar.timezone,
+        "prompt_tokens": prompt_tokens,
+        "input_tokens_max": max((d["input_tokens_max"] for d in data), default=prompt_tokens),
+        "data": data,
+    }
+
+
+def _offer_quote(
+    platform: Platform, prices: PriceList, offer: Offer, request: ChatRequest, *, prompt_tokens: int, t_ms: int
+) -> dict[str, Any]:
+    """One offer's quote: the most the request would cost there at ``t_ms``, and whether it fits."""
+    input_max = input_bound(prompt_tokens, offer.input_margin_percent)
+    bounds = Bounds(input_max, output_bound(offer, request), utilisation_permille(platform.health, offer))
+    return {
+        **_offer_view(offer),
+        "fits_context_window": input_max <= offer.context_window_tokens,
+        "input_tokens_max": input_max,
+        "input_margin_percent": offer.input_margin_percent,
+        "context_window": offer.context_window_tokens,
+        "output_tokens_max": bounds.output_max,
+        **offer_quote(prices, offer, t_ms, bounds),
+    }
 
 
 def _offer_view(offer: Offer) -> dict[str, Any]:

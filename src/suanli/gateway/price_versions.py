@@ -108,9 +108,14 @@ def _check_start(start_ms: int, latest_ms: int, now: int) -> None:
 def history_view(catalog: Catalog, offer_id: str) -> list[dict[str, Any]]:
     """Every price version of an offer, oldest first: from the catalog and set since."""
     _offer(catalog, offer_id)
-    return [{"effective_from_ms": v.effective_from_ms,
-             "effective_from": datetime.fromtimestamp(v.effective_from_ms / 1000, UTC).isoformat(),
-             "prices": prices_view(v.schedule.base),
-             "windows": len(v.schedule.windows), "long_context_tiers": len(v.schedule.long_context),
-             "batch_percent": v.schedule.batch_percent}
-            for v in catalog.price_book.history(offer_id)]  # fmt: skip
+    return [
+        {
+            "effective_from_ms": v.effective_from_ms,
+            "effective_from": datetime.fromtimestamp(v.effective_from_ms / 1000, UTC).isoformat(),
+            "prices": prices_view(v.schedule.base),
+            "windows": len(v.schedule.windows),
+            "long_context_tiers": len(v.schedule.long_context),
+            "batch_percent": v.schedule.batch_percent,
+        }
+        for v in catalog.price_book.history(offer_id)
+    ]

@@ -125,16 +125,34 @@ def resolve(conn: Conn, pending: Transfer, request_id: str) -> bool:
 def _recovered_event(pending: Transfer, request_id: str) -> UsageEvent:
     memo = _memo(pending)
     return UsageEvent(
-        request_id=request_id, account_id=memo.get("account", pending.debit_account.removeprefix("wallet:")),
-        key_id=memo.get("key", ""), model=memo.get("model", ""),
-        operator="", offer_id="",
-        upstream_model="", stream=False, input_tokens=0, cached_input_tokens=0, output_tokens=0,
-        reasoning_tokens=0, estimated=False, price_input_nano=0, price_cached_input_nano=0,
-        price_output_nano=0, price_reasoning_nano=0, cost_nano=0,
+        request_id=request_id,
+        account_id=memo.get("account", pending.debit_account.removeprefix("wallet:")),
+        key_id=memo.get("key", ""),
+        model=memo.get("model", ""),
+        operator="",
+        offer_id="",
+        upstream_model="",
+        stream=False,
+        input_tokens=0,
+        cached_input_tokens=0,
+        output_tokens=0,
+        reasoning_tokens=0,
+        estimated=False,
+        price_input_nano=0,
+        price_cached_input_nano=0,
+        price_output_nano=0,
+        price_reasoning_nano=0,
+        cost_nano=0,
         reserved_nano=pending.amount if pending.asset == ASSET_CNY else 0,
-        uncharged_nano=0, outcome="recovered", http_status=0, error_code="process_died",
-        latency_ms=0, ttft_ms=None, created_at_ms=now_ms(), attempts=0,
-    )  # fmt: skip
+        uncharged_nano=0,
+        outcome="recovered",
+        http_status=0,
+        error_code="process_died",
+        latency_ms=0,
+        ttft_ms=None,
+        created_at_ms=now_ms(),
+        attempts=0,
+    )
 
 
 def _memo(pending: Transfer) -> dict[str, str]:

@@ -137,8 +137,9 @@ def _embedding_inputs(value: Any) -> list[str]:
         raise BadRequest("'input' is required.", code="missing_field", param="input")
     texts = [value] if isinstance(value, str) else value
     if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
-        raise BadRequest("'input' must be a non-empty string or an array of non-empty strings.",
-                         code="invalid_field", param="input")  # fmt: skip
+        raise BadRequest(
+            "'input' must be a non-empty string or an array of non-empty strings.", code="invalid_field", param="input"
+        )
     if len(texts) > MESSAGES_COUNT_MAX:
         raise BadRequest(f"'input' holds more than {MESSAGES_COUNT_MAX} texts.", code="invalid_field", param="input")
     return texts

@@ -76,12 +76,14 @@ def parse_preferences(body: Mapping[str, Any], model: str) -> RoutePreferences:
         raise BadRequest("'provider' must be an object.", code="invalid_field", param="provider")
     allow = provider.get("allow_fallbacks", True)
     if not isinstance(allow, bool):
-        raise BadRequest("'provider.allow_fallbacks' must be true or false.", code="invalid_field",
-                         param="provider.allow_fallbacks")  # fmt: skip
+        raise BadRequest(
+            "'provider.allow_fallbacks' must be true or false.", code="invalid_field", param="provider.allow_fallbacks"
+        )
     sort = provider.get("sort")
     if sort is not None and sort not in SORTS:
-        raise BadRequest(f"'provider.sort' must be one of {', '.join(SORTS)}.", code="invalid_field",
-                         param="provider.sort")  # fmt: skip
+        raise BadRequest(
+            f"'provider.sort' must be one of {', '.join(SORTS)}.", code="invalid_field", param="provider.sort"
+        )
     only = provider.get("only")
     prompt_max, completion_max = _max_price(provider.get("max_price"))
     return RoutePreferences(
@@ -149,8 +151,19 @@ def plan_route(
     plan: list[Offer] = []
     price = price_of or _base_price
     for name in (model, *prefs.fallback_models):
-        plan.extend(_candidates(catalog, model=name, tier=tier, key_models=key_models, prefs=prefs,
-                                state_of=state_of, refusals=refusals, serves=serves, price_of=price))  # fmt: skip
+        plan.extend(
+            _candidates(
+                catalog,
+                model=name,
+                tier=tier,
+                key_models=key_models,
+                prefs=prefs,
+                state_of=state_of,
+                refusals=refusals,
+                serves=serves,
+                price_of=price,
+            )
+        )
     if plan:
         return plan
     raise _no_route(model, prefs, refusals, price)
@@ -272,15 +285,22 @@ def _no_route(
     if refusals.key_models and not (refusals.tier or refusals.excluded or refusals.over_price or refusals.unhealthy):
         return Forbidden(f"This API key may not use the model '{refusals.key_models[0]}'.", param="model")
     if refusals.tier and not (refusals.excluded or refusals.over_price or refusals.unhealthy):
-        return Forbidden(f"The model '{refusals.tier[0]}' is not offered to this account's tier.",
-                         code="model_not_offered_to_tier", param="model")  # fmt: skip
+        return Forbidden(
+            f"The model '{refusals.tier[0]}' is not offered to this account's tier.",
+            code="model_not_offered_to_tier",
+            param="model",
+        )
     if refusals.protocol and not (refusals.excluded or refusals.over_price or refusals.unhealthy):
-        return BadRequest(f"The model '{refusals.protocol[0]}' is served only over the Anthropic Messages API; "
-                          "call /v1/messages.", code="wrong_protocol", param="model")  # fmt: skip
+        return BadRequest(
+            f"The model '{refusals.protocol[0]}' is served only over the Anthropic Messages API; call /v1/messages.",
+            code="wrong_protocol",
+            param="model",
+        )
     if refusals.unhealthy:
         names = ", ".join(sorted({o.operator for o in refusals.unhealthy}))
-        return ServiceUnavailable(f"No operator of '{model}' is healthy right now ({names}); retry shortly.",
-                                  code="no_healthy_offer")  # fmt: skip
+        return ServiceUnavailable(
+            f"No operator of '{model}' is healthy right now ({names}); retry shortly.", code="no_healthy_offer"
+        )
     if refusals.over_price:
         cheapest = min(refusals.over_price, key=lambda o: _price_key(price_of(o)))
         asks = price_of(cheapest)
@@ -288,11 +308,15 @@ def _no_route(
             f"No operator of '{model}' is within provider.max_price; the cheapest, {cheapest.operator}, asks "
             f"{_per_mtok(asks.input_nano)} input and {_per_mtok(asks.output_nano)} output CNY per million tokens "
             "now.",
-            code="no_offer_within_max_price", param="provider.max_price",
-        )  # fmt: skip
+            code="no_offer_within_max_price",
+            param="provider.max_price",
+        )
     names = ", ".join(sorted(set(refusals.excluded)))
-    return BadRequest(f"Every operator of '{model}' ({names}) is excluded by provider.order/only/ignore.",
-                      code="no_operator_allowed", param="provider")  # fmt: skip
+    return BadRequest(
+        f"Every operator of '{model}' ({names}) is excluded by provider.order/only/ignore.",
+        code="no_operator_allowed",
+        param="provider",
+    )
 
 
 def _per_mtok(price_nano: int) -> str:

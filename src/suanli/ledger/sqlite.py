@@ -38,8 +38,15 @@ def set_floor(conn: Conn, account_id: str, floor: int | None) -> Balance:
     if floor is not None and balance.available < floor:
         raise LedgerRejected(Rejection.EXCEEDS_FLOOR, account_id)
     conn.execute("UPDATE ledger_accounts SET floor = ? WHERE id = ?", (floor, account_id))
-    return Balance(balance.account_id, balance.asset, floor, balance.debits_pending, balance.debits_posted,
-                   balance.credits_pending, balance.credits_posted)  # fmt: skip
+    return Balance(
+        balance.account_id,
+        balance.asset,
+        floor,
+        balance.debits_pending,
+        balance.debits_posted,
+        balance.credits_pending,
+        balance.credits_posted,
+    )
 
 
 def read_balance(conn: Conn, account_id: str, *, for_update: bool = False) -> Balance | None:

@@ -117,11 +117,15 @@ class PriceList:
             "default_window_name": schedule.default_window_name,
             "long_context": _tiers_view(schedule.long_context),
             "batch_percent": schedule.batch_percent,
-            "load_surcharge": None if surcharge is None else {
-                "above_percent": surcharge.above_percent, "max_percent": surcharge.max_percent,
-                "utilisation_permille": utilisation_permille, "current_permille": locked.surcharge_permille,
+            "load_surcharge": None
+            if surcharge is None
+            else {
+                "above_percent": surcharge.above_percent,
+                "max_percent": surcharge.max_percent,
+                "utilisation_permille": utilisation_permille,
+                "current_permille": locked.surcharge_permille,
             },
-        }  # fmt: skip
+        }
 
     def instant(self, t_ms: int | None, name: str) -> dict[str, Any]:
         """``{name: ISO 8601 local time, name_ms: epoch ms}``, both None for no instant."""

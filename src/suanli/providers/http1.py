@@ -364,9 +364,12 @@ class Http1Pool:
         try:
             async with asyncio.timeout(timeout_s):
                 await loop.create_connection(
-                    lambda: connection, self._host, self._port, ssl=self._tls,
+                    lambda: connection,
+                    self._host,
+                    self._port,
+                    ssl=self._tls,
                     server_hostname=self._host if self._tls else None,
-                )  # fmt: skip
+                )
         except TimeoutError:
             self._open.discard(connection)
             self._wake_one(None)
@@ -453,8 +456,12 @@ class Http1Upstream:
         self._base_path = url.path.rstrip("/")
         self._timeouts = operator.timeouts
         host_header = url.hostname if url.port is None else f"{url.hostname}:{url.port}"
-        lines = [f"Host: {host_header}", "Content-Type: application/json", "Accept-Encoding: identity",
-                 "User-Agent: suanli"]  # fmt: skip
+        lines = [
+            f"Host: {host_header}",
+            "Content-Type: application/json",
+            "Accept-Encoding: identity",
+            "User-Agent: suanli",
+        ]
         if self.protocol == "anthropic":
             lines.append(f"anthropic-version: {ANTHROPIC_VERSION}")
             if operator.api_key:

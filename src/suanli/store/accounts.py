@@ -67,8 +67,15 @@ def _routing(text: str | None) -> Mapping[str, Any] | None:
 
 
 def _account(row: Any) -> Account:
-    return Account(row["id"], row["name"], row["tier"], row["created_at_ms"], _routing(row["routing"]),
-                   _routing(row["funding"]), bool(row["has_plans"]))  # fmt: skip
+    return Account(
+        row["id"],
+        row["name"],
+        row["tier"],
+        row["created_at_ms"],
+        _routing(row["routing"]),
+        _routing(row["funding"]),
+        bool(row["has_plans"]),
+    )
 
 
 def set_routing(conn: Conn, account_id: str, routing: Mapping[str, Any] | None) -> None:
@@ -106,9 +113,16 @@ def list_accounts(conn: Conn) -> list[Account]:
 def _api_key(row: Any) -> ApiKey:
     models = tuple(orjson.loads(row["models"])) if row["models"] else None
     return ApiKey(
-        row["id"], row["account_id"], row["prefix"], row["name"], models, row["created_at_ms"],
-        row["expires_at_ms"], row["revoked_at_ms"], row["hash"],
-    )  # fmt: skip
+        row["id"],
+        row["account_id"],
+        row["prefix"],
+        row["name"],
+        models,
+        row["created_at_ms"],
+        row["expires_at_ms"],
+        row["revoked_at_ms"],
+        row["hash"],
+    )
 
 
 def create_key(
@@ -124,16 +138,30 @@ def create_key(
         raise BadRequest("a key's expiry must be in the future", param="expires_at")
     raw = new_raw_key()
     key = ApiKey(
-        "key_" + secrets.token_hex(8), account_id, raw[:KEY_SHOWN_PREFIX_CHARS], name,
-        tuple(models) if models else None, now_ms(), expires_at_ms, None, hash_key(raw),
-    )  # fmt: skip
+        "key_" + secrets.token_hex(8),
+        account_id,
+        raw[:KEY_SHOWN_PREFIX_CHARS],
+        name,
+        tuple(models) if models else None,
+        now_ms(),
+        expires_at_ms,
+        None,
+        hash_key(raw),
+    )
     conn.execute(
         "INSERT INTO api_keys (id, account_id, hash, prefix, name, models, created_at_ms, expires_at_ms) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (key.id, key.account_id, key.hash, key.prefix, key.name,
-         orjson.dumps(list(key.models)).decode() if key.models else None, key.created_at_ms,
-         key.expires_at_ms),
-    )  # fmt: skip
+        (
+            key.id,
+            key.account_id,
+            key.hash,
+            key.prefix,
+            key.name,
+            orjson.dumps(list(key.models)).decode() if key.models else None,
+            key.created_at_ms,
+            key.expires_at_ms,
+        ),
+    )
     return key, raw
 
 
@@ -146,9 +174,15 @@ def find_key_by_hash(conn: Conn, key_hash: bytes) -> tuple[ApiKey, Account] | No
     ).fetchone()
     if row is None:
         return None
-    account = Account(row["account_id"], row["account_name"], row["account_tier"], row["account_created"],
-                      _routing(row["account_routing"]), _routing(row["account_funding"]),
-                      bool(row["account_has_plans"]))  # fmt: skip
+    account = Account(
+        row["account_id"],
+        row["account_name"],
+        row["account_tier"],
+        row["account_created"],
+        _routing(row["account_routing"]),
+        _routing(row["account_funding"]),
+        bool(row["account_has_plans"]),
+    )
     return _api_key(row), account
 
 

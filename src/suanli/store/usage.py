@@ -69,9 +69,11 @@ def insert_attempts(conn: Conn, request_id: str, attempts: Sequence[Attempt]) ->
     conn.executemany(
         "INSERT INTO upstream_attempts (request_id, attempt, operator, offer_id, outcome, http_status, latency_ms, "
         "created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(request_id, n, a.operator, a.offer_id, a.outcome, a.http_status, a.latency_ms, now_ms())
-         for n, a in enumerate(attempts, start=1)],
-    )  # fmt: skip
+        [
+            (request_id, n, a.operator, a.offer_id, a.outcome, a.http_status, a.latency_ms, now_ms())
+            for n, a in enumerate(attempts, start=1)
+        ],
+    )
 
 
 def attempts_of(conn: Conn, request_id: str) -> list[Attempt]:

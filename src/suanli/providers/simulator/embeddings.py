@@ -83,11 +83,17 @@ async def embeddings(request: Request) -> Response:
         operator.stats.errors_injected += 1
         return injected_error_response(operator.profile.error_status)
     seed, model = operator.profile.seed, body["model"]
-    data = [{"object": "embedding", "index": i, "embedding": _encoded(vector(seed, model, t, dimensions),
-                                                                      body.get("encoding_format"))}
-            for i, t in enumerate(texts)]  # fmt: skip
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": _encoded(vector(seed, model, t, dimensions), body.get("encoding_format")),
+        }
+        for i, t in enumerate(texts)
+    ]
     tokens = sum(count_text(t) for t in texts)
     operator.stats.prompt_tokens += tokens
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-    return Response(orjson.dumps({"object": "list", "data": data, "model": model, "usage": usage}),
-                    media_type="application/json")  # fmt: skip
+    return Response(
+        orjson.dumps({"object": "list", "data": data, "model": model, "usage": usage}), media_type="application/json"
+    )

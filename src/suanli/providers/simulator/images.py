@@ -49,7 +49,10 @@ async def generations(request: Request) -> Response:
     answer = {
         "created": int(time.time()),
         "data": [{"b64_json": picture, "revised_prompt": prompt} for _ in range(count)],
-        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
-                  "total_tokens": input_tokens + output_tokens},
-    }  # fmt: skip
+        "usage": {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+        },
+    }
     return Response(orjson.dumps(answer), media_type="application/json")
