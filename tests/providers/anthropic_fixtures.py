@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import orjson
+
+RECORDED = Path(__file__).parent / "recorded"
 
 
 def completion(message: dict[str, Any], finish_reason: str | None = "stop", **fields: Any) -> dict[str, Any]:
@@ -97,3 +102,9 @@ CLAUDE_CODE_REQUEST: dict[str, Any] = {
     "output_config": {"effort": "high"},
     "stream": True,
 }
+
+
+def recorded_stream(name: str) -> list[dict[str, Any]]:
+    """The chunks of a recorded chat stream (``recorded/{name}.sse``: one ``data:`` line per chunk)."""
+    lines = (RECORDED / f"{name}.sse").read_bytes().splitlines()
+    return [orjson.loads(line.removeprefix(b"data: ")) for line in lines if line.startswith(b"data: ")]
