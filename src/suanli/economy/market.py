@@ -119,18 +119,26 @@ def _bought_before(conn: Conn, pack_id: str, product_id: str) -> bool:
 
 def _issue(conn: Conn, pack: econ.Pack, product: Product) -> None:
     """Credit a bought pack with its product's tokens, issued by the product."""
-    asset = names.pack_asset(product.id)
-    open_account(conn, names.issue(product.id), asset, None)
-    issue = Transfer(
+    _post_tokens(
+        conn,
         f"{pack.id}.issue",
-        Kind.POSTED,
         names.issue(product.id),
         names.pack(pack.id),
-        asset,
-        product.tokens,
+        product_id=product.id,
+        tokens=product.tokens,
         memo="purchase",
+        opens=names.issue(product.id),
     )
-    apply_entry(conn, [issue])
+
+
+def _post_tokens(
+    conn: Conn, transfer_id: str, debit: str, credit: str, *, product_id: str, tokens: int, memo: str, opens: str
+) -> None:
+    """Post ``tokens`` of a product's asset between a pack and the product's own account ``opens`` (its
+    issue or its forfeits), opened first if it is new."""
+    asset = names.pack_asset(product_id)
+    open_account(conn, opens, asset, None)
+    apply_entry(conn, [Transfer(transfer_id, Kind.POSTED, debit, credit, asset, tokens, memo=memo)])
 
 
 def subscribe_job(
@@ -362,18 +370,17 @@ def expire_packs_job(at_ms: int | None = None) -> Callable[[Conn], list[dict[str
         for pack in econ.expired_unforfeited(conn, now):
             available, reserved = econ.pack_remaining(conn, pack)
             if available > 0:
-                asset = names.pack_asset(pack.product_id)
-                open_account(conn, names.forfeit(pack.product_id), asset, None)
-                forfeit = Transfer(
+                forfeits = names.forfeit(pack.product_id)
+                _post_tokens(
+                    conn,
                     f"{pack.id}.forfeit.{now}",
-                    Kind.POSTED,
                     names.pack(pack.id),
-                    names.forfeit(pack.product_id),
-                    asset,
-                    available,
+                    forfeits,
+                    product_id=pack.product_id,
+                    tokens=available,
                     memo="expired",
+                    opens=forfeits,
                 )
-                apply_entry(conn, [forfeit])
                 forfeited.append({"pack": pack.id, "account_id": pack.account_id, "tokens": available})
             if reserved == 0:
                 econ.mark_forfeited(conn, pack.id, now)
