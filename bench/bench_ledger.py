@@ -18,6 +18,7 @@ import random
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from suanli.ledger import ASSET_CNY, Kind, StoreLedger, Transfer, entries, names
 from suanli.ledger.sqlite import verify
@@ -25,6 +26,9 @@ from suanli.store.db import now_ms, open_database
 from suanli.store.pg import is_postgres
 from suanli.store.usage import Attempt, UsageEvent
 from suanli.store.writer import GroupCommitWriter, dialect_for
+
+Span = tuple[float, float]  # (started, finished), time.monotonic() (one clock for every process)
+Go = Any  # a multiprocessing Event
 
 ATTEMPTS = [Attempt("op", "op/m", "ok", 200, 1)]
 
@@ -88,7 +92,10 @@ async def _setup(database: str, accounts: int) -> None:
     reader.close()
 
 
-async def _run(database: str, requests: int, concurrency: int, accounts: int, tag: str) -> float:
+async def _run(
+    database: str, requests: int, concurrency: int, accounts: int, tag: str, *, start: tuple[Go, Go] | None = None
+) -> Span:
+    """One writer's share and the span it took; with ``start`` (ready, go), it says it is ready and waits for go."""
     reader = open_database(database)
     postgres = is_postgres(database)
     writer = GroupCommitWriter(database, dialect=dialect_for(database, f"bench{tag}"))
@@ -102,37 +109,52 @@ async def _run(database: str, requests: int, concurrency: int, accounts: int, ta
         for n in queue:
             await _one(ledger, f"r{tag}.{n}", pick.choice(wallets))
 
-    started = time.perf_counter()
+    if start is not None:
+        ready, go = start
+        ready.set()
+        go.wait()  # blocks the loop, which has nothing to do yet
+    started = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
+    finished = time.monotonic()
     writer.close()
     reader.close()
-    return elapsed
+    return started, finished
 
 
-def _process(job: tuple[str, int, int, int, str], out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    """One worker process: its writer, its share of the requests; its elapsed seconds to ``out``."""
-    out.put(asyncio.run(_run(*job)))
+def _process(job: tuple[str, int, int, int, str], ready: Go, go: Go, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """One worker process: its writer, its share of the requests; its span to ``out``."""
+    out.put(asyncio.run(_run(*job, start=(ready, go))))
 
 
 def _measure(database: str, requests: int, concurrency: int, accounts: int, processes: int) -> float:
-    """Settled requests per second over all processes (each runs ``requests`` / ``processes``)."""
+    """Settled requests per second over all processes (each runs ``requests`` / ``processes``).
+
+    The clock runs from the first process's start to the last one's end, all of them started together once
+    each has imported, connected and started its writer: a process's start-up is not the ledger's time.
+    """
     asyncio.run(_setup(database, accounts))
     if processes == 1:
-        return requests / asyncio.run(_run(database, requests, concurrency, accounts, "0"))
-    out: multiprocessing.Queue[float] = multiprocessing.Queue()
+        started, finished = asyncio.run(_run(database, requests, concurrency, accounts, "0"))
+        return requests / (finished - started)
+    out: multiprocessing.Queue[Span] = multiprocessing.Queue()
     share = requests // processes
-    started = time.perf_counter()
+    go = multiprocessing.Event()
+    readies = [multiprocessing.Event() for _ in range(processes)]
     workers = [
-        multiprocessing.Process(target=_process, args=((database, share, concurrency, accounts, str(n)), out))
+        multiprocessing.Process(
+            target=_process, args=((database, share, concurrency, accounts, str(n)), readies[n], go, out)
+        )
         for n in range(processes)
     ]
     for process in workers:
         process.start()
+    for ready in readies:
+        ready.wait()
+    go.set()
+    spans = [out.get() for _ in workers]
     for process in workers:
         process.join()
-    elapsed = time.perf_counter() - started
-    return share * processes / elapsed
+    return share * processes / (max(end for _, end in spans) - min(start for start, _ in spans))
 
 
 def main() -> None:
