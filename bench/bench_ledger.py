@@ -6,7 +6,8 @@
 Each simulated request reserves, then settles with a usage event, exactly as the gateway does; figures
 are per request (two ledger jobs). Run it pinned to one core (taskset -c 1) to compare with the gateway.
 With a PostgreSQL URL, ``--processes`` writers (one per process, as gateway workers) share the database,
-and ``--accounts`` spreads the requests over that many wallets (1: one hot account).
+and ``--accounts`` spreads the requests over that many wallets (1: one hot account), shared by the processes
+or, with ``--own-accounts``, that many for each process.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ async def _one(ledger: StoreLedger, request_id: str, account: str) -> None:
     await ledger.settle(settlement, _event(request_id, account, 260_000), ATTEMPTS, names.wallet(account))
 
 
-def _accounts(count: int) -> list[str]:
-    return [f"acct{n}" for n in range(count)]
+def _accounts(count: int, first: int = 0) -> list[str]:
+    return [f"acct{n}" for n in range(first, first + count)]
 
 
 async def _setup(database: str, accounts: int) -> None:
@@ -93,15 +94,22 @@ async def _setup(database: str, accounts: int) -> None:
 
 
 async def _run(
-    database: str, requests: int, concurrency: int, accounts: int, tag: str, *, start: tuple[Go, Go] | None = None
+    database: str,
+    requests: int,
+    concurrency: int,
+    accounts: tuple[int, int],
+    tag: str,
+    *,
+    start: tuple[Go, Go] | None = None,
 ) -> Span:
-    """One writer's share and the span it took; with ``start`` (ready, go), it says it is ready and waits for go."""
+    """One writer's share over ``accounts`` (how many, the first's number) and the span it took; with ``start``
+    (ready, go), it says it is ready and waits for go."""
     reader = open_database(database)
     postgres = is_postgres(database)
     writer = GroupCommitWriter(database, dialect=dialect_for(database, f"bench{tag}"))
     writer.start()
     ledger = StoreLedger(writer, reader, pipelined=postgres)
-    wallets = _accounts(accounts)
+    wallets = _accounts(*accounts)
     queue = iter(range(requests))
     pick = random.Random(tag)  # each process its own sequence of accounts, as independent clients
 
@@ -121,20 +129,21 @@ async def _run(
     return started, finished
 
 
-def _process(job: tuple[str, int, int, int, str], ready: Go, go: Go, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _process(job: tuple[str, int, int, tuple[int, int], str], ready: Go, go: Go, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     """One worker process: its writer, its share of the requests; its span to ``out``."""
     out.put(asyncio.run(_run(*job, start=(ready, go))))
 
 
-def _measure(database: str, requests: int, concurrency: int, accounts: int, processes: int) -> float:
-    """Settled requests per second over all processes (each runs ``requests`` / ``processes``).
+def _measure(database: str, requests: int, concurrency: int, accounts: int, processes: int, *, own: bool) -> float:
+    """Settled requests per second over all processes (each runs ``requests`` / ``processes``), which share
+    ``accounts`` or (``own``) each have that many of their own.
 
     The clock runs from the first process's start to the last one's end, all of them started together once
     each has imported, connected and started its writer: a process's start-up is not the ledger's time.
     """
-    asyncio.run(_setup(database, accounts))
+    asyncio.run(_setup(database, accounts * processes if own else accounts))
     if processes == 1:
-        started, finished = asyncio.run(_run(database, requests, concurrency, accounts, "0"))
+        started, finished = asyncio.run(_run(database, requests, concurrency, (accounts, 0), "0"))
         return requests / (finished - started)
     out: multiprocessing.Queue[Span] = multiprocessing.Queue()
     share = requests // processes
@@ -142,7 +151,8 @@ def _measure(database: str, requests: int, concurrency: int, accounts: int, proc
     readies = [multiprocessing.Event() for _ in range(processes)]
     workers = [
         multiprocessing.Process(
-            target=_process, args=((database, share, concurrency, accounts, str(n)), readies[n], go, out)
+            target=_process,
+            args=((database, share, concurrency, (accounts, n * accounts if own else 0), str(n)), readies[n], go, out),
         )
         for n in range(processes)
     ]
@@ -164,17 +174,23 @@ def main() -> None:
     parser.add_argument("--database", help="a postgresql:// URL (an empty database); default: a fresh SQLite file")
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--accounts", type=int, default=1)
+    parser.add_argument(
+        "--own-accounts",
+        action="store_true",
+        help="each process its own --accounts wallets, none shared (what a per-worker balance lease would give)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         for concurrency in args.concurrency:
             database = args.database or str(Path(directory) / f"ledger-{concurrency}.db")
-            rate = _measure(database, args.requests, concurrency, args.accounts, args.processes)
+            rate = _measure(database, args.requests, concurrency, args.accounts, args.processes, own=args.own_accounts)
             conn = open_database(database)
             verify(conn)
             conn.close()
             print(
                 f"ledger store={'postgresql' if args.database else 'sqlite'} processes={args.processes} "
-                f"accounts={args.accounts} concurrency={concurrency} requests={args.requests} "
+                f"accounts={args.accounts}{' own' if args.own_accounts else ''} concurrency={concurrency} "
+                f"requests={args.requests} "
                 f"requests_per_s={rate:.0f} us_per_request={1e6 / rate:.1f}"
             )
 
