@@ -66,15 +66,16 @@ def _routing(text: str | None) -> Mapping[str, Any] | None:
     return orjson.loads(text) if text else None
 
 
-def _account(row: Any) -> Account:
+def _account(row: Any, prefix: str = "") -> Account:
+    """An account from a row of ``accounts``, or from columns named ``prefix`` + its column (a join)."""
     return Account(
-        row["id"],
-        row["name"],
-        row["tier"],
-        row["created_at_ms"],
-        _routing(row["routing"]),
-        _routing(row["funding"]),
-        bool(row["has_plans"]),
+        row[prefix + "id"],
+        row[prefix + "name"],
+        row[prefix + "tier"],
+        row[prefix + "created_at_ms"],
+        _routing(row[prefix + "routing"]),
+        _routing(row[prefix + "funding"]),
+        bool(row[prefix + "has_plans"]),
     )
 
 
@@ -167,23 +168,14 @@ def create_key(
 
 def find_key_by_hash(conn: Conn, key_hash: bytes) -> tuple[ApiKey, Account] | None:
     row = conn.execute(
-        "SELECT k.*, a.name AS account_name, a.tier AS account_tier, a.created_at_ms AS account_created, "
+        "SELECT k.*, a.name AS account_name, a.tier AS account_tier, a.created_at_ms AS account_created_at_ms, "
         "a.routing AS account_routing, a.funding AS account_funding, a.has_plans AS account_has_plans "
         "FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = ?",
         (key_hash,),
     ).fetchone()
     if row is None:
         return None
-    account = Account(
-        row["account_id"],
-        row["account_name"],
-        row["account_tier"],
-        row["account_created"],
-        _routing(row["account_routing"]),
-        _routing(row["account_funding"]),
-        bool(row["account_has_plans"]),
-    )
-    return _api_key(row), account
+    return _api_key(row), _account(row, "account_")
 
 
 def list_keys(conn: Conn, account_id: str) -> list[ApiKey]:
