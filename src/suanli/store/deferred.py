@@ -1,9 +1,10 @@
 """A job the writer may send to PostgreSQL as data, in one call with the rest of its batch.
 
 The hot path's jobs (a pay-as-you-go reservation, a settlement, a ledger entry) are each one job of the
-server-side function ``suanli_batch`` (store/pg_batch.sql): PostgreSQL's writer sends ``BEGIN`` and one
+server-side function ``suanli_batch`` (store/pg_flat.sql): PostgreSQL's writer sends ``BEGIN`` and one
 call carrying the whole batch's jobs in psycopg's pipeline mode, so a batch of hundreds of jobs costs one
-round trip and one statement; the functions are atomic, so no savepoint is needed either. SQLite (and
+round trip and one statement; the functions are atomic, so no savepoint is needed either. Inside it, the
+common reservations and settlements are written a table at a time, not a job at a time. SQLite (and
 PostgreSQL when ``finish`` answers ``FALLBACK``) runs the same job as Python (``python``). ``order`` is also
 the account whose turn the job takes on PostgreSQL: a job whose account another writer's batch has is sent
 again in the next batch (store/writer.py).

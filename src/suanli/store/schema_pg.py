@@ -231,6 +231,9 @@ PG_WORKERS = """
 PG_LEDGER = (files("suanli.store") / "pg_ledger.sql").read_text(encoding="utf-8")
 # The hot path's calls into it (an entry, a reservation, a settlement, a writer's batch), taking JSONB.
 PG_BATCH = (files("suanli.store") / "pg_batch.sql").read_text(encoding="utf-8")
+# The batch's two common jobs, a reservation and its settlement, flattened: a few statements inline each, and the
+# platform accounts' slot rows written once per batch (pg_flat.sql).
+PG_FLAT = (files("suanli.store") / "pg_flat.sql").read_text(encoding="utf-8")
 
 # Console sessions: SQLite's migration of the same name (schema.py), in PostgreSQL's types.
 PG_CONSOLE_SESSIONS = """
@@ -273,4 +276,5 @@ PG_MIGRATIONS: tuple[str, ...] = (
     PG_ALERTS_ON_MOVE_MIGRATION,
     PG_BATCH,
     PG_BYTE_ORDER_IDS,
+    PG_FLAT,
 )
