@@ -116,9 +116,11 @@ def _calls(plan: list[list[Job]], reserved: list[tuple[str, str, Transfer]]) -> 
             request_id = f"c{next(_ids)}"
             if what == "settle" and reserved:
                 request_id, wallet, pending = reserved[which % len(reserved)]
-            if wallet in touched or (what == "settle" and not reserved):
+            # the accounts the job touches: its wallet, and w0 for a settlement asking w0's balance
+            needs = {wallet, WALLETS[0]} if what == "settle" and variant == 7 else {wallet}
+            if needs & touched or (what == "settle" and not reserved):
                 continue
-            touched |= {wallet, WALLETS[0]} if what == "settle" and variant == 7 else {wallet}
+            touched |= needs
             if what in ("reserve", "reserve_job"):
                 pending = _reservation(request_id, wallet, amount, variant)
                 made.append((request_id, wallet, pending))
