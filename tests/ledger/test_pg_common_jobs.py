@@ -2,9 +2,10 @@
 generic functions (``suanli_entry``, ``suanli_settle``), on two databases given the same batches.
 
 Each batch's jobs touch one customer account each, so their order in it does not matter, and every answer,
-and afterwards every transfer, balance, open reservation and usage event, must be the same. The batches mix
-what the set-based path must hand to the generic one or refuse as it would: replays, ids taken by another
-transfer, wallets that cannot cover a reservation or do not exist, reservations of another asset, settlements
+and afterwards every transfer, balance, open reservation, usage event and alert, must be the same. The batches
+mix what the set-based path must hand to the generic one or refuse as it would: replays, ids taken by another
+transfer, wallets that cannot cover a reservation or do not exist, an account that has taken up plans (a
+reservation job answers 'plans'), reservations of another asset, settlements
 of an unknown or mismatched reservation or for more than it holds, voids, payments on to a missing account,
 balances asked of another account, and top-ups between them. Many jobs on one account in one batch are
 ``test_batched_ledger_properties.py``'s; the cases where order within a batch matters are the examples at the
@@ -31,7 +32,11 @@ from tests.pg import shared_server
 from tests.stores import examples
 from tests.usage_events import usage_event
 
-WALLETS = ("w0", "w1", "w2", "w3", "w4", "w5")  # w2 may go 500 below zero (a credit limit)
+WALLETS = 6  # each example's own, funded with FUNDS; the third may go 500 below zero (a credit limit)
+FUNDS = 1_000
+ALERTED = 1  # the wallet that alerts when its balance goes below ALERT_BELOW (most settlements of it cross)
+ALERT_BELOW = FUNDS - 10
+WITH_PLANS = 5  # the wallet whose account has taken up plans
 MISSING = "w9"  # no ledger account
 PACK = "pack:p0"  # an account of another asset
 OWNER = "wrk_common"
@@ -41,7 +46,7 @@ Job = tuple[Any, ...]  # (what, wallet index, amount, variant, reservation index
 
 jobs = st.tuples(
     st.sampled_from(["reserve", "reserve_job", "settle", "topup"]),
-    st.integers(min_value=0, max_value=len(WALLETS)),  # a wallet (the last: one that is missing)
+    st.integers(min_value=0, max_value=WALLETS),  # a wallet (the last: one that is missing)
     st.integers(min_value=0, max_value=700),
     st.integers(min_value=0, max_value=9),  # a variant of the job, below
     st.integers(min_value=0, max_value=30),  # which earlier reservation a settlement names
@@ -72,11 +77,25 @@ def _set_up(conn: Conn) -> None:
     open_account(conn, names.TOPUP_SOURCE, ASSET_CNY, None)
     open_account(conn, "platform:other", ASSET_CNY, None)
     open_account(conn, PACK, "tokens", 0)
-    for wallet in WALLETS:
-        floor = -500 if wallet == "w2" else 0
-        open_account(conn, names.wallet(wallet), ASSET_CNY, floor)
-        fund = Transfer(f"fund.{wallet}", Kind.POSTED, names.TOPUP_SOURCE, names.wallet(wallet), ASSET_CNY, 2_000)
+    conn.execute("COMMIT")
+
+
+def _open_wallets(conn: Conn, wallets: list[str]) -> None:
+    """An example's wallets, funded; one of them alerts, and the account of another has taken up plans."""
+    conn.execute("BEGIN")
+    for n, wallet in enumerate(wallets):
+        open_account(conn, names.wallet(wallet), ASSET_CNY, -500 if n == 2 else 0)
+        fund = Transfer(f"fund.{wallet}", Kind.POSTED, names.TOPUP_SOURCE, names.wallet(wallet), ASSET_CNY, FUNDS)
         apply_entry(conn, [fund])
+    for n in (ALERTED, WITH_PLANS):
+        conn.execute(
+            "INSERT INTO accounts (id, name, tier, created_at_ms, has_plans) VALUES (?, ?, 'enterprise', 0, ?)",
+            (wallets[n], wallets[n], int(n == WITH_PLANS)),
+        )
+    conn.execute(
+        "INSERT INTO alert_settings (account_id, balance_below_nano, updated_at_ms) VALUES (?, ?, 0)",
+        (wallets[ALERTED], ALERT_BELOW),
+    )
     conn.execute("COMMIT")
 
 
@@ -87,8 +106,11 @@ def _reservation(request_id: str, wallet: str, amount: int, variant: int) -> Tra
     return Transfer(f"{request_id}.reserve", Kind.PENDING, debit, credit, asset, amount)
 
 
-def _settlement(request_id: str, pending: Transfer, amount: int, variant: int) -> tuple[list[Transfer], str]:
-    """A settlement of ``pending`` in one of its variants, and the account whose balance it asks."""
+def _settlement(
+    request_id: str, pending: Transfer, amount: int, variant: int, other: str = ""
+) -> tuple[list[Transfer], str]:
+    """A settlement of ``pending`` in one of its variants, and the account whose balance it asks (variant 7:
+    ``other``'s)."""
     kind = Kind.VOID if variant == 1 else Kind.POST
     cost = 0 if variant == 1 else min(amount, pending.amount) if variant != 2 else pending.amount + 1
     pending_id = f"nobody{request_id}.reserve" if variant == 3 else pending.id
@@ -100,24 +122,24 @@ def _settlement(request_id: str, pending: Transfer, amount: int, variant: int) -
         if variant in (1, 6)
         else [post, Transfer(f"{request_id}.pay", Kind.POSTED, names.ESCROW, pay_to, pending.asset, cost)]
     )
-    balance_of = names.wallet(WALLETS[0]) if variant == 7 else pending.debit_account
+    balance_of = names.wallet(other) if variant == 7 else pending.debit_account
     return settle, balance_of
 
 
-def _calls(plan: list[list[Job]], reserved: list[tuple[str, str, Transfer]]) -> Iterator[list[list[Any]]]:
-    """Each batch's jobs, as the writer sends them, one per customer account; ``reserved`` gathers the
-    reservations of earlier batches (request, wallet, transfer)."""
+def _calls(plan: list[list[Job]], wallets: list[str]) -> Iterator[list[list[Any]]]:
+    """Each batch's jobs, as the writer sends them, one per customer account."""
+    reserved: list[tuple[str, str, Transfer]] = []  # of earlier batches: (request, wallet, transfer)
     for batch in plan:
         calls: list[list[Any]] = []
         touched: set[str] = set()
         made: list[tuple[str, str, Transfer]] = []
         for what, wallet_n, amount, variant, which in batch:
-            wallet = (*WALLETS, MISSING)[wallet_n]
+            wallet = (*wallets, MISSING)[wallet_n]
             request_id = f"c{next(_ids)}"
             if what == "settle" and reserved:
                 request_id, wallet, pending = reserved[which % len(reserved)]
-            # the accounts the job touches: its wallet, and w0 for a settlement asking w0's balance
-            needs = {wallet, WALLETS[0]} if what == "settle" and variant == 7 else {wallet}
+            # the accounts the job touches: its wallet, and the first for a settlement asking its balance
+            needs = {wallet, wallets[0]} if what == "settle" and variant == 7 else {wallet}
             if needs & touched or (what == "settle" and not reserved):
                 continue
             touched |= needs
@@ -134,7 +156,7 @@ def _calls(plan: list[list[Job]], reserved: list[tuple[str, str, Transfer]]) -> 
                 )
                 calls.append(postgres.entry_statement([fund], request_id)())
             else:
-                transfers, balance_of = _settlement(request_id, pending, amount, variant)
+                transfers, balance_of = _settlement(request_id, pending, amount, variant, wallets[0])
                 event = usage_event(request_id, wallet, cost_nano=transfers[0].amount)
                 calls.append(postgres.settle_statement(transfers, event, balance_of)())
         reserved.extend(made)
@@ -152,7 +174,8 @@ def _by_batch(conn: Conn, calls: list[list[Any]], now: int) -> list[Any]:
 
 
 def _one_by_one(conn: Conn, calls: list[list[Any]], now: int) -> list[Any]:
-    """The same jobs through the generic functions, one by one."""
+    """The same jobs through the generic functions, one by one (a reservation job through ``suanli_reserve``,
+    which checks the account's plans first)."""
     conn.execute("BEGIN")
     answers = [_generic(conn, call, now) for call in calls]
     conn.execute("COMMIT")
@@ -168,8 +191,15 @@ def _generic(conn: Conn, call: list[Any], now: int) -> list[Any]:
             (orjson.dumps(call[1]).decode(), call[2], OWNER, now, orjson.dumps(call[3]).decode(), call[4]),
         ).fetchone()
         return list(row)
-    entry, request_id = (call[3], call[4]) if kind == "reserve" else (call[1], call[2])
-    row = conn.execute("SELECT suanli_entry(?::jsonb, ?, ?, ?)", (orjson.dumps(entry).decode(), request_id, OWNER, now))
+    if kind == "reserve":
+        row = conn.execute(
+            "SELECT suanli_reserve(?, ?, ?::jsonb, ?, ?, ?)",
+            (call[1], call[2], orjson.dumps(call[3]).decode(), call[4], OWNER, now),
+        )
+    else:
+        row = conn.execute(
+            "SELECT suanli_entry(?::jsonb, ?, ?, ?)", (orjson.dumps(call[1]).decode(), call[2], OWNER, now)
+        )
     return [row.fetchone()[0]]
 
 
@@ -181,6 +211,9 @@ def _state(conn: Conn) -> tuple[Any, ...]:
         sorted(all_balances(conn), key=lambda b: b.account_id),
         conn.execute("SELECT transfer_id, request_id, owner FROM open_pending ORDER BY transfer_id").fetchall(),
         conn.execute("SELECT request_id, cost_nano FROM usage_events ORDER BY request_id").fetchall(),
+        conn.execute(
+            "SELECT id, account_id, type, subject, level, amount, total FROM alert_events ORDER BY id"
+        ).fetchall(),
     )
 
 
@@ -190,8 +223,10 @@ def test_the_common_jobs_as_a_set_answer_and_write_as_the_generic_functions_one_
     pair: Pair, plan: list[list[Job]]
 ) -> None:
     by_batch, one_by_one = pair
-    reserved: list[tuple[str, str, Transfer]] = []
-    for n, calls in enumerate(_calls(plan, reserved)):
+    wallets = [f"e{next(_ids)}w{n}" for n in range(WALLETS)]
+    for conn in pair:
+        _open_wallets(conn, wallets)
+    for n, calls in enumerate(_calls(plan, wallets)):
         if not calls:
             continue
         now = 1_000 + n
